@@ -1,0 +1,318 @@
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use hotline_model::{Event, EventBody, EventKind, Ticket, TicketDraft};
+use http::{HeaderMap, Method, StatusCode};
+use uuid::Uuid;
+
+/// A canonical message on its way to one partner.
+#[derive(Debug, Clone)]
+pub struct OutboundMessage {
+    /// Stable across every attempt: the partner deduplicates on it.
+    pub message_id: Uuid,
+    /// The ticket as it stands when the attempt is made.
+    pub ticket: Ticket,
+    pub event: Event,
+}
+
+/// A request in the partner's own dialect, ready to send.
+#[derive(Debug, Clone)]
+pub struct WireRequest {
+    pub method: Method,
+    pub url: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// What the partner answered.
+#[derive(Debug, Clone)]
+pub struct WireResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl WireResponse {
+    pub fn new(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(content_type),
+        );
+        Self {
+            status,
+            headers,
+            body: body.into(),
+        }
+    }
+}
+
+/// How one delivery attempt ended, as far as the delivery engine needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The partner took the message; `partner_ref` is its own ticket number when it gave one.
+    Acknowledged { partner_ref: Option<String> },
+    /// The partner only confirmed receipt; its real acknowledgement arrives later as its own
+    /// message. Without it by `within`, the message is sent again.
+    AwaitingAck { within: Duration },
+    /// Worth trying again (timeouts, connection errors, 408, 429, 5xx, retryable partner codes).
+    Retryable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// Trying again cannot help (other 4xx, permanent partner codes).
+    Permanent { reason: String },
+    /// The partner does not take this message type at all.
+    Unsupported { reason: String },
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Acknowledged { .. } => "acknowledged",
+            Self::AwaitingAck { .. } => "awaiting_ack",
+            Self::Retryable { .. } => "retryable",
+            Self::Permanent { .. } => "permanent",
+            Self::Unsupported { .. } => "unsupported",
+        }
+    }
+
+    pub fn error_text(&self) -> Option<&str> {
+        match self {
+            Self::Retryable { reason, .. }
+            | Self::Permanent { reason }
+            | Self::Unsupported { reason } => Some(reason),
+            Self::Acknowledged { .. } | Self::AwaitingAck { .. } => None,
+        }
+    }
+}
+
+/// One attempt, fully described, for the record.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub outcome: Outcome,
+    pub http_status: Option<u16>,
+    /// The partner's own result code when its dialect has one.
+    pub partner_code: Option<String>,
+    pub duration: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("partner does not support message type `{0}`")]
+    Unsupported(EventKind),
+    #[error("cannot encode field `{field}`: {reason}")]
+    Field { field: String, reason: String },
+    #[error("signing failed: {0}")]
+    Signing(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("request could not be built: {0}")]
+    Request(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl TransportError {
+    fn outcome(&self) -> Outcome {
+        match self {
+            Self::Request(reason) => Outcome::Permanent {
+                reason: reason.clone(),
+            },
+            other => Outcome::Retryable {
+                reason: other.to_string(),
+                retry_after: None,
+            },
+        }
+    }
+}
+
+/// An HTTP request a partner made to its ingress, `/partners/{partner}/{path}`.
+#[derive(Debug, Clone)]
+pub struct InboundRequest {
+    pub method: Method,
+    /// What follows `/partners/{partner}/`.
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// How a partner refers to one of the gateway's tickets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketRef {
+    /// The gateway's id, as the partner received it with the dispatch.
+    Gateway(Uuid),
+    /// The partner's own number for the ticket.
+    Partner(String),
+}
+
+/// A partner's message, decoded into canonical terms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    /// A new ticket from the partner (转办 to 12348).
+    Ticket {
+        message_id: Option<String>,
+        partner_number: String,
+        draft: TicketDraft,
+    },
+    /// A business message about an existing ticket (签收, 退回, 办结 ...).
+    Event {
+        message_id: Option<String>,
+        ticket: TicketRef,
+        body: EventBody,
+    },
+    /// A late acknowledgement of one of our deliveries.
+    Ack {
+        /// The message id we sent.
+        message_id: Uuid,
+        partner_ref: Option<String>,
+        /// `false` when the partner refused the message after all.
+        accepted: bool,
+        reason: Option<String>,
+    },
+}
+
+/// What the gateway did with an inbound message, for the adapter to answer in its dialect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngressReply {
+    TicketAccepted { ticket_id: Uuid, duplicate: bool },
+    EventRecorded { ticket_id: Uuid, duplicate: bool },
+    AckApplied { known: bool },
+}
+
+/// A refused inbound message: the status, a stable code, the field at fault and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {}{reason}", field.as_deref().map(|f| format!("{f}: ")).unwrap_or_default())]
+pub struct IngressError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+impl IngressError {
+    pub fn malformed(field: Option<String>, reason: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "malformed",
+            field,
+            reason: reason.into(),
+        }
+    }
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid",
+            field: Some(field.into()),
+            reason: reason.into(),
+        }
+    }
+    pub fn unauthorized(reason: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            code: "bad_signature",
+            field: None,
+            reason: reason.into(),
+        }
+    }
+    pub fn not_found(reason: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            field: None,
+            reason: reason.into(),
+        }
+    }
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            field: None,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// One partner, as the gateway sees it.
+#[async_trait]
+pub trait Adapter: Send + Sync + 'static {
+    /// The partner id (`12345`, `legal-aid`, ...).
+    fn partner(&self) -> &str;
+    /// Whether the partner takes this message type at all.
+    fn supports(&self, kind: EventKind) -> bool;
+    /// Canonical → the partner's wire request, signed.
+    fn encode(&self, msg: &OutboundMessage) -> Result<WireRequest, EncodeError>;
+    /// Puts the request on the partner's transport.
+    async fn send(&self, req: WireRequest) -> Result<WireResponse, TransportError>;
+    /// Reads the partner's answer to a delivery.
+    fn classify(&self, resp: &WireResponse) -> Outcome;
+    /// The partner's own result code in an answer, if its dialect has one.
+    fn partner_code(&self, _resp: &WireResponse) -> Option<String> {
+        None
+    }
+    /// Partner wire → canonical, after checking the signature.
+    fn decode(&self, req: &InboundRequest) -> Result<Inbound, IngressError>;
+    /// The answer to an accepted inbound message, in the partner's dialect.
+    fn respond(&self, reply: &IngressReply) -> WireResponse;
+    /// The answer to a refused inbound message, in the partner's dialect.
+    fn reject(&self, err: &IngressError) -> WireResponse;
+}
+
+/// One delivery attempt: encode, send, classify, timed.
+pub async fn deliver(adapter: &dyn Adapter, msg: &OutboundMessage) -> Attempt {
+    let started = Instant::now();
+    let kind = msg.event.kind();
+    if !adapter.supports(kind) {
+        return Attempt {
+            outcome: Outcome::Unsupported {
+                reason: format!(
+                    "partner {} does not support message type `{kind}`",
+                    adapter.partner()
+                ),
+            },
+            http_status: None,
+            partner_code: None,
+            duration: started.elapsed(),
+        };
+    }
+    let req = match adapter.encode(msg) {
+        Ok(req) => req,
+        Err(e) => {
+            let outcome = match e {
+                EncodeError::Unsupported(_) => Outcome::Unsupported {
+                    reason: e.to_string(),
+                },
+                _ => Outcome::Permanent {
+                    reason: e.to_string(),
+                },
+            };
+            return Attempt {
+                outcome,
+                http_status: None,
+                partner_code: None,
+                duration: started.elapsed(),
+            };
+        }
+    };
+    match adapter.send(req).await {
+        Ok(resp) => Attempt {
+            outcome: adapter.classify(&resp),
+            http_status: Some(resp.status.as_u16()),
+            partner_code: adapter.partner_code(&resp),
+            duration: started.elapsed(),
+        },
+        Err(e) => Attempt {
+            outcome: e.outcome(),
+            http_status: None,
+            partner_code: None,
+            duration: started.elapsed(),
+        },
+    }
+}
