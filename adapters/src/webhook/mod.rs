@@ -60,6 +60,15 @@ pub enum SettingsError {
     Transport(#[from] TransportError),
 }
 
+/// Whether `secret` is usable: `whsec_` + base64 of at least 16 bytes (the prefix is optional).
+pub fn is_valid_secret(secret: &str) -> bool {
+    use base64::Engine as _;
+    let raw = secret.strip_prefix("whsec_").unwrap_or(secret);
+    base64::engine::general_purpose::STANDARD
+        .decode(raw)
+        .is_ok_and(|key| key.len() >= 16)
+}
+
 impl WebhookAdapter {
     pub fn new(settings: WebhookSettings) -> Result<Self, SettingsError> {
         let signer = Webhook::new(&settings.signing_secret).map_err(|_| SettingsError::Secret {

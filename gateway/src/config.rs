@@ -1,0 +1,492 @@
+//! Configuration: one TOML file, overridable by environment variables, checked as a whole.
+//!
+//! Environment overrides: `HOTLINE_GATEWAY__<SECTION>__<KEY>=<value>` sets `section.key`
+//! (lower-cased; `__` separates levels), e.g. `HOTLINE_GATEWAY__SERVER__LISTEN=0.0.0.0:8348` or
+//! `HOTLINE_GATEWAY__PARTNERS__DEMO__SIGNING_SECRET=whsec_…`. Values are read as TOML values
+//! when they parse as one (numbers, booleans), as strings otherwise.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub const ENV_PREFIX: &str = "HOTLINE_GATEWAY__";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    /// Partners by id (`12345`, `legal-aid`, ...).
+    #[serde(default)]
+    pub partners: BTreeMap<String, PartnerConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerConfig {
+    /// Address the HTTP API and the partner ingress listen on.
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Deadline for reading a request and answering it.
+    #[serde(default = "defaults::request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: defaults::listen(),
+            max_body_bytes: defaults::max_body_bytes(),
+            request_timeout: defaults::request_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    Sqlite,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreConfig {
+    #[serde(default)]
+    pub kind: StoreKind,
+    /// SQLite database file (created with its directory when missing).
+    #[serde(default = "defaults::db_path")]
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Sqlite,
+            path: defaults::db_path(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryConfig {
+    /// How long a worker holds a claimed delivery; after that, another worker may take it.
+    #[serde(default = "defaults::lease", with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often idle workers look for due deliveries (new ones wake them at once).
+    #[serde(default = "defaults::poll_interval", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Most deliveries one worker claims at a time.
+    #[serde(default = "defaults::claim_batch")]
+    pub claim_batch: u32,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            lease: defaults::lease(),
+            poll_interval: defaults::poll_interval(),
+            claim_batch: defaults::claim_batch(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdapterKind {
+    /// Canonical JSON over HTTP, signed the Standard Webhooks way.
+    Webhook,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartnerConfig {
+    pub adapter: AdapterKind,
+    /// Where deliveries to the partner go.
+    pub url: String,
+    /// Secret we sign deliveries with (`whsec_` + base64).
+    pub signing_secret: String,
+    /// Secret the partner signs its messages to us with (`whsec_` + base64).
+    pub verify_secret: String,
+    /// Deadline of one delivery request.
+    #[serde(default = "defaults::timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How long to wait for an asynchronous acknowledgement before sending again.
+    #[serde(default = "defaults::ack_timeout", with = "humantime_serde")]
+    pub ack_timeout: Duration,
+    /// Most deliveries in flight to this partner at once.
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: u32,
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// Exponential backoff with jitter. The defaults (5 s × 4ⁿ, capped at 10 h, 10 attempts) spread
+/// retries over about a day: seconds first, then minutes, then hours.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetryConfig {
+    #[serde(default = "defaults::min_delay", with = "humantime_serde")]
+    pub min_delay: Duration,
+    #[serde(default = "defaults::max_delay", with = "humantime_serde")]
+    pub max_delay: Duration,
+    #[serde(default = "defaults::factor")]
+    pub factor: f32,
+    /// Attempts in all, the first included, before the delivery is dead-lettered.
+    #[serde(default = "defaults::max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "defaults::jitter")]
+    pub jitter: bool,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            min_delay: defaults::min_delay(),
+            max_delay: defaults::max_delay(),
+            factor: defaults::factor(),
+            max_attempts: defaults::max_attempts(),
+            jitter: defaults::jitter(),
+        }
+    }
+}
+
+mod defaults {
+    use super::*;
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8348))
+    }
+    pub fn max_body_bytes() -> usize {
+        1024 * 1024
+    }
+    pub fn request_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn db_path() -> PathBuf {
+        PathBuf::from("data/gateway.db")
+    }
+    pub fn lease() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn poll_interval() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn claim_batch() -> u32 {
+        64
+    }
+    pub fn timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn ack_timeout() -> Duration {
+        Duration::from_secs(15 * 60)
+    }
+    pub fn concurrency() -> u32 {
+        8
+    }
+    pub fn min_delay() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn max_delay() -> Duration {
+        Duration::from_secs(10 * 3600)
+    }
+    pub fn factor() -> f32 {
+        4.0
+    }
+    pub fn max_attempts() -> u32 {
+        10
+    }
+    pub fn jitter() -> bool {
+        true
+    }
+}
+
+/// One problem in a configuration, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `partners.12345.url`.
+    pub key: String,
+    /// 1-based line in the file, when the key (or its table) is there.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug, Clone)]
+pub struct Problems {
+    pub file: PathBuf,
+    pub list: Vec<Problem>,
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.list.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", self.file.display())?;
+            if let Some(line) = p.line {
+                write!(f, ":{line}")?;
+            }
+            if p.key.is_empty() {
+                write!(f, ": {}", p.message)?;
+            } else {
+                write!(f, ": `{}`: {}", p.key, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+impl Config {
+    /// Reads, overrides from the environment and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, Problems> {
+        let text = std::fs::read_to_string(path).map_err(|e| Problems {
+            file: path.to_owned(),
+            list: vec![Problem {
+                key: String::new(),
+                line: None,
+                message: format!("cannot read: {e}"),
+            }],
+        })?;
+        Self::from_toml(&text, std::env::vars()).map_err(|list| Problems {
+            file: path.to_owned(),
+            list,
+        })
+    }
+
+    /// Parses TOML `text`, applies `env` overrides and checks the result.
+    pub fn from_toml(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, Vec<Problem>> {
+        let locate = Locator::new(text);
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| {
+            vec![Problem {
+                key: String::new(),
+                line: e.span().map(|s| locate.line_of(s.start)),
+                message: e.message().trim().to_owned(),
+            }]
+        })?;
+        apply_env(&mut table, env);
+
+        let mut problems = Vec::new();
+        let mut track = serde_path_to_error::Track::new();
+        let de = serde_path_to_error::Deserializer::new(toml::Value::Table(table), &mut track);
+        let parsed = serde_ignored::deserialize(de, |path| {
+            let key = path.to_string();
+            problems.push(Problem {
+                line: locate.line(&key),
+                key,
+                message: "unknown key".into(),
+            });
+        });
+        let config: Config = match parsed {
+            Ok(c) => c,
+            Err(e) => {
+                let key = track.path().to_string();
+                let key = if key == "." { String::new() } else { key };
+                // The message may repeat the key on a second line; the key is reported apart.
+                let message = e.to_string();
+                let message = message.lines().next().unwrap_or_default().trim().to_owned();
+                problems.push(Problem {
+                    line: locate.line(&key),
+                    key,
+                    message,
+                });
+                return Err(problems);
+            }
+        };
+        for (key, message) in config.check() {
+            problems.push(Problem {
+                line: locate.line(&key),
+                key,
+                message,
+            });
+        }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Problems a type cannot express, as (key, message).
+    pub fn check(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut bad = |key: String, msg: String| out.push((key, msg));
+        if self.server.max_body_bytes < 1024 {
+            bad(
+                "server.max_body_bytes".into(),
+                "must be at least 1024".into(),
+            );
+        }
+        if self.delivery.claim_batch == 0 {
+            bad("delivery.claim_batch".into(), "must be at least 1".into());
+        }
+        if self.delivery.poll_interval.is_zero() {
+            bad("delivery.poll_interval".into(), "must be positive".into());
+        }
+        for (id, p) in &self.partners {
+            let key = |k: &str| format!("partners.{id}.{k}");
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                bad(
+                    format!("partners.{id}"),
+                    "partner ids use lowercase letters, digits and '-'".into(),
+                );
+            }
+            if id == hotline_model::HOME {
+                bad(
+                    format!("partners.{id}"),
+                    "12348 is the home system, not a partner".into(),
+                );
+            }
+            match reqwest::Url::parse(&p.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                Ok(u) => bad(
+                    key("url"),
+                    format!("scheme `{}` is not http or https", u.scheme()),
+                ),
+                Err(e) => bad(key("url"), format!("not a URL: {e}")),
+            }
+            for (name, secret) in [
+                ("signing_secret", &p.signing_secret),
+                ("verify_secret", &p.verify_secret),
+            ] {
+                if !hotline_adapters::webhook::is_valid_secret(secret) {
+                    bad(
+                        key(name),
+                        "must be `whsec_` followed by base64 of at least 16 bytes".into(),
+                    );
+                }
+            }
+            if p.timeout.is_zero() {
+                bad(key("timeout"), "must be positive".into());
+            } else if p.timeout >= self.delivery.lease {
+                bad(
+                    key("timeout"),
+                    format!(
+                        "must be shorter than delivery.lease ({}), or a slow request would be \
+                         sent twice",
+                        humantime::format_duration(self.delivery.lease)
+                    ),
+                );
+            }
+            if !(1..=1024).contains(&p.concurrency) {
+                bad(key("concurrency"), "must be between 1 and 1024".into());
+            }
+            let r = &p.retry;
+            if r.min_delay.is_zero() {
+                bad(key("retry.min_delay"), "must be positive".into());
+            }
+            if r.max_delay < r.min_delay {
+                bad(
+                    key("retry.max_delay"),
+                    "must not be less than retry.min_delay".into(),
+                );
+            }
+            if !(r.factor >= 1.0 && r.factor.is_finite()) {
+                bad(
+                    key("retry.factor"),
+                    "must be a number of at least 1.0".into(),
+                );
+            }
+            if r.max_attempts == 0 {
+                bad(key("retry.max_attempts"), "must be at least 1".into());
+            }
+        }
+        out
+    }
+}
+
+/// Applies `HOTLINE_GATEWAY__A__B=v` overrides to the table.
+fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) {
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+        if path.iter().any(String::is_empty) {
+            continue;
+        }
+        let value = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(raw));
+        let (last, parents) = path.split_last().expect("split yields one part at least");
+        let mut at = &mut *table;
+        for p in parents {
+            let entry = at
+                .entry(p.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            let toml::Value::Table(t) = entry else {
+                unreachable!("made a table just above")
+            };
+            at = t;
+        }
+        at.insert(last.clone(), value);
+    }
+}
+
+/// Finds the line of a dotted key in the original text.
+struct Locator {
+    doc: Option<toml_edit::Document<String>>,
+    line_starts: Vec<usize>,
+}
+
+impl Locator {
+    fn new(text: &str) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self {
+            doc: toml_edit::Document::parse(text.to_owned()).ok(),
+            line_starts,
+        }
+    }
+
+    fn line_of(&self, offset: usize) -> usize {
+        self.line_starts.partition_point(|&s| s <= offset)
+    }
+
+    /// The line of the deepest part of `key` that is in the file.
+    fn line(&self, key: &str) -> Option<usize> {
+        let doc = self.doc.as_ref()?;
+        let mut item = doc.as_item();
+        let mut span = None;
+        for part in key.split('.').filter(|p| !p.is_empty()) {
+            let part = part.split('[').next().unwrap_or(part);
+            match item.get(part) {
+                Some(next) => {
+                    item = next;
+                    span = next.span().or(span);
+                    if let Some(table) = next.as_table()
+                        && let Some(s) = table.span()
+                    {
+                        span = Some(s);
+                    }
+                }
+                None => break,
+            }
+        }
+        span.map(|s| self.line_of(s.start))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,106 @@
+//! Durable state behind one trait: tickets, their events, the delivery outbox and its attempts.
+//!
+//! [`sqlite::SqliteStore`] is the embedded default. Every method is a business operation and is
+//! atomic; nothing is acknowledged to a caller before it is committed to disk.
+
+mod sqlite;
+mod types;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hotline_model::{Event, Ticket};
+use uuid::Uuid;
+
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Corrupt(e.to_string())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new ticket with its first event and an outbox row per target, unless one of
+    /// `keys` was already used by the same origin, in which case nothing is written.
+    async fn accept_ticket(&self, cmd: NewTicket) -> Result<Accepted>;
+
+    /// Stores an event on an existing ticket (and the ticket's new status, and an outbox row per
+    /// target), unless one of `keys` was already used by the same source.
+    async fn record_event(&self, cmd: NewEvent) -> Result<Accepted>;
+
+    /// The ticket a system knows by its own number.
+    async fn resolve_number(&self, system: &str, number: &str) -> Result<Option<Uuid>>;
+
+    async fn ticket(&self, id: Uuid) -> Result<Option<Ticket>>;
+    async fn tickets(&self, q: &TicketQuery) -> Result<Vec<Ticket>>;
+    async fn events(&self, ticket_id: Uuid) -> Result<Vec<Event>>;
+
+    async fn delivery(&self, id: Uuid) -> Result<Option<Delivery>>;
+    async fn deliveries(&self, q: &DeliveryQuery) -> Result<Vec<Delivery>>;
+    /// Every attempt of every delivery of a ticket, oldest first.
+    async fn attempts_for_ticket(&self, ticket_id: Uuid) -> Result<Vec<AttemptRecord>>;
+
+    /// Takes up to `limit` due deliveries to `partner` under a lease of `lease`: pending and
+    /// retrying rows whose time has come, and rows whose lease expired (a crashed worker). A row
+    /// waits while an earlier row for the same ticket and partner is not yet acknowledged.
+    async fn claim(
+        &self,
+        partner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Claim>>;
+
+    /// Records an attempt and moves the delivery on. Returns `false` when the lease was lost
+    /// (the row was re-claimed or acknowledged meanwhile); the attempt is recorded regardless.
+    async fn finish_attempt(
+        &self,
+        claim: &ClaimToken,
+        attempt: AttemptRecord,
+        next: Next,
+    ) -> Result<bool>;
+
+    /// Applies a partner's asynchronous acknowledgement of the message we sent as `message_id`.
+    async fn acknowledge(
+        &self,
+        partner: &str,
+        message_id: Uuid,
+        ack: LateAck,
+    ) -> Result<Option<Delivery>>;
+
+    /// Puts a dead delivery back in the queue with a fresh retry budget.
+    async fn retry(&self, id: Uuid, now: DateTime<Utc>) -> Result<RetryResult>;
+
+    /// When the next delivery to `partner` falls due, if any is waiting.
+    async fn next_due(&self, partner: &str) -> Result<Option<DateTime<Utc>>>;
+
+    /// Outbox row counts by partner and status.
+    async fn delivery_counts(&self) -> Result<Vec<StatusCount>>;
+
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<()>;
+}

@@ -1,0 +1,837 @@
+//! The embedded default: SQLite in WAL mode with `synchronous=FULL`.
+//!
+//! All writes go through one writer task that owns the only write connection. It takes every
+//! write waiting in its queue, runs each in its own savepoint inside one transaction and commits
+//! them together: one fsync for the whole batch (group commit), and no `SQLITE_BUSY` between
+//! writers. A caller's future resolves only after the commit, so whatever it then acknowledges is
+//! on disk. Reads use a separate pool of read-only connections.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hotline_model::{Event, EventKind, Ticket, TicketDraft, TicketStatus};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Row, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::*;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Writes committed together at most.
+const MAX_BATCH: usize = 512;
+
+const OPEN_STATUSES: &str = "('pending', 'retrying', 'sending', 'awaiting_ack')";
+/// Statuses that let the next message for the same ticket and partner go.
+const SETTLED_STATUSES: &str = "('acknowledged', 'skipped')";
+
+pub struct SqliteStore {
+    writer: mpsc::Sender<Box<dyn WriteJob>>,
+    read: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Database(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-16000")
+            .disable_statement_logging();
+        let mut conn = opts.connect().await?;
+        MIGRATOR
+            .run(&mut conn)
+            .await
+            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(opts.read_only(true))
+            .await?;
+        let (writer, rx) = mpsc::channel(8192);
+        tokio::spawn(writer_loop(conn, rx));
+        Ok(Self { writer, read })
+    }
+
+    /// Runs `f` inside the next group commit; resolves after the commit.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFut<'c, Result<T>> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(Box::new(Job { f, tx }))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+type BoxFut<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
+
+trait WriteJob: Send {
+    fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection) -> BoxFut<'c, Box<dyn Finish>>;
+    fn abort(self: Box<Self>, err: StoreError);
+}
+
+trait Finish: Send {
+    fn failed(&self) -> bool;
+    fn finish(self: Box<Self>, commit: Result<()>);
+}
+
+struct Job<F, T> {
+    f: F,
+    tx: oneshot::Sender<Result<T>>,
+}
+
+struct Done<T> {
+    result: Result<T>,
+    tx: oneshot::Sender<Result<T>>,
+}
+
+impl<F, T> WriteJob for Job<F, T>
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFut<'c, Result<T>> + Send + 'static,
+{
+    fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection) -> BoxFut<'c, Box<dyn Finish>> {
+        let Job { f, tx } = *self;
+        Box::pin(async move {
+            let result = f(conn).await;
+            Box::new(Done { result, tx }) as Box<dyn Finish>
+        })
+    }
+
+    fn abort(self: Box<Self>, err: StoreError) {
+        let _ = self.tx.send(Err(err));
+    }
+}
+
+impl<T: Send> Finish for Done<T> {
+    fn failed(&self) -> bool {
+        self.result.is_err()
+    }
+    fn finish(self: Box<Self>, commit: Result<()>) {
+        let _ = self.tx.send(commit.and(self.result));
+    }
+}
+
+async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<()> {
+    sqlx::query(sql).execute(conn).await?;
+    Ok(())
+}
+
+async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
+    let mut jobs: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let batch = std::mem::take(&mut jobs);
+        metrics::histogram!("hotline_store_commit_batch_size").record(batch.len() as f64);
+        if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE").await {
+            batch.into_iter().for_each(|j| j.abort(e.clone()));
+            continue;
+        }
+        let mut done = Vec::with_capacity(batch.len());
+        let mut broken: Option<StoreError> = None;
+        for job in batch {
+            if let Some(e) = &broken {
+                job.abort(e.clone());
+                continue;
+            }
+            if let Err(e) = exec(&mut conn, "SAVEPOINT job").await {
+                job.abort(e.clone());
+                broken = Some(e);
+                continue;
+            }
+            let d = job.run(&mut conn).await;
+            let mut end = Ok(());
+            if d.failed() {
+                end = exec(&mut conn, "ROLLBACK TO job").await;
+            }
+            if let Err(e) = end.and(exec(&mut conn, "RELEASE job").await) {
+                broken = Some(e);
+            }
+            done.push(d);
+        }
+        let commit = match broken {
+            Some(e) => Err(e),
+            None => exec(&mut conn, "COMMIT").await,
+        };
+        if commit.is_err() {
+            let _ = exec(&mut conn, "ROLLBACK").await;
+        }
+        for d in done {
+            d.finish(commit.clone());
+        }
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v).ok_or_else(|| StoreError::Corrupt(format!("time {v}")))
+}
+
+fn get_uuid(row: &SqliteRow, col: &str) -> Result<Uuid> {
+    let s: String = row.try_get(col)?;
+    Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+fn get_enum<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> Result<T> {
+    let s: String = row.try_get(col)?;
+    serde_json::from_value(serde_json::Value::String(s))
+        .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+fn enum_str<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => format!("{other:?}"),
+    }
+}
+
+const DELIVERY_COLUMNS: &str = "d.id, d.ticket_id, d.event_id, d.partner, d.message_id, d.kind, \
+     d.status, d.attempts, d.round_base, d.due_at, d.partner_ref, d.last_error, d.created_at, \
+     d.updated_at, d.acked_at";
+
+fn delivery_from_row(row: &SqliteRow) -> Result<Delivery> {
+    let kind: String = row.try_get("kind")?;
+    let status: String = row.try_get("status")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    let round_base: i64 = row.try_get("round_base")?;
+    Ok(Delivery {
+        id: get_uuid(row, "id")?,
+        ticket_id: get_uuid(row, "ticket_id")?,
+        event_id: get_uuid(row, "event_id")?,
+        partner: row.try_get("partner")?,
+        message_id: get_uuid(row, "message_id")?,
+        message_type: EventKind::from_str(&kind).map_err(StoreError::Corrupt)?,
+        status: DeliveryStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("delivery status {status}")))?,
+        attempts: attempts as u32,
+        attempts_this_round: (attempts - round_base) as u32,
+        due_at: from_ms(row.try_get("due_at")?)?,
+        partner_ref: row.try_get("partner_ref")?,
+        last_error: row.try_get("last_error")?,
+        created_at: from_ms(row.try_get("created_at")?)?,
+        updated_at: from_ms(row.try_get("updated_at")?)?,
+        acked_at: row
+            .try_get::<Option<i64>, _>("acked_at")?
+            .map(from_ms)
+            .transpose()?,
+    })
+}
+
+const TICKET_COLUMNS: &str = "t.id, t.origin, t.external_id, t.status, t.draft, t.created_at, \
+     t.updated_at";
+
+fn ticket_from_row(row: &SqliteRow, numbers: BTreeMap<String, String>) -> Result<Ticket> {
+    let draft: String = row.try_get("draft")?;
+    let draft: TicketDraft = serde_json::from_str(&draft)?;
+    Ok(Ticket {
+        id: get_uuid(row, "id")?,
+        origin: row.try_get("origin")?,
+        external_id: row.try_get("external_id")?,
+        partner_numbers: numbers,
+        status: get_enum(row, "status")?,
+        draft,
+        created_at: from_ms(row.try_get("created_at")?)?,
+        updated_at: from_ms(row.try_get("updated_at")?)?,
+    })
+}
+
+async fn numbers_of(
+    conn: &mut SqliteConnection,
+    ticket_id: Uuid,
+) -> Result<BTreeMap<String, String>> {
+    let rows = sqlx::query("SELECT system, number FROM ticket_numbers WHERE ticket_id = ?")
+        .bind(ticket_id.to_string())
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("system")?, r.try_get("number")?)))
+        .collect()
+}
+
+async fn ticket_with(conn: &mut SqliteConnection, id: Uuid) -> Result<Option<Ticket>> {
+    let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id = ?");
+    let Some(row) = sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let numbers = numbers_of(conn, id).await?;
+    ticket_from_row(&row, numbers).map(Some)
+}
+
+async fn delivery_with(conn: &mut SqliteConnection, id: Uuid) -> Result<Option<Delivery>> {
+    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.id = ?");
+    sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(delivery_from_row)
+        .transpose()
+}
+
+/// Returns the earlier ticket and event when one of `keys` was already used by `source`.
+async fn seen(
+    conn: &mut SqliteConnection,
+    source: &str,
+    keys: &[String],
+) -> Result<Option<(Uuid, Uuid)>> {
+    for key in keys {
+        if let Some(row) =
+            sqlx::query("SELECT ticket_id, event_id FROM inbound_keys WHERE source = ? AND key = ?")
+                .bind(source)
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await?
+        {
+            return Ok(Some((
+                get_uuid(&row, "ticket_id")?,
+                get_uuid(&row, "event_id")?,
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Writes an event with its idempotency keys, numbers and outbox rows.
+async fn insert_event(
+    conn: &mut SqliteConnection,
+    event: &Event,
+    keys: &[String],
+    numbers: &[(String, String)],
+    targets: &[String],
+) -> Result<Vec<Uuid>> {
+    let now = ms(Utc::now());
+    let ticket_id = event.ticket_id.to_string();
+    let event_id = event.id.to_string();
+    sqlx::query(
+        "INSERT INTO events (id, ticket_id, kind, source, at, body) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&event_id)
+    .bind(&ticket_id)
+    .bind(event.kind().as_str())
+    .bind(&event.source)
+    .bind(ms(event.at))
+    .bind(serde_json::to_string(event)?)
+    .execute(&mut *conn)
+    .await?;
+    for key in keys {
+        sqlx::query(
+            "INSERT INTO inbound_keys (source, key, ticket_id, event_id) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&event.source)
+        .bind(key)
+        .bind(&ticket_id)
+        .bind(&event_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for (system, number) in numbers {
+        sqlx::query(
+            "INSERT OR IGNORE INTO ticket_numbers (system, number, ticket_id) VALUES (?, ?, ?)",
+        )
+        .bind(system)
+        .bind(number)
+        .bind(&ticket_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let mut ids = Vec::with_capacity(targets.len());
+    for partner in targets {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO deliveries (id, ticket_id, event_id, partner, message_id, kind, status, \
+             due_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(&ticket_id)
+        .bind(&event_id)
+        .bind(partner)
+        .bind(Uuid::now_v7().to_string())
+        .bind(event.kind().as_str())
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+async fn remember_partner_ref(
+    conn: &mut SqliteConnection,
+    delivery_id: Uuid,
+    partner_ref: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO ticket_numbers (system, number, ticket_id) \
+         SELECT partner, ?, ticket_id FROM deliveries WHERE id = ?",
+    )
+    .bind(partner_ref)
+    .bind(delivery_id.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn accept_ticket(&self, cmd: NewTicket) -> Result<Accepted> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let t = &cmd.ticket;
+                if let Some((ticket_id, event_id)) = seen(conn, &t.origin, &cmd.keys).await? {
+                    return Ok(Accepted::Duplicate {
+                        ticket_id,
+                        event_id,
+                    });
+                }
+                sqlx::query(
+                    "INSERT INTO tickets (id, origin, external_id, status, kind, urgency, draft, \
+                     created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(t.id.to_string())
+                .bind(&t.origin)
+                .bind(&t.external_id)
+                .bind(t.status.as_str())
+                .bind(enum_str(&t.draft.kind))
+                .bind(enum_str(&t.draft.urgency))
+                .bind(serde_json::to_string(&t.draft)?)
+                .bind(ms(t.created_at))
+                .bind(ms(t.updated_at))
+                .execute(&mut *conn)
+                .await?;
+                let deliveries =
+                    insert_event(conn, &cmd.event, &cmd.keys, &cmd.numbers, &cmd.targets).await?;
+                Ok(Accepted::Created {
+                    ticket_id: t.id,
+                    event_id: cmd.event.id,
+                    deliveries,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn record_event(&self, cmd: NewEvent) -> Result<Accepted> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let e = &cmd.event;
+                if let Some((ticket_id, event_id)) = seen(conn, &e.source, &cmd.keys).await? {
+                    return Ok(Accepted::Duplicate {
+                        ticket_id,
+                        event_id,
+                    });
+                }
+                let updated = sqlx::query(
+                    "UPDATE tickets SET status = COALESCE(?, status), updated_at = ? WHERE id = ?",
+                )
+                .bind(cmd.status.map(TicketStatus::as_str))
+                .bind(ms(Utc::now()))
+                .bind(e.ticket_id.to_string())
+                .execute(&mut *conn)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    return Err(StoreError::Conflict(format!("no ticket {}", e.ticket_id)));
+                }
+                let deliveries =
+                    insert_event(conn, e, &cmd.keys, &cmd.numbers, &cmd.targets).await?;
+                Ok(Accepted::Created {
+                    ticket_id: e.ticket_id,
+                    event_id: e.id,
+                    deliveries,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn resolve_number(&self, system: &str, number: &str) -> Result<Option<Uuid>> {
+        let row =
+            sqlx::query("SELECT ticket_id FROM ticket_numbers WHERE system = ? AND number = ?")
+                .bind(system)
+                .bind(number)
+                .fetch_optional(&self.read)
+                .await?;
+        row.map(|r| get_uuid(&r, "ticket_id")).transpose()
+    }
+
+    async fn ticket(&self, id: Uuid) -> Result<Option<Ticket>> {
+        let mut conn = self.read.acquire().await?;
+        ticket_with(&mut conn, id).await
+    }
+
+    async fn tickets(&self, q: &TicketQuery) -> Result<Vec<Ticket>> {
+        let sql = format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets t \
+             WHERE (?1 IS NULL OR t.origin = ?1) AND (?2 IS NULL OR t.status = ?2) \
+               AND (?3 IS NULL OR t.id > ?3) \
+             ORDER BY t.id LIMIT ?4"
+        );
+        let mut conn = self.read.acquire().await?;
+        let rows = sqlx::query(&sql)
+            .bind(&q.origin)
+            .bind(q.status.map(TicketStatus::as_str))
+            .bind(q.after.map(|u| u.to_string()))
+            .bind(page_limit(q.limit))
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let numbers = numbers_of(&mut conn, get_uuid(row, "id")?).await?;
+            out.push(ticket_from_row(row, numbers)?);
+        }
+        Ok(out)
+    }
+
+    async fn events(&self, ticket_id: Uuid) -> Result<Vec<Event>> {
+        let rows = sqlx::query("SELECT body FROM events WHERE ticket_id = ? ORDER BY at, id")
+            .bind(ticket_id.to_string())
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(serde_json::from_str(r.try_get("body")?)?))
+            .collect()
+    }
+
+    async fn delivery(&self, id: Uuid) -> Result<Option<Delivery>> {
+        let mut conn = self.read.acquire().await?;
+        delivery_with(&mut conn, id).await
+    }
+
+    async fn deliveries(&self, q: &DeliveryQuery) -> Result<Vec<Delivery>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d \
+             WHERE (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.partner = ?2) \
+               AND (?3 IS NULL OR d.ticket_id = ?3) AND (?4 IS NULL OR d.id > ?4) \
+             ORDER BY d.id LIMIT ?5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(q.status.map(DeliveryStatus::as_str))
+            .bind(&q.partner)
+            .bind(q.ticket_id.map(|u| u.to_string()))
+            .bind(q.after.map(|u| u.to_string()))
+            .bind(page_limit(q.limit))
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn attempts_for_ticket(&self, ticket_id: Uuid) -> Result<Vec<AttemptRecord>> {
+        let rows = sqlx::query(
+            "SELECT a.* FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
+             WHERE d.ticket_id = ? ORDER BY a.started_at, a.number",
+        )
+        .bind(ticket_id.to_string())
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AttemptRecord {
+                    delivery_id: get_uuid(r, "delivery_id")?,
+                    number: r.try_get::<i64, _>("number")? as u32,
+                    started_at: from_ms(r.try_get("started_at")?)?,
+                    duration_ms: r.try_get::<i64, _>("duration_ms")? as u64,
+                    outcome: r.try_get("outcome")?,
+                    http_status: r
+                        .try_get::<Option<i64>, _>("http_status")?
+                        .map(|s| s as u16),
+                    partner_code: r.try_get("partner_code")?,
+                    error: r.try_get("error")?,
+                    partner_ref: r.try_get("partner_ref")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn claim(
+        &self,
+        partner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Claim>> {
+        let partner = partner.to_owned();
+        let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        self.write(move |conn| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT d.id FROM deliveries d \
+                     WHERE d.partner = ? AND d.status IN {OPEN_STATUSES} AND d.due_at <= ? \
+                       AND NOT EXISTS (SELECT 1 FROM deliveries e \
+                           WHERE e.ticket_id = d.ticket_id AND e.partner = d.partner \
+                             AND e.seq < d.seq AND e.status NOT IN {SETTLED_STATUSES}) \
+                     ORDER BY d.due_at LIMIT ?"
+                );
+                let ids = sqlx::query(&sql)
+                    .bind(&partner)
+                    .bind(ms(now))
+                    .bind(limit)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                let mut claims = Vec::with_capacity(ids.len());
+                for row in &ids {
+                    let id = get_uuid(row, "id")?;
+                    let token = Uuid::now_v7();
+                    sqlx::query(
+                        "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, \
+                         lease_token = ?, due_at = ?, updated_at = ? WHERE id = ?",
+                    )
+                    .bind(token.to_string())
+                    .bind(ms(lease_until))
+                    .bind(ms(now))
+                    .bind(id.to_string())
+                    .execute(&mut *conn)
+                    .await?;
+                    let delivery = delivery_with(conn, id)
+                        .await?
+                        .ok_or_else(|| StoreError::Corrupt(format!("delivery {id} vanished")))?;
+                    let ticket = ticket_with(conn, delivery.ticket_id)
+                        .await?
+                        .ok_or_else(|| StoreError::Corrupt(format!("ticket of {id} missing")))?;
+                    let body: String = sqlx::query_scalar("SELECT body FROM events WHERE id = ?")
+                        .bind(delivery.event_id.to_string())
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    claims.push(Claim {
+                        token: ClaimToken {
+                            delivery_id: id,
+                            lease_token: token,
+                        },
+                        delivery,
+                        ticket,
+                        event: serde_json::from_str(&body)?,
+                    });
+                }
+                Ok(claims)
+            })
+        })
+        .await
+    }
+
+    async fn finish_attempt(
+        &self,
+        claim: &ClaimToken,
+        attempt: AttemptRecord,
+        next: Next,
+    ) -> Result<bool> {
+        let claim = claim.clone();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let now = ms(Utc::now());
+                sqlx::query(
+                    "INSERT OR IGNORE INTO attempts (delivery_id, number, started_at, duration_ms, \
+                     outcome, http_status, partner_code, error, partner_ref) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(attempt.delivery_id.to_string())
+                .bind(attempt.number)
+                .bind(ms(attempt.started_at))
+                .bind(attempt.duration_ms as i64)
+                .bind(&attempt.outcome)
+                .bind(attempt.http_status)
+                .bind(&attempt.partner_code)
+                .bind(&attempt.error)
+                .bind(&attempt.partner_ref)
+                .execute(&mut *conn)
+                .await?;
+                let (status, due, error, partner_ref, acked) = match &next {
+                    Next::Acknowledged { partner_ref } => {
+                        ("acknowledged", None, None, partner_ref.clone(), Some(now))
+                    }
+                    Next::AwaitingAck { until } => {
+                        ("awaiting_ack", Some(ms(*until)), None, None, None)
+                    }
+                    Next::Retry { at, error } => {
+                        ("retrying", Some(ms(*at)), Some(error.clone()), None, None)
+                    }
+                    Next::Dead { error } => ("dead", None, Some(error.clone()), None, None),
+                    Next::Skipped { reason } => ("skipped", None, Some(reason.clone()), None, None),
+                };
+                let updated = sqlx::query(
+                    "UPDATE deliveries SET status = ?, due_at = COALESCE(?, due_at), \
+                     last_error = ?, partner_ref = COALESCE(?, partner_ref), \
+                     acked_at = COALESCE(?, acked_at), lease_token = NULL, updated_at = ? \
+                     WHERE id = ? AND lease_token = ? AND status = 'sending'",
+                )
+                .bind(status)
+                .bind(due)
+                .bind(error)
+                .bind(&partner_ref)
+                .bind(acked)
+                .bind(now)
+                .bind(claim.delivery_id.to_string())
+                .bind(claim.lease_token.to_string())
+                .execute(&mut *conn)
+                .await?;
+                let held = updated.rows_affected() == 1;
+                if held && let Some(r) = &partner_ref {
+                    remember_partner_ref(conn, claim.delivery_id, r).await?;
+                }
+                Ok(held)
+            })
+        })
+        .await
+    }
+
+    async fn acknowledge(
+        &self,
+        partner: &str,
+        message_id: Uuid,
+        ack: LateAck,
+    ) -> Result<Option<Delivery>> {
+        let partner = partner.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let Some(row) = sqlx::query(
+                    "SELECT id, status FROM deliveries WHERE message_id = ? AND partner = ?",
+                )
+                .bind(message_id.to_string())
+                .bind(&partner)
+                .fetch_optional(&mut *conn)
+                .await?
+                else {
+                    return Ok(None);
+                };
+                let id = get_uuid(&row, "id")?;
+                let status: String = row.try_get("status")?;
+                let now = ms(Utc::now());
+                if status != "acknowledged" {
+                    if ack.accepted {
+                        sqlx::query(
+                            "UPDATE deliveries SET status = 'acknowledged', lease_token = NULL, \
+                             partner_ref = COALESCE(?, partner_ref), last_error = NULL, \
+                             acked_at = ?, updated_at = ? WHERE id = ?",
+                        )
+                        .bind(&ack.partner_ref)
+                        .bind(now)
+                        .bind(now)
+                        .bind(id.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                        if let Some(r) = &ack.partner_ref {
+                            remember_partner_ref(conn, id, r).await?;
+                        }
+                    } else {
+                        let reason = format!(
+                            "refused by partner: {}",
+                            ack.reason.as_deref().unwrap_or("no reason given")
+                        );
+                        sqlx::query(
+                            "UPDATE deliveries SET status = 'dead', lease_token = NULL, \
+                             last_error = ?, updated_at = ? WHERE id = ?",
+                        )
+                        .bind(reason)
+                        .bind(now)
+                        .bind(id.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                }
+                delivery_with(conn, id).await
+            })
+        })
+        .await
+    }
+
+    async fn retry(&self, id: Uuid, now: DateTime<Utc>) -> Result<RetryResult> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let Some(d) = delivery_with(conn, id).await? else {
+                    return Ok(RetryResult::NotFound);
+                };
+                if d.status != DeliveryStatus::Dead {
+                    return Ok(RetryResult::NotDead(d.status));
+                }
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'pending', due_at = ?, round_base = attempts, \
+                     updated_at = ? WHERE id = ? AND status = 'dead'",
+                )
+                .bind(ms(now))
+                .bind(ms(now))
+                .bind(id.to_string())
+                .execute(&mut *conn)
+                .await?;
+                let d = delivery_with(conn, id)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("delivery {id} vanished")))?;
+                Ok(RetryResult::Requeued(d))
+            })
+        })
+        .await
+    }
+
+    async fn next_due(&self, partner: &str) -> Result<Option<DateTime<Utc>>> {
+        let sql = format!(
+            "SELECT MIN(due_at) FROM deliveries WHERE partner = ? AND status IN {OPEN_STATUSES}"
+        );
+        let v: Option<i64> = sqlx::query_scalar(&sql)
+            .bind(partner)
+            .fetch_one(&self.read)
+            .await?;
+        v.map(from_ms).transpose()
+    }
+
+    async fn delivery_counts(&self) -> Result<Vec<StatusCount>> {
+        let rows = sqlx::query(
+            "SELECT partner, status, COUNT(*) AS n, MIN(created_at) AS oldest \
+             FROM deliveries GROUP BY partner, status",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get("status")?;
+                Ok(StatusCount {
+                    partner: r.try_get("partner")?,
+                    status: DeliveryStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
+                    count: r.try_get::<i64, _>("n")? as u64,
+                    oldest: r
+                        .try_get::<Option<i64>, _>("oldest")?
+                        .map(from_ms)
+                        .transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        if self.writer.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        Ok(())
+    }
+}

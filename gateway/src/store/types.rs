@@ -1,0 +1,222 @@
+use chrono::{DateTime, Utc};
+use hotline_model::{Event, EventKind, Ticket, TicketStatus};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// Where a delivery stands: `pending → sending → acknowledged`, or `awaiting_ack` (the partner
+/// confirmed receipt, its acknowledgement follows), `retrying`, `dead` (replayable), or `skipped`
+/// (the partner does not take this message type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Sending,
+    AwaitingAck,
+    Retrying,
+    Acknowledged,
+    Dead,
+    Skipped,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [Self; 7] = [
+        Self::Pending,
+        Self::Sending,
+        Self::AwaitingAck,
+        Self::Retrying,
+        Self::Acknowledged,
+        Self::Dead,
+        Self::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sending => "sending",
+            Self::AwaitingAck => "awaiting_ack",
+            Self::Retrying => "retrying",
+            Self::Acknowledged => "acknowledged",
+            Self::Dead => "dead",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// One outbox row: one message to one partner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub ticket_id: Uuid,
+    pub event_id: Uuid,
+    pub partner: String,
+    /// Stable across attempts; the partner deduplicates on it.
+    pub message_id: Uuid,
+    pub message_type: EventKind,
+    pub status: DeliveryStatus,
+    /// Attempts made so far, over all rounds.
+    pub attempts: u32,
+    /// Attempts made since the last manual retry.
+    pub attempts_this_round: u32,
+    /// Pending/retrying: when the next attempt is due. Sending/awaiting_ack: when the lease or the
+    /// wait for an acknowledgement runs out.
+    #[schema(value_type = String, format = DateTime)]
+    pub due_at: DateTime<Utc>,
+    /// The partner's receipt: its own ticket number.
+    pub partner_ref: Option<String>,
+    pub last_error: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: DateTime<Utc>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub acked_at: Option<DateTime<Utc>>,
+}
+
+/// One delivery attempt, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AttemptRecord {
+    pub delivery_id: Uuid,
+    pub number: u32,
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    /// acknowledged, awaiting_ack, retryable, permanent or unsupported.
+    pub outcome: String,
+    pub http_status: Option<u16>,
+    pub partner_code: Option<String>,
+    pub error: Option<String>,
+    pub partner_ref: Option<String>,
+}
+
+/// A new ticket for the store.
+#[derive(Debug, Clone)]
+pub struct NewTicket {
+    pub ticket: Ticket,
+    /// Its first event (a dispatch when it goes on to partners).
+    pub event: Event,
+    pub targets: Vec<String>,
+    /// Idempotency keys within the ticket's origin.
+    pub keys: Vec<String>,
+    /// Numbers the origin knows the ticket by, as (system, number).
+    pub numbers: Vec<(String, String)>,
+}
+
+/// A new event on an existing ticket.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event: Event,
+    /// The ticket's status after the event, if it changes.
+    pub status: Option<TicketStatus>,
+    pub targets: Vec<String>,
+    /// Idempotency keys within the event's source.
+    pub keys: Vec<String>,
+    pub numbers: Vec<(String, String)>,
+}
+
+/// What became of a new ticket or event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    Created {
+        ticket_id: Uuid,
+        event_id: Uuid,
+        deliveries: Vec<Uuid>,
+    },
+    /// Already seen under one of its idempotency keys: nothing was written.
+    Duplicate { ticket_id: Uuid, event_id: Uuid },
+}
+
+impl Accepted {
+    pub fn ticket_id(&self) -> Uuid {
+        match self {
+            Self::Created { ticket_id, .. } | Self::Duplicate { ticket_id, .. } => *ticket_id,
+        }
+    }
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, Self::Duplicate { .. })
+    }
+}
+
+/// Proof of a claim: only its holder may finish the attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimToken {
+    pub delivery_id: Uuid,
+    pub lease_token: Uuid,
+}
+
+/// A claimed delivery with what is needed to send it.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub token: ClaimToken,
+    pub delivery: Delivery,
+    pub ticket: Ticket,
+    pub event: Event,
+}
+
+/// Where a delivery goes after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    Acknowledged { partner_ref: Option<String> },
+    AwaitingAck { until: DateTime<Utc> },
+    Retry { at: DateTime<Utc>, error: String },
+    Dead { error: String },
+    Skipped { reason: String },
+}
+
+/// A partner's asynchronous acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LateAck {
+    pub partner_ref: Option<String>,
+    pub accepted: bool,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryResult {
+    Requeued(Delivery),
+    NotDead(DeliveryStatus),
+    NotFound,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusCount {
+    pub partner: String,
+    pub status: DeliveryStatus,
+    pub count: u64,
+    /// Oldest `created_at` among the rows, for pending-age figures.
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+/// Filters for listing tickets.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TicketQuery {
+    /// Only tickets from this system (`12348` or a partner id).
+    pub origin: Option<String>,
+    pub status: Option<TicketStatus>,
+    /// Tickets whose id sorts after this one (ids are time-ordered): the next page.
+    pub after: Option<Uuid>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<u32>,
+}
+
+/// Filters for listing deliveries.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryQuery {
+    pub status: Option<DeliveryStatus>,
+    pub partner: Option<String>,
+    pub ticket_id: Option<Uuid>,
+    /// Deliveries whose id sorts after this one: the next page.
+    pub after: Option<Uuid>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<u32>,
+}
+
+pub fn page_limit(limit: Option<u32>) -> u32 {
+    limit.unwrap_or(100).clamp(1, 1000)
+}
