@@ -1,1 +1,7 @@
+//! Partner simulators and golden samples that pin every partner's wire format.
+//!
+//! The simulators speak real HTTP on loopback and check what they receive as strictly as the real
+//! partner would; tests and the demo tell them how to misbehave.
 
+pub mod samples;
+pub mod webhook_sim;

@@ -1,5 +1,18 @@
 //! hotline-gateway: the integration gateway between the 12348 public legal-service hotline and
 //! its partner systems.
+//!
+//! Data flows one way: partner wire → adapter → [`intake`] → [`store`] → [`delivery`] →
+//! adapter → partner wire. The [`api`] serves the home systems, partner ingress and ops.
 
+pub mod api;
+pub mod app;
 pub mod config;
+pub mod delivery;
+pub mod demo;
+pub mod intake;
+pub mod partners;
 pub mod store;
+pub mod telemetry;
+
+pub use app::Gateway;
+pub use config::Config;

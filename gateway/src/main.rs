@@ -1,1 +1,130 @@
-fn main() {}
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hotline_gateway::config::Config;
+use hotline_gateway::delivery::RetryPolicy;
+use hotline_gateway::demo::{self, DemoOptions};
+use hotline_gateway::{Gateway, telemetry};
+
+/// hotline-gateway: 12348 公共法律服务热线 integration gateway.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (production entry point).
+    Serve {
+        #[arg(long, short, env = "HOTLINE_GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check a configuration file and report every problem with its line.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the gateway on SQLite with simulated partners and a trickle of tickets.
+    Demo {
+        #[arg(long, default_value = "demo-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8348")]
+        listen: SocketAddr,
+        /// Time between two tickets from the home side, e.g. 500ms or 2s.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    telemetry::init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config).await,
+        Command::CheckConfig { config } => return check_config(&config),
+        Command::Demo {
+            data_dir,
+            listen,
+            interval,
+        } => {
+            demo::run(DemoOptions {
+                data_dir,
+                listen,
+                interval,
+            })
+            .await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("错误 error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&path)?;
+    let gateway = Gateway::start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    gateway.shutdown().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            println!(
+                "配置正确 configuration OK: {} ({} partners)",
+                path.display(),
+                config.partners.len()
+            );
+            for (id, p) in &config.partners {
+                let schedule: Vec<String> = RetryPolicy::new(p.retry.clone())
+                    .schedule()
+                    .into_iter()
+                    .map(|d| humantime::format_duration(d).to_string())
+                    .collect();
+                println!("  {id}: {} → retries after {}", p.url, schedule.join(", "));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            eprintln!("{problems}");
+            eprintln!(
+                "配置有 {} 处错误 {} problem(s) found",
+                problems.list.len(),
+                problems.list.len()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}

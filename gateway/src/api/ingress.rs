@@ -1,0 +1,62 @@
+//! Partner ingress, `/partners/{partner}/…`: the adapter decodes and answers in the partner's
+//! dialect; intake stores.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hotline_adapters::{InboundRequest, WireResponse};
+
+use super::AppState;
+use super::error::ApiError;
+
+pub async fn partner_ingress(
+    State(state): State<AppState>,
+    Path((partner, rest)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(p) = state.engine.partner(&partner) else {
+        return ApiError::not_found(format!("no partner `{partner}`")).into_response();
+    };
+    let adapter = &p.adapter;
+    let req = InboundRequest {
+        method,
+        path: rest,
+        headers,
+        body,
+    };
+    let wire = match adapter.decode(&req) {
+        Ok(inbound) => match state.intake.partner_message(&partner, inbound).await {
+            Ok(reply) => adapter.respond(&reply),
+            Err(e) => reject(adapter.as_ref(), &partner, &e),
+        },
+        Err(e) => reject(adapter.as_ref(), &partner, &e),
+    };
+    into_response(wire)
+}
+
+fn reject(
+    adapter: &dyn hotline_adapters::Adapter,
+    partner: &str,
+    e: &hotline_adapters::IngressError,
+) -> WireResponse {
+    tracing::info!(partner, error = %e, "partner message refused");
+    metrics::counter!("hotline_ingress_rejected_total", "partner" => partner.to_owned(), "code" => e.code)
+        .increment(1);
+    adapter.reject(e)
+}
+
+fn into_response(wire: WireResponse) -> Response {
+    let mut resp = Response::new(Body::from(wire.body));
+    *resp.status_mut() = wire.status;
+    *resp.headers_mut() = wire.headers;
+    if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("5"),
+        );
+    }
+    resp
+}

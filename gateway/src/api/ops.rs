@@ -1,0 +1,62 @@
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use chrono::Utc;
+
+use super::{AppState, OPS};
+use crate::store::DeliveryStatus;
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = OPS, responses((status = 200, body = String)))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the store answers.
+#[utoipa::path(get, path = "/readyz", tag = OPS,
+    responses((status = 200, body = String), (status = 503, body = String)))]
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready".to_owned()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
+    }
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = OPS, responses((status = 200, body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.delivery_counts().await {
+        Ok(counts) => {
+            let now = Utc::now();
+            for partner in state.engine.partner_ids() {
+                for status in DeliveryStatus::ALL {
+                    let n = counts
+                        .iter()
+                        .find(|c| c.partner == partner && c.status == status)
+                        .map_or(0, |c| c.count);
+                    metrics::gauge!("hotline_deliveries", "partner" => partner.to_owned(), "status" => status.as_str())
+                        .set(n as f64);
+                }
+                let oldest = counts
+                    .iter()
+                    .filter(|c| {
+                        c.partner == partner
+                            && matches!(
+                                c.status,
+                                DeliveryStatus::Pending | DeliveryStatus::Retrying
+                            )
+                    })
+                    .filter_map(|c| c.oldest)
+                    .min();
+                let age = oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1e3);
+                metrics::gauge!("hotline_oldest_pending_age_seconds", "partner" => partner.to_owned())
+                    .set(age);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read queue depths for /metrics"),
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

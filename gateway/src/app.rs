@@ -1,0 +1,92 @@
+//! Wires the parts together and runs them until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, AppState};
+use crate::config::{Config, StoreKind};
+use crate::delivery::DeliveryEngine;
+use crate::intake::Intake;
+use crate::store::{SqliteStore, Store};
+use crate::{partners, telemetry};
+
+/// A running gateway.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub engine: Arc<DeliveryEngine>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl Gateway {
+    /// Opens the store, starts the delivery workers and the HTTP server.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let store: Arc<dyn Store> = match config.store.kind {
+            StoreKind::Sqlite => Arc::new(
+                SqliteStore::open(&config.store.path)
+                    .await
+                    .with_context(|| format!("opening {}", config.store.path.display()))?,
+            ),
+        };
+        let partners = partners::build(&config)?;
+        let engine = Arc::new(DeliveryEngine::new(
+            Arc::clone(&store),
+            partners,
+            config.delivery.clone(),
+        ));
+        let intake = Arc::new(Intake::new(Arc::clone(&store), Arc::clone(&engine)));
+        let state = AppState {
+            store: Arc::clone(&store),
+            engine: Arc::clone(&engine),
+            intake,
+            metrics: telemetry::prometheus(),
+        };
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.server.listen))?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        engine.spawn(&tracker, shutdown.clone());
+        let router = api::router(
+            state,
+            config.server.max_body_bytes,
+            config.server.request_timeout,
+        );
+        let stop = shutdown.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        });
+        tracing::info!(%addr, "hotline-gateway listening");
+        Ok(Self {
+            addr,
+            store,
+            engine,
+            shutdown,
+            tracker,
+            server,
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops taking requests, lets attempts in flight finish, and returns.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        self.server.await??;
+        Ok(())
+    }
+}

@@ -1,0 +1,265 @@
+//! The delivery engine: one worker loop per partner claims due outbox rows under a lease, sends
+//! each through the partner's adapter with at most `concurrency` in flight, and records the
+//! classified outcome: acknowledged, awaiting an asynchronous ack, retried later, or dead.
+
+mod retry;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use hotline_adapters::{Adapter, OutboundMessage, Outcome};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use retry::RetryPolicy;
+
+use crate::config::DeliveryConfig;
+use crate::store::{AttemptRecord, Claim, Next, Store};
+
+/// Everything the engine knows about one partner.
+pub struct Partner {
+    pub adapter: Arc<dyn Adapter>,
+    pub retry: RetryPolicy,
+    pub concurrency: u32,
+    wake: Notify,
+}
+
+impl Partner {
+    pub fn new(adapter: Arc<dyn Adapter>, retry: RetryPolicy, concurrency: u32) -> Self {
+        Self {
+            adapter,
+            retry,
+            concurrency,
+            wake: Notify::new(),
+        }
+    }
+}
+
+pub struct DeliveryEngine {
+    store: Arc<dyn Store>,
+    partners: BTreeMap<String, Arc<Partner>>,
+    config: DeliveryConfig,
+}
+
+impl DeliveryEngine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        partners: BTreeMap<String, Arc<Partner>>,
+        config: DeliveryConfig,
+    ) -> Self {
+        Self {
+            store,
+            partners,
+            config,
+        }
+    }
+
+    pub fn partner(&self, id: &str) -> Option<&Arc<Partner>> {
+        self.partners.get(id)
+    }
+
+    pub fn partner_ids(&self) -> impl Iterator<Item = &str> {
+        self.partners.keys().map(String::as_str)
+    }
+
+    /// Tells a partner's worker that new deliveries may be due.
+    pub fn wake(&self, partner: &str) {
+        if let Some(p) = self.partners.get(partner) {
+            p.wake.notify_one();
+        }
+    }
+
+    /// Starts one worker per partner; they stop when `shutdown` is cancelled, after finishing
+    /// the attempts in flight.
+    pub fn spawn(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
+        for (id, partner) in &self.partners {
+            let engine = Arc::clone(self);
+            let partner = Arc::clone(partner);
+            let id = id.clone();
+            let inner = tracker.clone();
+            let stop = shutdown.clone();
+            tracker.spawn(async move { engine.worker(id, partner, inner, stop).await });
+        }
+    }
+
+    async fn worker(
+        self: Arc<Self>,
+        id: String,
+        partner: Arc<Partner>,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) {
+        let slots = Arc::new(Semaphore::new(partner.concurrency as usize));
+        tracing::debug!(partner = %id, "delivery worker started");
+        loop {
+            let first = tokio::select! {
+                p = Arc::clone(&slots).acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                () = shutdown.cancelled() => return,
+            };
+            let mut permits = vec![first];
+            while permits.len() < self.config.claim_batch as usize {
+                match Arc::clone(&slots).try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let wanted = permits.len();
+            let claims = match self
+                .store
+                .claim(&id, Utc::now(), self.config.lease, wanted as u32)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(partner = %id, error = %e, "claiming deliveries failed");
+                    Vec::new()
+                }
+            };
+            let got = claims.len();
+            for claim in claims {
+                let Some(permit) = permits.pop() else { break };
+                let engine = Arc::clone(&self);
+                let partner = Arc::clone(&partner);
+                tracker.spawn(async move {
+                    engine.attempt(&partner, claim).await;
+                    drop(permit);
+                    partner.wake.notify_one();
+                });
+            }
+            drop(permits);
+            if got < wanted {
+                let wait = self.idle_wait(&id).await;
+                tokio::select! {
+                    () = partner.wake.notified() => {},
+                    () = tokio::time::sleep(wait) => {},
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+
+    /// How long an idle worker sleeps: until the next row falls due, at most one poll interval.
+    async fn idle_wait(&self, partner: &str) -> Duration {
+        let poll = self.config.poll_interval;
+        match self.store.next_due(partner).await {
+            Ok(Some(at)) => (at - Utc::now())
+                .to_std()
+                .unwrap_or(poll)
+                .clamp(Duration::from_millis(5), poll),
+            _ => poll,
+        }
+    }
+
+    async fn attempt(&self, partner: &Partner, claim: Claim) {
+        let d = &claim.delivery;
+        let started_at = Utc::now();
+        let msg = OutboundMessage {
+            message_id: d.message_id,
+            ticket: claim.ticket.clone(),
+            event: claim.event.clone(),
+        };
+        let attempt = hotline_adapters::deliver(partner.adapter.as_ref(), &msg).await;
+        let now = Utc::now();
+        let in_round = d.attempts_this_round;
+        let next = match &attempt.outcome {
+            Outcome::Acknowledged { partner_ref } => Next::Acknowledged {
+                partner_ref: partner_ref.clone(),
+            },
+            Outcome::AwaitingAck { within } => Next::AwaitingAck {
+                until: now + chrono::Duration::from_std(*within).unwrap_or(chrono::Duration::MAX),
+            },
+            Outcome::Retryable {
+                reason,
+                retry_after,
+            } => match partner.retry.delay_after(in_round, *retry_after) {
+                Some(delay) => Next::Retry {
+                    at: now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+                    error: reason.clone(),
+                },
+                None => Next::Dead {
+                    error: format!("gave up after {in_round} attempts; last: {reason}"),
+                },
+            },
+            Outcome::Permanent { reason } => Next::Dead {
+                error: reason.clone(),
+            },
+            Outcome::Unsupported { reason } => Next::Skipped {
+                reason: reason.clone(),
+            },
+        };
+        let partner_id = d.partner.clone();
+        metrics::counter!(
+            "hotline_delivery_attempts_total",
+            "partner" => partner_id.clone(),
+            "outcome" => attempt.outcome.label(),
+        )
+        .increment(1);
+        metrics::histogram!(
+            "hotline_delivery_attempt_duration_seconds",
+            "partner" => partner_id.clone(),
+        )
+        .record(attempt.duration.as_secs_f64());
+        match &next {
+            Next::Acknowledged { .. } => {
+                let latency = (now - d.created_at).to_std().unwrap_or_default();
+                metrics::histogram!("hotline_delivery_ack_latency_seconds", "partner" => partner_id.clone())
+                    .record(latency.as_secs_f64());
+            }
+            Next::Dead { error } => {
+                metrics::counter!("hotline_dead_letters_total", "partner" => partner_id.clone())
+                    .increment(1);
+                tracing::warn!(partner = %partner_id, delivery = %d.id, ticket = %d.ticket_id, %error, "delivery dead-lettered");
+            }
+            _ => {}
+        }
+        let record = AttemptRecord {
+            delivery_id: d.id,
+            number: d.attempts,
+            started_at,
+            duration_ms: attempt.duration.as_millis() as u64,
+            outcome: attempt.outcome.label().to_owned(),
+            http_status: attempt.http_status,
+            partner_code: attempt.partner_code.clone(),
+            error: attempt.outcome.error_text().map(str::to_owned),
+            partner_ref: match &attempt.outcome {
+                Outcome::Acknowledged { partner_ref } => partner_ref.clone(),
+                _ => None,
+            },
+        };
+        self.record(&claim, record, next).await;
+    }
+
+    /// Records the outcome, retrying briefly if the store hiccups. If it still fails, the lease
+    /// runs out and the delivery is sent again: the partner deduplicates on the message id.
+    async fn record(&self, claim: &Claim, record: AttemptRecord, next: Next) {
+        use backon::{ExponentialBuilder, Retryable};
+        let result = (|| {
+            self.store
+                .finish_attempt(&claim.token, record.clone(), next.clone())
+        })
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(50))
+                .with_max_times(5)
+                .with_jitter(),
+        )
+        .await;
+        match result {
+            Ok(true) => {}
+            Ok(false) => tracing::info!(
+                delivery = %claim.delivery.id,
+                "lease lost before the outcome was recorded (re-claimed or acknowledged meanwhile)"
+            ),
+            Err(e) => tracing::error!(
+                delivery = %claim.delivery.id, error = %e,
+                "could not record a delivery outcome; it will be sent again when its lease expires"
+            ),
+        }
+    }
+}

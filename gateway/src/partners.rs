@@ -1,0 +1,36 @@
+//! Builds each configured partner: its adapter, retry policy and concurrency.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use hotline_adapters::Adapter;
+use hotline_adapters::webhook::{WebhookAdapter, WebhookSettings};
+
+use crate::config::{AdapterKind, Config, PartnerConfig};
+use crate::delivery::{Partner, RetryPolicy};
+
+pub fn build(config: &Config) -> anyhow::Result<BTreeMap<String, Arc<Partner>>> {
+    config
+        .partners
+        .iter()
+        .map(|(id, p)| {
+            let adapter = adapter(id, p).with_context(|| format!("partner {id}"))?;
+            let partner = Partner::new(adapter, RetryPolicy::new(p.retry.clone()), p.concurrency);
+            Ok((id.clone(), Arc::new(partner)))
+        })
+        .collect()
+}
+
+fn adapter(id: &str, p: &PartnerConfig) -> anyhow::Result<Arc<dyn Adapter>> {
+    Ok(match p.adapter {
+        AdapterKind::Webhook => Arc::new(WebhookAdapter::new(WebhookSettings {
+            partner: id.to_owned(),
+            url: p.url.clone(),
+            signing_secret: p.signing_secret.clone(),
+            verify_secret: p.verify_secret.clone(),
+            timeout: p.timeout,
+            ack_timeout: p.ack_timeout,
+        })?),
+    })
+}
