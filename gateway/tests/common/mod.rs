@@ -1,0 +1,184 @@
+//! Shared test harness: a gateway on a temporary SQLite file with simulated partners on loopback.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use contract_tests::samples::random_draft;
+use contract_tests::webhook_sim::{Behaviour, SimOptions, WebhookSim};
+use hotline_gateway::Gateway;
+use hotline_gateway::config::{
+    AdapterKind, Config, DeliveryConfig, PartnerConfig, RetryConfig, ServerConfig, StoreConfig,
+};
+use hotline_gateway::store::{Delivery, DeliveryStatus};
+use serde_json::{Value, json};
+
+pub const OUR_SECRET: &str = "whsec_dGVzdC1nYXRld2F5LXNpZ25pbmctc2VjcmV0";
+pub const THEIR_SECRET: &str = "whsec_dGVzdC1wYXJ0bmVyLXNpZ25pbmctc2VjcmV0";
+
+/// Fast retries so that tests finish quickly: 100 ms, 200 ms, 400 ms ... with jitter.
+pub fn fast_retry(max_attempts: u32) -> RetryConfig {
+    RetryConfig {
+        min_delay: Duration::from_millis(100),
+        max_delay: Duration::from_secs(2),
+        factor: 2.0,
+        max_attempts,
+        jitter: true,
+    }
+}
+
+pub fn partner_config(url: String, retry: RetryConfig) -> PartnerConfig {
+    PartnerConfig {
+        adapter: AdapterKind::Webhook,
+        url,
+        signing_secret: OUR_SECRET.into(),
+        verify_secret: THEIR_SECRET.into(),
+        timeout: Duration::from_secs(2),
+        ack_timeout: Duration::from_secs(30),
+        concurrency: 4,
+        retry,
+    }
+}
+
+pub async fn start_sim(partner: &str) -> WebhookSim {
+    WebhookSim::start(
+        SimOptions {
+            partner: partner.into(),
+            verify_secret: OUR_SECRET.into(),
+            signing_secret: THEIR_SECRET.into(),
+            gateway: None,
+            auto_receipt: None,
+        },
+        0,
+    )
+    .await
+    .expect("simulator starts")
+}
+
+pub struct Harness {
+    pub gateway: Gateway,
+    pub sim: WebhookSim,
+    pub base: String,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+pub const PARTNER: &str = "p1";
+
+impl Harness {
+    pub async fn start(behaviour: Behaviour, retry: RetryConfig) -> Self {
+        let sim = start_sim(PARTNER).await;
+        sim.set_behaviour(behaviour);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut partners = BTreeMap::new();
+        partners.insert(PARTNER.to_owned(), partner_config(sim.url(), retry));
+        let config = Config {
+            server: ServerConfig {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                max_body_bytes: 64 * 1024,
+                ..ServerConfig::default()
+            },
+            store: StoreConfig {
+                path: dir.path().join("gateway.db"),
+                ..StoreConfig::default()
+            },
+            delivery: DeliveryConfig {
+                lease: Duration::from_secs(10),
+                poll_interval: Duration::from_millis(50),
+                claim_batch: 16,
+            },
+            partners,
+        };
+        let gateway = Gateway::start(config).await.expect("gateway starts");
+        let base = gateway.base_url();
+        sim.set_gateway(&base);
+        Self {
+            gateway,
+            sim,
+            base,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    pub async fn post_ticket(&self, external_id: &str) -> (u16, Value) {
+        self.post_json(
+            "/api/v1/tickets",
+            &json!({"external_id": external_id, "target": PARTNER, "ticket": random_draft()}),
+        )
+        .await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request sent");
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn delivery(&self, id: &str) -> Delivery {
+        let (status, body) = self.get(&format!("/api/v1/deliveries/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_value(body).expect("delivery JSON")
+    }
+
+    /// Waits until the delivery reaches `status`, failing after `within`.
+    pub async fn wait_for_status(
+        &self,
+        id: &str,
+        status: DeliveryStatus,
+        within: Duration,
+    ) -> Delivery {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let d = self.delivery(id).await;
+            if d.status == status {
+                return d;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!("delivery {id} never became {status:?}; last: {d:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Polls `check` every 20 ms until it yields a value or `within` passes.
+pub async fn wait_until<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn first_delivery(created: &Value) -> String {
+    created["deliveries"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no delivery in {created}"))
+        .to_owned()
+}

@@ -1,0 +1,289 @@
+//! The delivery engine against a partner simulator over real HTTP.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use contract_tests::webhook_sim::Behaviour;
+use hotline_gateway::store::DeliveryStatus;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[tokio::test]
+async fn a_posted_ticket_is_delivered_signed_and_acknowledged() {
+    let h = Harness::start(Behaviour::Ack, fast_retry(5)).await;
+    let (status, created) = h.post_ticket("SD-0001").await;
+    assert_eq!(status, 201, "{created}");
+    let ticket_id = created["id"].as_str().unwrap().to_owned();
+    let d = h
+        .wait_for_status(
+            &first_delivery(&created),
+            DeliveryStatus::Acknowledged,
+            WAIT,
+        )
+        .await;
+
+    // The simulator verified the Standard Webhooks signature and took the message once.
+    let received = h.sim.received();
+    assert_eq!(received.len(), 1);
+    let r = &received[0];
+    assert_eq!(r.message_type, "dispatch");
+    assert_eq!(r.message_id, d.message_id.to_string());
+    assert_eq!(r.envelope["ticket"]["id"], ticket_id.as_str());
+    assert_eq!(r.envelope["ticket"]["external_id"], "SD-0001");
+    assert!(h.sim.hits().iter().all(|hit| hit.status == 200));
+
+    // The partner's receipt number is kept on the delivery and the ticket.
+    assert_eq!(d.partner_ref.as_deref(), Some(r.partner_number.as_str()));
+    assert_eq!(d.attempts, 1);
+    let (_, ticket) = h.get(&format!("/api/v1/tickets/{ticket_id}")).await;
+    assert_eq!(ticket["status"], "dispatched");
+    assert_eq!(
+        ticket["partner_numbers"][PARTNER],
+        r.partner_number.as_str()
+    );
+    assert_eq!(ticket["partner_numbers"]["12348"], "SD-0001");
+
+    // The timeline shows the dispatch, the attempt and the acknowledgement, in order.
+    let (_, timeline) = h.get(&format!("/api/v1/tickets/{ticket_id}/events")).await;
+    let kinds: Vec<&str> = timeline["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["entry"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["event", "attempt", "acknowledged"], "{timeline}");
+    let attempt = &timeline["entries"][1]["attempt"];
+    assert_eq!(attempt["http_status"], 200);
+    assert_eq!(attempt["outcome"], "acknowledged");
+    assert_eq!(attempt["number"], 1);
+    h.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_partner_failing_n_times_gets_one_delivery_after_n_plus_1_attempts_with_growing_gaps() {
+    const N: u32 = 4;
+    let h = Harness::start(
+        Behaviour::FailTimes {
+            times: N,
+            status: 503,
+        },
+        fast_retry(8),
+    )
+    .await;
+    let (_, created) = h.post_ticket("SD-0002").await;
+    let d = h
+        .wait_for_status(
+            &first_delivery(&created),
+            DeliveryStatus::Acknowledged,
+            WAIT,
+        )
+        .await;
+    assert_eq!(d.attempts, N + 1);
+    assert_eq!(h.sim.received().len(), 1, "exactly one message taken");
+
+    let hits = h.sim.hits();
+    let statuses: Vec<u16> = hits.iter().map(|h| h.status).collect();
+    assert_eq!(statuses, [503, 503, 503, 503, 200]);
+    assert!(
+        hits.iter()
+            .all(|hit| hit.message_id == d.message_id.to_string()),
+        "same message id every time"
+    );
+    let gaps: Vec<Duration> = hits.windows(2).map(|w| w[1].at - w[0].at).collect();
+    for (i, gap) in gaps.iter().enumerate() {
+        // The i-th retry waits at least 100 ms × 2^i (jitter only adds).
+        let floor = Duration::from_millis(100 * 2u64.pow(i as u32));
+        assert!(
+            *gap >= floor,
+            "gap {i} is {gap:?}, below {floor:?}: {gaps:?}"
+        );
+    }
+    assert!(gaps.windows(2).all(|w| w[1] > w[0]), "gaps grow: {gaps:?}");
+
+    let (_, timeline) = h
+        .get(&format!(
+            "/api/v1/tickets/{}/events",
+            created["id"].as_str().unwrap()
+        ))
+        .await;
+    let attempts: Vec<&Value> = timeline["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["entry"] == "attempt")
+        .map(|e| &e["attempt"])
+        .collect();
+    assert_eq!(attempts.len(), 5);
+    for (i, a) in attempts.iter().enumerate() {
+        assert_eq!(a["number"], i + 1);
+        if i < 4 {
+            assert_eq!(a["outcome"], "retryable");
+            assert_eq!(a["http_status"], 503);
+            assert!(a["error"].as_str().unwrap().contains("503"));
+        } else {
+            assert_eq!(a["outcome"], "acknowledged");
+        }
+    }
+    h.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_partner_that_always_fails_ends_dead_and_retry_revives_it() {
+    let h = Harness::start(Behaviour::Fail { status: 500 }, fast_retry(3)).await;
+    let (_, created) = h.post_ticket("SD-0003").await;
+    let id = first_delivery(&created);
+    let d = h.wait_for_status(&id, DeliveryStatus::Dead, WAIT).await;
+    assert_eq!(d.attempts, 3);
+    assert!(
+        d.last_error
+            .as_deref()
+            .unwrap()
+            .contains("gave up after 3 attempts"),
+        "{d:?}"
+    );
+
+    let (status, dead) = h.get("/api/v1/deliveries?status=dead").await;
+    assert_eq!(status, 200);
+    assert_eq!(dead.as_array().unwrap().len(), 1);
+    assert_eq!(dead[0]["id"], id.as_str());
+
+    // Still dead after a while: nothing is retried behind ops' back.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.sim.hits().len(), 3);
+
+    h.sim.set_behaviour(Behaviour::Ack);
+    let (status, body) = h
+        .post_json(&format!("/api/v1/deliveries/{id}/retry"), &Value::Null)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "pending");
+    let d = h
+        .wait_for_status(&id, DeliveryStatus::Acknowledged, WAIT)
+        .await;
+    assert_eq!(d.attempts, 4);
+    assert_eq!(d.attempts_this_round, 1);
+    assert_eq!(h.sim.received().len(), 1);
+
+    let (status, body) = h
+        .post_json(&format!("/api/v1/deliveries/{id}/retry"), &Value::Null)
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "not_dead");
+    let (status, _) = h
+        .post_json(
+            "/api/v1/deliveries/0190a0a0-0000-7000-8000-000000000000/retry",
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(status, 404);
+    h.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_permanent_refusal_is_dead_at_once() {
+    let h = Harness::start(Behaviour::Fail { status: 400 }, fast_retry(5)).await;
+    let (_, created) = h.post_ticket("SD-0004").await;
+    let d = h
+        .wait_for_status(&first_delivery(&created), DeliveryStatus::Dead, WAIT)
+        .await;
+    assert_eq!(d.attempts, 1);
+    assert!(d.last_error.unwrap().contains("400"));
+    h.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn retry_after_from_a_429_is_honoured() {
+    let h = Harness::start(Behaviour::RetryAfter { times: 1, secs: 1 }, fast_retry(5)).await;
+    let (_, created) = h.post_ticket("SD-0005").await;
+    h.wait_for_status(
+        &first_delivery(&created),
+        DeliveryStatus::Acknowledged,
+        WAIT,
+    )
+    .await;
+    let hits = h.sim.hits();
+    assert_eq!(
+        hits.iter().map(|h| h.status).collect::<Vec<_>>(),
+        [429, 200]
+    );
+    let gap = hits[1].at - hits[0].at;
+    assert!(gap >= Duration::from_millis(950), "waited only {gap:?}");
+    h.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_malformed_acknowledgement_is_retried_not_ignored() {
+    let h = Harness::start(Behaviour::Malformed, fast_retry(5)).await;
+    let (_, created) = h.post_ticket("SD-0006").await;
+    let id = first_delivery(&created);
+    let d = h.wait_for_status(&id, DeliveryStatus::Retrying, WAIT).await;
+    assert!(d.last_error.unwrap().contains("malformed acknowledgement"));
+    h.sim.set_behaviour(Behaviour::Ack);
+    h.wait_for_status(&id, DeliveryStatus::Acknowledged, WAIT)
+        .await;
+    h.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_late_acknowledgement_completes_the_delivery() {
+    let h = Harness::start(
+        Behaviour::Async {
+            delay: Duration::from_millis(300),
+        },
+        fast_retry(5),
+    )
+    .await;
+    let (_, created) = h.post_ticket("SD-0007").await;
+    let id = first_delivery(&created);
+    let waiting = h
+        .wait_for_status(&id, DeliveryStatus::AwaitingAck, WAIT)
+        .await;
+    assert_eq!(waiting.partner_ref, None);
+    let d = h
+        .wait_for_status(&id, DeliveryStatus::Acknowledged, WAIT)
+        .await;
+    let number = &h.sim.received()[0].partner_number;
+    assert_eq!(d.partner_ref.as_ref(), Some(number));
+    assert_eq!(d.attempts, 1, "no resend while the ack was on its way");
+    h.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_repeated_external_id_creates_no_second_ticket() {
+    let h = Harness::start(Behaviour::Ack, fast_retry(5)).await;
+    let (s1, first) = h.post_ticket("SD-0008").await;
+    let (s2, again) = h.post_ticket("SD-0008").await;
+    assert_eq!((s1, s2), (201, 200));
+    assert_eq!(first["id"], again["id"]);
+    assert_eq!(again["duplicate"], true);
+    h.wait_for_status(&first_delivery(&first), DeliveryStatus::Acknowledged, WAIT)
+        .await;
+    let (_, tickets) = h.get("/api/v1/tickets?origin=12348").await;
+    assert_eq!(tickets.as_array().unwrap().len(), 1);
+    let (_, deliveries) = h.get("/api/v1/deliveries").await;
+    assert_eq!(deliveries.as_array().unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(h.sim.hits().len(), 1);
+    h.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn many_tickets_are_delivered_in_parallel_each_once() {
+    let h = Harness::start(Behaviour::Flaky { percent: 30 }, fast_retry(10)).await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let (status, created) = h.post_ticket(&format!("SD-1{i:03}")).await;
+        assert_eq!(status, 201);
+        ids.push(first_delivery(&created));
+    }
+    for id in &ids {
+        h.wait_for_status(id, DeliveryStatus::Acknowledged, WAIT)
+            .await;
+    }
+    let received = h.sim.received();
+    assert_eq!(received.len(), 40);
+    h.gateway.shutdown().await.unwrap();
+}
