@@ -1,0 +1,62 @@
+//! The store suite on the embedded SQLite store, plus what only a file on disk can show.
+
+mod store_suite;
+
+use std::sync::Arc;
+
+use hotline_gateway::store::{DeliveryQuery, SqliteStore, Store};
+use store_suite::*;
+
+async fn fresh() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("gw.db")).await.unwrap();
+    (Arc::new(store), dir)
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let (store, _dir) = fresh().await;
+            store_suite::$name(store).await;
+        }
+    )*};
+}
+
+suite!(
+    accept_is_idempotent,
+    concurrent_accepts_all_commit,
+    one_ticket_goes_in_order_many_go_in_parallel,
+    expired_leases_come_back_and_stale_holders_lose,
+    retries_wait_for_their_time_and_dead_letters_wait_for_ops,
+    late_acks_complete_deliveries_and_win_races,
+    events_on_unknown_tickets_are_refused_and_statuses_move,
+);
+
+#[tokio::test]
+async fn what_was_committed_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.db");
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        for i in 0..20 {
+            store
+                .accept_ticket(new_ticket(&format!("D-{i}"), &[P]))
+                .await
+                .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    let q = DeliveryQuery {
+        limit: Some(100),
+        ..Default::default()
+    };
+    assert_eq!(store.deliveries(&q).await.unwrap().len(), 20);
+    assert!(
+        store
+            .accept_ticket(new_ticket("D-3", &[P]))
+            .await
+            .unwrap()
+            .is_duplicate()
+    );
+}

@@ -1,0 +1,466 @@
+//! Behaviour every `Store` implementation must show. Each check takes a fresh, empty store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use contract_tests::samples::random_draft;
+use hotline_gateway::store::*;
+use hotline_model::{Event, EventBody, HOME, Ticket, TicketStatus};
+use uuid::Uuid;
+
+pub const P: &str = "p1";
+
+pub fn new_ticket(external_id: &str, targets: &[&str]) -> NewTicket {
+    let ticket = Ticket::new(HOME, Some(external_id.into()), random_draft());
+    let event = Event::new(
+        ticket.id,
+        HOME,
+        EventBody::Dispatch {
+            units: vec![],
+            note: None,
+        },
+    );
+    NewTicket {
+        keys: vec![format!("external_id:{external_id}")],
+        numbers: vec![(HOME.into(), external_id.into())],
+        targets: targets.iter().map(|s| s.to_string()).collect(),
+        ticket,
+        event,
+    }
+}
+
+fn urge(ticket_id: Uuid) -> NewEvent {
+    NewEvent {
+        event: Event::new(ticket_id, HOME, EventBody::Urge { note: None }),
+        status: None,
+        targets: vec![P.into()],
+        keys: vec![],
+        numbers: vec![],
+    }
+}
+
+fn record(d: &Delivery, outcome: &str) -> AttemptRecord {
+    AttemptRecord {
+        delivery_id: d.id,
+        number: d.attempts,
+        started_at: Utc::now(),
+        duration_ms: 3,
+        outcome: outcome.into(),
+        http_status: Some(200),
+        partner_code: None,
+        error: None,
+        partner_ref: None,
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+pub async fn accept_is_idempotent(store: Arc<dyn Store>) {
+    let first = store.accept_ticket(new_ticket("A-1", &[P])).await.unwrap();
+    let Accepted::Created {
+        ticket_id,
+        deliveries,
+        ..
+    } = &first
+    else {
+        panic!("{first:?}")
+    };
+    assert_eq!(deliveries.len(), 1);
+    let again = store.accept_ticket(new_ticket("A-1", &[P])).await.unwrap();
+    assert_eq!(
+        again,
+        Accepted::Duplicate {
+            ticket_id: *ticket_id,
+            event_id: match first {
+                Accepted::Created { event_id, .. } => event_id,
+                _ => unreachable!(),
+            }
+        }
+    );
+    assert_eq!(
+        store.tickets(&TicketQuery::default()).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        store
+            .deliveries(&DeliveryQuery::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.resolve_number(HOME, "A-1").await.unwrap(),
+        Some(*ticket_id)
+    );
+    assert_eq!(store.events(*ticket_id).await.unwrap().len(), 1);
+}
+
+pub async fn concurrent_accepts_all_commit(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let s = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            s.accept_ticket(new_ticket(&format!("C-{}", i % 150), &[P]))
+                .await
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        if !t.await.unwrap().unwrap().is_duplicate() {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 150, "50 repeats among 200 submissions");
+    let q = DeliveryQuery {
+        limit: Some(1000),
+        ..Default::default()
+    };
+    assert_eq!(store.deliveries(&q).await.unwrap().len(), 150);
+}
+
+pub async fn one_ticket_goes_in_order_many_go_in_parallel(store: Arc<dyn Store>) {
+    let a = store
+        .accept_ticket(new_ticket("O-1", &[P]))
+        .await
+        .unwrap()
+        .ticket_id();
+    store.record_event(urge(a)).await.unwrap();
+    store.record_event(urge(a)).await.unwrap();
+    let b = store
+        .accept_ticket(new_ticket("O-2", &[P]))
+        .await
+        .unwrap()
+        .ticket_id();
+
+    // Only the first message of each ticket is claimable.
+    let claims = store.claim(P, Utc::now(), LEASE, 10).await.unwrap();
+    let mut got: Vec<(Uuid, String)> = claims
+        .iter()
+        .map(|c| (c.ticket.id, c.event.kind().to_string()))
+        .collect();
+    got.sort();
+    let mut want = vec![(a, "dispatch".to_string()), (b, "dispatch".to_string())];
+    want.sort();
+    assert_eq!(got, want);
+    assert!(
+        store
+            .claim(P, Utc::now(), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Acknowledging ticket a's dispatch releases its first urge, and only that.
+    let ca = claims.iter().find(|c| c.ticket.id == a).unwrap();
+    let ok = store
+        .finish_attempt(
+            &ca.token,
+            record(&ca.delivery, "acknowledged"),
+            Next::Acknowledged {
+                partner_ref: Some("P-A".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(ok);
+    let next = store.claim(P, Utc::now(), LEASE, 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].ticket.id, a);
+    assert_eq!(next[0].event.kind().to_string(), "urge");
+    assert_eq!(
+        next[0].ticket.partner_numbers.get(P).map(String::as_str),
+        Some("P-A")
+    );
+    assert_eq!(store.resolve_number(P, "P-A").await.unwrap(), Some(a));
+}
+
+pub async fn expired_leases_come_back_and_stale_holders_lose(store: Arc<dyn Store>) {
+    store.accept_ticket(new_ticket("L-1", &[P])).await.unwrap();
+    let t0 = Utc::now();
+    let first = store.claim(P, t0, Duration::from_secs(5), 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].delivery.attempts, 1);
+    assert!(
+        store
+            .claim(P, t0 + chrono::Duration::seconds(4), LEASE, 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The worker "crashed": after the lease, another takes it over as attempt 2.
+    let second = store
+        .claim(P, t0 + chrono::Duration::seconds(6), LEASE, 1)
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].delivery.attempts, 2);
+
+    // The first holder's late result does not overwrite the second's claim.
+    let stale = store
+        .finish_attempt(
+            &first[0].token,
+            record(&first[0].delivery, "acknowledged"),
+            Next::Acknowledged { partner_ref: None },
+        )
+        .await
+        .unwrap();
+    assert!(!stale);
+    let d = store
+        .delivery(second[0].delivery.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.status, DeliveryStatus::Sending);
+    let fresh = store
+        .finish_attempt(
+            &second[0].token,
+            record(&second[0].delivery, "acknowledged"),
+            Next::Acknowledged { partner_ref: None },
+        )
+        .await
+        .unwrap();
+    assert!(fresh);
+}
+
+pub async fn retries_wait_for_their_time_and_dead_letters_wait_for_ops(store: Arc<dyn Store>) {
+    let t = store
+        .accept_ticket(new_ticket("R-1", &[P]))
+        .await
+        .unwrap()
+        .ticket_id();
+    let now = Utc::now();
+    let c = store.claim(P, now, LEASE, 1).await.unwrap().remove(0);
+    let at = now + chrono::Duration::seconds(60);
+    store
+        .finish_attempt(
+            &c.token,
+            record(&c.delivery, "retryable"),
+            Next::Retry {
+                at,
+                error: "HTTP 503".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(store.claim(P, now, LEASE, 1).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .next_due(P)
+            .await
+            .unwrap()
+            .map(|d| d.timestamp_millis()),
+        Some(at.timestamp_millis())
+    );
+    let c = store.claim(P, at, LEASE, 1).await.unwrap().remove(0);
+    assert_eq!(c.delivery.attempts, 2);
+    store
+        .finish_attempt(
+            &c.token,
+            record(&c.delivery, "permanent"),
+            Next::Dead {
+                error: "HTTP 400".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let far = at + chrono::Duration::days(30);
+    assert!(
+        store.claim(P, far, LEASE, 1).await.unwrap().is_empty(),
+        "dead stays dead"
+    );
+    assert_eq!(store.next_due(P).await.unwrap(), None);
+
+    let dead = store
+        .deliveries(&DeliveryQuery {
+            status: Some(DeliveryStatus::Dead),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].last_error.as_deref(), Some("HTTP 400"));
+    let RetryResult::Requeued(d) = store.retry(dead[0].id, far).await.unwrap() else {
+        panic!("dead delivery must be requeued")
+    };
+    assert_eq!(
+        (d.status, d.attempts, d.attempts_this_round),
+        (DeliveryStatus::Pending, 2, 0)
+    );
+    assert_eq!(
+        store.retry(d.id, far).await.unwrap(),
+        RetryResult::NotDead(DeliveryStatus::Pending)
+    );
+    assert_eq!(
+        store.retry(Uuid::now_v7(), far).await.unwrap(),
+        RetryResult::NotFound
+    );
+    let c = store.claim(P, far, LEASE, 1).await.unwrap().remove(0);
+    assert_eq!(
+        (c.delivery.attempts, c.delivery.attempts_this_round),
+        (3, 1)
+    );
+    let attempts = store.attempts_for_ticket(t).await.unwrap();
+    let outcomes: Vec<&str> = attempts.iter().map(|a| a.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["retryable", "permanent"]);
+}
+
+pub async fn late_acks_complete_deliveries_and_win_races(store: Arc<dyn Store>) {
+    let t = store
+        .accept_ticket(new_ticket("K-1", &[P]))
+        .await
+        .unwrap()
+        .ticket_id();
+    let c = store
+        .claim(P, Utc::now(), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let until = Utc::now() + chrono::Duration::minutes(10);
+    store
+        .finish_attempt(
+            &c.token,
+            record(&c.delivery, "awaiting_ack"),
+            Next::AwaitingAck { until },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.delivery(c.delivery.id).await.unwrap().unwrap().status,
+        DeliveryStatus::AwaitingAck
+    );
+    let ack = LateAck {
+        partner_ref: Some("P-77".into()),
+        accepted: true,
+        reason: None,
+    };
+    let d = store
+        .acknowledge(P, c.delivery.message_id, ack.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (d.status, d.partner_ref.as_deref()),
+        (DeliveryStatus::Acknowledged, Some("P-77"))
+    );
+    assert!(d.acked_at.is_some());
+    assert_eq!(store.resolve_number(P, "P-77").await.unwrap(), Some(t));
+    // A repeated ack changes nothing; an ack from another partner or for an unknown id finds nothing.
+    assert_eq!(
+        store
+            .acknowledge(P, c.delivery.message_id, ack.clone())
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        DeliveryStatus::Acknowledged
+    );
+    assert_eq!(
+        store
+            .acknowledge("other", c.delivery.message_id, ack.clone())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .acknowledge(P, Uuid::now_v7(), ack.clone())
+            .await
+            .unwrap(),
+        None
+    );
+
+    // An ack that overtakes the HTTP answer wins over it.
+    store.accept_ticket(new_ticket("K-2", &[P])).await.unwrap();
+    let c = store
+        .claim(P, Utc::now(), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .acknowledge(P, c.delivery.message_id, ack)
+        .await
+        .unwrap();
+    let held = store
+        .finish_attempt(
+            &c.token,
+            record(&c.delivery, "awaiting_ack"),
+            Next::AwaitingAck { until },
+        )
+        .await
+        .unwrap();
+    assert!(!held);
+    assert_eq!(
+        store.delivery(c.delivery.id).await.unwrap().unwrap().status,
+        DeliveryStatus::Acknowledged
+    );
+
+    // A refusal after the fact dead-letters the delivery with the partner's reason.
+    store.accept_ticket(new_ticket("K-3", &[P])).await.unwrap();
+    let c = store
+        .claim(P, Utc::now(), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let no = LateAck {
+        partner_ref: None,
+        accepted: false,
+        reason: Some("缺少来电号码".into()),
+    };
+    let d = store
+        .acknowledge(P, c.delivery.message_id, no)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.status, DeliveryStatus::Dead);
+    assert!(d.last_error.unwrap().contains("缺少来电号码"));
+}
+
+pub async fn events_on_unknown_tickets_are_refused_and_statuses_move(store: Arc<dyn Store>) {
+    let err = store.record_event(urge(Uuid::now_v7())).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(
+        store
+            .deliveries(&DeliveryQuery::default())
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing half-stored"
+    );
+    let t = store
+        .accept_ticket(new_ticket("S-1", &[]))
+        .await
+        .unwrap()
+        .ticket_id();
+    let receipt = NewEvent {
+        event: Event::new(
+            t,
+            P,
+            EventBody::Receipt {
+                partner_number: Some("P-9".into()),
+                unit: None,
+            },
+        ),
+        status: Some(TicketStatus::Receipted),
+        targets: vec![],
+        keys: vec!["msg:m1".into()],
+        numbers: vec![(P.into(), "P-9".into())],
+    };
+    assert!(
+        !store
+            .record_event(receipt.clone())
+            .await
+            .unwrap()
+            .is_duplicate()
+    );
+    assert!(store.record_event(receipt).await.unwrap().is_duplicate());
+    let ticket = store.ticket(t).await.unwrap().unwrap();
+    assert_eq!(ticket.status, TicketStatus::Receipted);
+    assert_eq!(
+        ticket.partner_numbers.get(P).map(String::as_str),
+        Some("P-9")
+    );
+    assert_eq!(store.events(t).await.unwrap().len(), 2);
+}
