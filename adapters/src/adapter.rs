@@ -160,7 +160,7 @@ pub enum Inbound {
     Ticket {
         message_id: Option<String>,
         partner_number: String,
-        draft: TicketDraft,
+        draft: Box<TicketDraft>,
     },
     /// A business message about an existing ticket (签收, 退回, 办结 ...).
     Event {

@@ -111,7 +111,7 @@ impl Intake {
                 partner_number,
                 draft,
             } => {
-                let ticket = Ticket::new(partner, Some(partner_number.clone()), draft);
+                let ticket = Ticket::new(partner, Some(partner_number.clone()), *draft);
                 let event = Event::new(
                     ticket.id,
                     partner,

@@ -87,7 +87,7 @@ impl InboundEnvelope {
                 Ok(Inbound::Ticket {
                     message_id: self.message_id,
                     partner_number: required(self.partner_number, "partner_number", kind)?,
-                    draft,
+                    draft: Box::new(draft),
                 })
             }
             "event" => {

@@ -164,7 +164,7 @@ fn inbound_ticket_is_decoded_after_the_signature_is_checked() {
         Inbound::Ticket {
             message_id: Some("m-1".into()),
             partner_number: "P-100".into(),
-            draft: draft()
+            draft: Box::new(draft())
         }
     );
     let err = adapter()
