@@ -113,6 +113,19 @@ async fn unknown_things_are_404_with_a_json_body() {
         assert_eq!(status, 404, "{path}");
         assert_eq!(body["error"], "not_found", "{path}: {body}");
     }
+    for path in [
+        "/api/v1/tickets/not-a-uuid",
+        "/api/v1/deliveries?status=lost",
+        "/api/v1/tickets?limit=many",
+    ] {
+        let (status, body) = h.get(path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().starts_with("invalid_"),
+            "{path}: {body}"
+        );
+        assert!(!body["message"].as_str().unwrap().is_empty());
+    }
     let (status, body) = h.post_json("/partners/nobody/messages", &json!({})).await;
     assert_eq!(status, 404);
     assert!(body["message"].as_str().unwrap().contains("nobody"));

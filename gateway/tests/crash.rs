@@ -86,15 +86,24 @@ async fn sigkill_between_accept_and_delivery_loses_nothing() {
     wait_ready(&http, &base).await;
     let mut ids = Vec::new();
     for i in 0..30 {
-        let body = json!({"external_id": format!("K-{i}"), "target": PARTNER, "ticket": random_draft()});
-        let r = http.post(format!("{base}/api/v1/tickets")).json(&body).send().await.unwrap();
+        let body =
+            json!({"external_id": format!("K-{i}"), "target": PARTNER, "ticket": random_draft()});
+        let r = http
+            .post(format!("{base}/api/v1/tickets"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 201);
         let v: Value = r.json().await.unwrap();
         ids.push(v["id"].as_str().unwrap().to_owned());
     }
     gw.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix
     gw.wait().unwrap();
-    assert!(sim.received().is_empty(), "nothing could be delivered before the kill");
+    assert!(
+        sim.received().is_empty(),
+        "nothing could be delivered before the kill"
+    );
 
     sim.set_behaviour(Behaviour::Ack); // the partner is back
     let mut gw = spawn(&config);
@@ -103,7 +112,12 @@ async fn sigkill_between_accept_and_delivery_loses_nothing() {
         (sim.received().len() >= ids.len()).then_some(())
     })
     .await;
-    assert!(delivered.is_some(), "only {} of {} delivered", sim.received().len(), ids.len());
+    assert!(
+        delivered.is_some(),
+        "only {} of {} delivered",
+        sim.received().len(),
+        ids.len()
+    );
 
     let mut got: Vec<String> = sim
         .received()
@@ -112,14 +126,26 @@ async fn sigkill_between_accept_and_delivery_loses_nothing() {
         .collect();
     got.sort();
     ids.sort();
-    assert_eq!(got, ids, "each accepted ticket delivered exactly once in effect");
+    assert_eq!(
+        got, ids,
+        "each accepted ticket delivered exactly once in effect"
+    );
     let all_acked = wait_until(Duration::from_secs(10), || async {
-        let r = http.get(format!("{base}/api/v1/deliveries?status=acknowledged&limit=1000")).send().await.ok()?;
+        let r = http
+            .get(format!(
+                "{base}/api/v1/deliveries?status=acknowledged&limit=1000"
+            ))
+            .send()
+            .await
+            .ok()?;
         let v: Value = r.json().await.ok()?;
         (v.as_array()?.len() == ids.len()).then_some(())
     })
     .await;
-    assert!(all_acked.is_some(), "every delivery recorded as acknowledged");
+    assert!(
+        all_acked.is_some(),
+        "every delivery recorded as acknowledged"
+    );
     gw.kill().ok();
     gw.wait().ok();
 }
@@ -141,17 +167,34 @@ fn check_config_reports_problems_with_lines_and_fails() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     let shown = path.display().to_string();
-    assert!(err.contains(&format!("{shown}:3: `server.mystery`: unknown key")), "{err}");
-    assert!(err.contains(&format!("{shown}:7: `partners.p1.url`")), "{err}");
-    assert!(err.contains(&format!("{shown}:8: `partners.p1.signing_secret`")), "{err}");
+    assert!(
+        err.contains(&format!("{shown}:3: `server.mystery`: unknown key")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{shown}:7: `partners.p1.url`")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{shown}:8: `partners.p1.signing_secret`")),
+        "{err}"
+    );
 
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, include_str!("../../deploy/config/gateway.example.toml")).unwrap();
+    std::fs::write(
+        &good,
+        include_str!("../../deploy/config/gateway.example.toml"),
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
         .args(["check-config", "--config"])
         .arg(&good)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
 }

@@ -1,10 +1,10 @@
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, ValidPath, ValidQuery};
 use super::{AppState, DELIVERIES};
 use crate::store::{Delivery, DeliveryQuery, RetryResult};
 
@@ -13,7 +13,7 @@ use crate::store::{Delivery, DeliveryQuery, RetryResult};
     responses((status = 200, body = Vec<Delivery>), (status = 400, body = ErrorBody)))]
 pub async fn list_deliveries(
     State(state): State<AppState>,
-    Query(q): Query<DeliveryQuery>,
+    ValidQuery(q): ValidQuery<DeliveryQuery>,
 ) -> Result<Json<Vec<Delivery>>, ApiError> {
     Ok(Json(state.store.deliveries(&q).await?))
 }
@@ -24,7 +24,7 @@ pub async fn list_deliveries(
     responses((status = 200, body = Delivery), (status = 404, body = ErrorBody)))]
 pub async fn get_delivery(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
+    ValidPath(id): ValidPath<Uuid>,
 ) -> Result<Json<Delivery>, ApiError> {
     state
         .store
@@ -44,7 +44,7 @@ pub async fn get_delivery(
     ))]
 pub async fn retry_delivery(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
+    ValidPath(id): ValidPath<Uuid>,
 ) -> Result<(StatusCode, Json<Delivery>), ApiError> {
     match state.store.retry(id, Utc::now()).await? {
         RetryResult::Requeued(d) => {

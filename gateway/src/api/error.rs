@@ -146,3 +146,43 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
             })
     }
 }
+
+/// A path parameter; a value that does not parse is a 400 with a JSON body.
+pub struct ValidPath<T>(pub T);
+
+impl<S: Send + Sync, T> axum::extract::FromRequestParts<S> for ValidPath<T>
+where
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ValidPath(p.0))
+            .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", r.body_text()))
+    }
+}
+
+/// Query parameters; a value that does not parse is a 400 with a JSON body.
+pub struct ValidQuery<T>(pub T);
+
+impl<S: Send + Sync, T> axum::extract::FromRequestParts<S> for ValidQuery<T>
+where
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ValidQuery(q.0))
+            .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text()))
+    }
+}

@@ -1,5 +1,5 @@
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use hotline_model::{Event, Ticket};
@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::error::{ApiError, ErrorBody, ValidJson};
+use super::error::{ApiError, ErrorBody, ValidJson, ValidPath, ValidQuery};
 use super::{AppState, TICKETS};
 use crate::intake::CreateTicket;
 use crate::store::{Accepted, AttemptRecord, Delivery, DeliveryQuery, TicketQuery};
@@ -68,7 +68,7 @@ pub async fn create_ticket(
     responses((status = 200, body = Vec<Ticket>), (status = 400, body = ErrorBody)))]
 pub async fn list_tickets(
     State(state): State<AppState>,
-    Query(q): Query<TicketQuery>,
+    ValidQuery(q): ValidQuery<TicketQuery>,
 ) -> Result<Json<Vec<Ticket>>, ApiError> {
     Ok(Json(state.store.tickets(&q).await?))
 }
@@ -79,7 +79,7 @@ pub async fn list_tickets(
     responses((status = 200, body = Ticket), (status = 404, body = ErrorBody)))]
 pub async fn get_ticket(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
+    ValidPath(id): ValidPath<Uuid>,
 ) -> Result<Json<Ticket>, ApiError> {
     state
         .store
@@ -142,7 +142,7 @@ pub struct Timeline {
     responses((status = 200, body = Timeline), (status = 404, body = ErrorBody)))]
 pub async fn ticket_events(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
+    ValidPath(id): ValidPath<Uuid>,
 ) -> Result<Json<Timeline>, ApiError> {
     if state.store.ticket(id).await?.is_none() {
         return Err(ApiError::not_found(format!("no ticket {id}")));
