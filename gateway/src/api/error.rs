@@ -147,42 +147,37 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
     }
 }
 
-/// A path parameter; a value that does not parse is a 400 with a JSON body.
-pub struct ValidPath<T>(pub T);
+/// Declares an extractor wrapping one of axum's request-parts extractors so that its rejection
+/// is a 400 with the JSON error body.
+macro_rules! json_rejecting {
+    ($(#[$doc:meta])* $name:ident wraps $inner:ident as $code:literal) => {
+        $(#[$doc])*
+        pub struct $name<T>(pub T);
 
-impl<S: Send + Sync, T> axum::extract::FromRequestParts<S> for ValidPath<T>
-where
-    T: DeserializeOwned + Send,
-{
-    type Rejection = ApiError;
+        impl<S: Send + Sync, T> axum::extract::FromRequestParts<S> for $name<T>
+        where
+            T: DeserializeOwned + Send,
+        {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|p| ValidPath(p.0))
-            .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", r.body_text()))
-    }
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                axum::extract::$inner::<T>::from_request_parts(parts, state)
+                    .await
+                    .map(|v| $name(v.0))
+                    .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, $code, r.body_text()))
+            }
+        }
+    };
 }
 
-/// Query parameters; a value that does not parse is a 400 with a JSON body.
-pub struct ValidQuery<T>(pub T);
-
-impl<S: Send + Sync, T> axum::extract::FromRequestParts<S> for ValidQuery<T>
-where
-    T: DeserializeOwned + Send,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| ValidQuery(q.0))
-            .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text()))
-    }
-}
+json_rejecting!(
+    /// A path parameter; a value that does not parse is a 400 with a JSON body.
+    ValidPath wraps Path as "invalid_path"
+);
+json_rejecting!(
+    /// Query parameters; a value that does not parse is a 400 with a JSON body.
+    ValidQuery wraps Query as "invalid_query"
+);
