@@ -7,6 +7,8 @@
 mod adapter;
 pub mod http;
 pub mod json;
+pub mod mapping;
+pub mod toml_locate;
 pub mod webhook;
 
 pub use adapter::{

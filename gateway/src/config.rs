@@ -267,7 +267,7 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, Vec<Problem>> {
-        let locate = Locator::new(text);
+        let locate = hotline_adapters::toml_locate::Locator::new(text);
         let mut table: toml::Table = toml::from_str(text).map_err(|e| {
             vec![Problem {
                 key: String::new(),
@@ -440,51 +440,6 @@ fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, Str
             at = t;
         }
         at.insert(last.clone(), value);
-    }
-}
-
-/// Finds the line of a dotted key in the original text.
-struct Locator {
-    doc: Option<toml_edit::Document<String>>,
-    line_starts: Vec<usize>,
-}
-
-impl Locator {
-    fn new(text: &str) -> Self {
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
-        Self {
-            doc: toml_edit::Document::parse(text.to_owned()).ok(),
-            line_starts,
-        }
-    }
-
-    fn line_of(&self, offset: usize) -> usize {
-        self.line_starts.partition_point(|&s| s <= offset)
-    }
-
-    /// The line of the deepest part of `key` that is in the file.
-    fn line(&self, key: &str) -> Option<usize> {
-        let doc = self.doc.as_ref()?;
-        let mut item = doc.as_item();
-        let mut span = None;
-        for part in key.split('.').filter(|p| !p.is_empty()) {
-            let part = part.split('[').next().unwrap_or(part);
-            match item.get(part) {
-                Some(next) => {
-                    item = next;
-                    span = next.span().or(span);
-                    if let Some(table) = next.as_table()
-                        && let Some(s) = table.span()
-                    {
-                        span = Some(s);
-                    }
-                }
-                None => break,
-            }
-        }
-        span.map(|s| self.line_of(s.start))
     }
 }
 

@@ -1,0 +1,460 @@
+//! Translation between a partner document and the canonical document, driven by a [`Mapping`].
+
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone};
+use serde_json::{Map, Number, Value};
+
+use super::spec::{Format, JsonType, Kind, Overflow, Required};
+use super::{DocPath, Field, Mapping, Message, Seg, TimeFormat, xml};
+
+/// A decoded partner message in canonical terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Translation {
+    pub message_type: String,
+    /// `{"message": {...}, "ticket": {...}, "event": {...}}`.
+    pub doc: Value,
+    /// Values cut to the partner's limits, and similar notes.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    /// A field at fault: on decode named by the partner's path, on encode by the canonical one.
+    #[error("`{field}`: {reason}")]
+    Field { field: String, reason: String },
+    #[error("message type `{0}` is not supported by this partner")]
+    Unsupported(String),
+    /// Not parseable: bad JSON/XML, wrong encoding.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+fn field_err(field: &str, reason: impl Into<String>) -> TranslateError {
+    TranslateError::Field {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn key_of(seg: &Seg) -> String {
+    match seg {
+        Seg::Key(k) => k.clone(),
+        Seg::Attr(a) => format!("@{a}"),
+    }
+}
+
+fn get_doc<'v>(v: &'v Value, path: &DocPath) -> Option<&'v Value> {
+    path.iter().try_fold(v, |at, seg| at.get(key_of(seg)))
+}
+
+fn set_doc(v: &mut Value, path: &DocPath, value: Value) {
+    set_keys(v, path.iter().map(key_of), value);
+}
+
+fn get_canonical<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
+    path.iter().try_fold(v, |at, k| at.get(k))
+}
+
+fn set_keys(v: &mut Value, keys: impl IntoIterator<Item = String>, value: Value) {
+    let keys: Vec<String> = keys.into_iter().collect();
+    let Some((last, parents)) = keys.split_last() else {
+        return;
+    };
+    let mut at = v;
+    for k in parents {
+        if !at.is_object() {
+            *at = Value::Object(Map::new());
+        }
+        let Value::Object(map) = at else {
+            unreachable!("made an object above")
+        };
+        at = map
+            .entry(k.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    if !at.is_object() {
+        *at = Value::Object(Map::new());
+    }
+    if let Value::Object(map) = at {
+        map.insert(last.clone(), value);
+    }
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn required_in(r: Required, inbound: bool) -> bool {
+    match r {
+        Required::Always => true,
+        Required::Inbound => inbound,
+        Required::Outbound => !inbound,
+        Required::No => false,
+    }
+}
+
+impl Mapping {
+    fn message(&self, message_type: &str) -> Result<&Message, TranslateError> {
+        self.messages
+            .get(message_type)
+            .ok_or_else(|| TranslateError::Unsupported(message_type.to_owned()))
+    }
+
+    /// Canonical document → the partner's wire bytes (encoded, with the XML declaration).
+    /// With `confidential`, fields marked `personal` are left out.
+    pub fn encode(
+        &self,
+        message_type: &str,
+        canonical: &Value,
+        confidential: bool,
+    ) -> Result<(Vec<u8>, Vec<String>), TranslateError> {
+        let (doc, warnings) = self.encode_doc(message_type, canonical, confidential)?;
+        let text = match self.format {
+            Format::Json => {
+                serde_json::to_string(&doc).map_err(|e| TranslateError::Malformed(e.to_string()))?
+            }
+            Format::Xml => {
+                let root = self
+                    .message(message_type)?
+                    .root
+                    .as_deref()
+                    .unwrap_or("Message");
+                xml::write(root, &doc, self.encoding.label())
+                    .map_err(|e| TranslateError::Malformed(e.0))?
+            }
+        };
+        let bytes = self
+            .encoding
+            .encode(&text)
+            .map_err(TranslateError::Malformed)?;
+        Ok((bytes, warnings))
+    }
+
+    /// Canonical document → the partner's document tree.
+    pub fn encode_doc(
+        &self,
+        message_type: &str,
+        canonical: &Value,
+        confidential: bool,
+    ) -> Result<(Value, Vec<String>), TranslateError> {
+        let m = self.message(message_type)?;
+        let mut doc = Value::Object(Map::new());
+        let mut warnings = Vec::new();
+        set_doc(&mut doc, &self.type_path, Value::String(m.code.clone()));
+        for f in &m.fields {
+            if f.personal && confidential {
+                continue;
+            }
+            let value = get_canonical(canonical, &f.canonical).filter(|v| !v.is_null());
+            let Some(value) = value else {
+                if required_in(f.required, false) {
+                    return Err(field_err(
+                        &f.canonical_label,
+                        format!("is required by partner {}", self.partner),
+                    ));
+                }
+                continue;
+            };
+            let out = if f.list {
+                let items = match value {
+                    Value::Array(a) => a.clone(),
+                    other => vec![other.clone()],
+                };
+                if items.is_empty() {
+                    continue;
+                }
+                let converted = items
+                    .iter()
+                    .map(|i| self.to_partner(f, i, &mut warnings))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Value::Array(converted)
+            } else {
+                self.to_partner(f, value, &mut warnings)?
+            };
+            let path = f.paths.last().expect("a field has a path");
+            set_doc(&mut doc, path, out);
+        }
+        Ok((doc, warnings))
+    }
+
+    fn to_partner(
+        &self,
+        f: &Field,
+        v: &Value,
+        warnings: &mut Vec<String>,
+    ) -> Result<Value, TranslateError> {
+        let name = &f.canonical_label;
+        let mut s = match f.kind {
+            Kind::Time => {
+                let text = v
+                    .as_str()
+                    .ok_or_else(|| field_err(name, "must be a time"))?;
+                let t = DateTime::parse_from_rfc3339(text)
+                    .map_err(|e| field_err(name, format!("not an RFC 3339 time: {e}")))?;
+                self.format_time(t)
+            }
+            Kind::Bool => match v {
+                Value::Bool(b) => b.to_string(),
+                _ => return Err(field_err(name, "must be true or false")),
+            },
+            Kind::Int | Kind::Text => {
+                scalar(v).ok_or_else(|| field_err(name, "must be a single value"))?
+            }
+        };
+        if let Some(table) = &f.codes {
+            let t = &self.codes[table];
+            s = t.to_partner.get(&s).cloned().ok_or_else(|| {
+                field_err(
+                    name,
+                    format!(
+                        "`{s}` has no code in partner {}'s table `{table}`",
+                        self.partner
+                    ),
+                )
+            })?;
+        }
+        if let Some(max) = f.max_len {
+            let n = s.chars().count();
+            if n > max {
+                match self.overflow {
+                    Overflow::Reject => {
+                        return Err(field_err(
+                            name,
+                            format!(
+                                "is {n} characters; partner {} takes at most {max}",
+                                self.partner
+                            ),
+                        ));
+                    }
+                    Overflow::Truncate => {
+                        s = s.chars().take(max).collect();
+                        warnings.push(format!(
+                            "`{name}` cut from {n} to {max} characters for `{}`",
+                            f.label
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(match (self.format, f.json_type) {
+            (Format::Json, JsonType::Number) => {
+                let n: Number = s
+                    .parse::<i64>()
+                    .map(Number::from)
+                    .ok()
+                    .or_else(|| s.parse::<f64>().ok().and_then(Number::from_f64))
+                    .ok_or_else(|| field_err(name, format!("`{s}` is not a number")))?;
+                Value::Number(n)
+            }
+            (Format::Json, JsonType::Bool) => Value::Bool(matches!(s.as_str(), "true" | "1")),
+            _ => Value::String(s),
+        })
+    }
+
+    fn format_time(&self, t: DateTime<FixedOffset>) -> String {
+        let local = t.with_timezone(&self.zone);
+        match &self.time {
+            TimeFormat::Rfc3339 => local.to_rfc3339(),
+            TimeFormat::EpochMillis => t.timestamp_millis().to_string(),
+            TimeFormat::Pattern(p) => local.format(p).to_string(),
+        }
+    }
+
+    fn parse_time(&self, label: &str, s: &str) -> Result<String, TranslateError> {
+        let t: DateTime<FixedOffset> = match &self.time {
+            TimeFormat::Rfc3339 => DateTime::parse_from_rfc3339(s)
+                .map_err(|e| field_err(label, format!("`{s}` is not an RFC 3339 time: {e}")))?,
+            TimeFormat::EpochMillis => {
+                let ms: i64 = s
+                    .parse()
+                    .map_err(|_| field_err(label, format!("`{s}` is not epoch milliseconds")))?;
+                self.zone
+                    .timestamp_millis_opt(ms)
+                    .single()
+                    .ok_or_else(|| field_err(label, format!("`{s}` is out of range")))?
+            }
+            TimeFormat::Pattern(p) => {
+                let naive = NaiveDateTime::parse_from_str(s, p)
+                    .map_err(|e| field_err(label, format!("`{s}` does not match `{p}`: {e}")))?;
+                self.zone
+                    .from_local_datetime(&naive)
+                    .single()
+                    .ok_or_else(|| field_err(label, format!("`{s}` is not a valid local time")))?
+            }
+        };
+        Ok(t.to_rfc3339())
+    }
+
+    /// The partner's wire bytes → canonical document.
+    pub fn decode(&self, bytes: &[u8]) -> Result<Translation, TranslateError> {
+        if let (Format::Xml, Some(label)) = (self.format, xml::declared_encoding(bytes))
+            && !self.encoding.accepts_label(&label)
+        {
+            return Err(TranslateError::Malformed(format!(
+                "the XML declares encoding `{label}`; partner {} sends {}",
+                self.partner,
+                self.encoding.label()
+            )));
+        }
+        let text = self
+            .encoding
+            .decode(bytes)
+            .map_err(TranslateError::Malformed)?;
+        match self.format {
+            Format::Json => {
+                let doc: Value = serde_json::from_str(&text)
+                    .map_err(|e| TranslateError::Malformed(format!("malformed JSON: {e}")))?;
+                if !doc.is_object() {
+                    return Err(TranslateError::Malformed("expected a JSON object".into()));
+                }
+                self.decode_doc(None, &doc)
+            }
+            Format::Xml => {
+                let (root, doc) = xml::parse(&text).map_err(|e| TranslateError::Malformed(e.0))?;
+                self.decode_doc(Some(&root), &doc)
+            }
+        }
+    }
+
+    /// The partner's document tree → canonical document.
+    pub fn decode_doc(
+        &self,
+        root: Option<&str>,
+        doc: &Value,
+    ) -> Result<Translation, TranslateError> {
+        let code = get_doc(doc, &self.type_path)
+            .and_then(scalar)
+            .ok_or_else(|| field_err(&self.type_label, "is required: it names the message type"))?;
+        let kind = self.by_code.get(&code).ok_or_else(|| {
+            field_err(
+                &self.type_label,
+                format!("`{code}` is not a message type of partner {}", self.partner),
+            )
+        })?;
+        let m = self.message(kind)?;
+        if let (Some(expected), Some(got)) = (&m.root, root)
+            && expected != got
+        {
+            return Err(field_err(
+                got,
+                format!("a `{kind}` message has root element <{expected}>"),
+            ));
+        }
+        let mut out = Value::Object(Map::new());
+        let mut warnings = Vec::new();
+        for f in &m.fields {
+            let raw = self.read(f, doc);
+            let Some(raw) = raw else {
+                if let Some(d) = &f.default {
+                    let v = self.to_canonical(f, d, &mut warnings)?;
+                    set_keys(&mut out, f.canonical.iter().cloned(), v);
+                } else if required_in(f.required, true) {
+                    return Err(field_err(&f.label, "is required"));
+                }
+                continue;
+            };
+            let v = match raw {
+                Value::Array(items) if f.list => Value::Array(
+                    items
+                        .iter()
+                        .map(|i| {
+                            let s =
+                                scalar(i).ok_or_else(|| field_err(&f.label, "must hold text"))?;
+                            self.to_canonical(f, &s, &mut warnings)
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+                Value::Array(_) => return Err(field_err(&f.label, "must appear once")),
+                one => {
+                    let s = scalar(&one).ok_or_else(|| field_err(&f.label, "must hold text"))?;
+                    let v = self.to_canonical(f, &s, &mut warnings)?;
+                    if f.list { Value::Array(vec![v]) } else { v }
+                }
+            };
+            set_keys(&mut out, f.canonical.iter().cloned(), v);
+        }
+        set_keys(
+            &mut out,
+            ["message".to_owned(), "type".to_owned()],
+            Value::String(kind.clone()),
+        );
+        Ok(Translation {
+            message_type: kind.clone(),
+            doc: out,
+            warnings,
+        })
+    }
+
+    /// The partner's raw value for a field: one path, or several joined; empty counts as absent.
+    fn read(&self, f: &Field, doc: &Value) -> Option<Value> {
+        if f.paths.len() == 1 {
+            let v = get_doc(doc, &f.paths[0])?;
+            return match v {
+                Value::Null => None,
+                Value::String(s) if s.trim().is_empty() => None,
+                other => Some(other.clone()),
+            };
+        }
+        let parts: Vec<String> = f
+            .paths
+            .iter()
+            .filter_map(|p| get_doc(doc, p).and_then(scalar))
+            .filter(|s| !s.trim().is_empty())
+            .collect();
+        (!parts.is_empty()).then(|| Value::String(parts.join(&f.separator)))
+    }
+
+    fn to_canonical(
+        &self,
+        f: &Field,
+        raw: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<Value, TranslateError> {
+        let label = &f.label;
+        let mut s = raw.trim().to_owned();
+        if let Some(max) = f.max_len {
+            let n = s.chars().count();
+            if n > max {
+                match self.overflow {
+                    Overflow::Reject => {
+                        return Err(field_err(
+                            label,
+                            format!("is {n} characters; at most {max} are allowed"),
+                        ));
+                    }
+                    Overflow::Truncate => {
+                        s = s.chars().take(max).collect();
+                        warnings.push(format!("`{label}` cut from {n} to {max} characters"));
+                    }
+                }
+            }
+        }
+        if let Some(table) = &f.codes {
+            s = self.codes[table]
+                .to_canonical
+                .get(&s)
+                .cloned()
+                .ok_or_else(|| {
+                    field_err(label, format!("unknown code `{s}` (code table `{table}`)"))
+                })?;
+        }
+        Ok(match f.kind {
+            Kind::Text => Value::String(s),
+            Kind::Time => Value::String(self.parse_time(label, &s)?),
+            Kind::Bool => match s.as_str() {
+                "true" | "1" => Value::Bool(true),
+                "false" | "0" => Value::Bool(false),
+                _ => return Err(field_err(label, format!("`{s}` is not a yes/no value"))),
+            },
+            Kind::Int => Value::Number(
+                s.parse::<i64>()
+                    .map_err(|_| field_err(label, format!("`{s}` is not a whole number")))?
+                    .into(),
+            ),
+        })
+    }
+}

@@ -1,0 +1,215 @@
+use std::path::{Path, PathBuf};
+
+use hotline_model::{Caller, EventBody, TicketKind, Urgency};
+
+use super::*;
+use crate::{Inbound, TicketRef};
+
+fn mappings_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../mappings")
+}
+
+fn m12345() -> Mapping {
+    Mapping::load(&mappings_dir().join("12345")).unwrap()
+}
+
+fn sample(partner: &str, name: &str) -> Vec<u8> {
+    std::fs::read(mappings_dir().join(partner).join("samples").join(name)).unwrap()
+}
+
+#[test]
+fn a_12345_dispatch_decodes_into_a_canonical_ticket() {
+    let m = m12345();
+    let t = m.decode(&sample("12345", "dispatch.xml")).unwrap();
+    assert_eq!(t.message_type, "dispatch");
+    assert_eq!(t.doc["ticket"]["received_at"], "2026-11-23T09:30:15+08:00");
+    assert_eq!(
+        t.doc["ticket"]["units"],
+        serde_json::json!(["历下区人社局", "历下区法律援助中心"])
+    );
+    let Inbound::Ticket {
+        message_id,
+        partner_number,
+        draft,
+    } = m.into_inbound(t).unwrap()
+    else {
+        panic!("a dispatch is a ticket")
+    };
+    assert_eq!(message_id.as_deref(), Some("12345-MSG-20261123-0001"));
+    assert_eq!(partner_number, "SD12345-2026112300017");
+    assert_eq!(draft.kind, TicketKind::Help);
+    assert_eq!(draft.urgency, Urgency::Urgent);
+    assert!(!draft.confidential);
+    assert_eq!(
+        draft.caller,
+        Caller {
+            name: "王芳".into(),
+            phone: "13953112345".into(),
+            id_number: None
+        }
+    );
+    assert_eq!(draft.region_code, "370102");
+    assert_eq!(draft.classification_code.as_deref(), Some("9.3"));
+}
+
+#[test]
+fn a_12345_reply_names_our_ticket() {
+    let m = m12345();
+    let inbound = m
+        .into_inbound(m.decode(&sample("12345", "reply.xml")).unwrap())
+        .unwrap();
+    let Inbound::Event { ticket, body, .. } = inbound else {
+        panic!("a reply is an event")
+    };
+    assert_eq!(
+        ticket,
+        TicketRef::Gateway("019ab2c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d".parse().unwrap())
+    );
+    assert!(
+        matches!(body, EventBody::Reply { ref unit, .. } if unit.as_deref() == Some("历下区人社局"))
+    );
+}
+
+#[test]
+fn decoding_errors_name_the_partner_field() {
+    let m = m12345();
+    let xml = String::from_utf8(sample("12345", "dispatch.xml")).unwrap();
+    let cases = [
+        (
+            xml.replace("<SQLX>4</SQLX>", "<SQLX>9</SQLX>"),
+            "SQLX",
+            "unknown code `9`",
+        ),
+        (
+            xml.replace("<LDHM>13953112345</LDHM>", ""),
+            "LDHM",
+            "is required",
+        ),
+        (
+            xml.replace("<LDHM>13953112345</LDHM>", "<LDHM>1234</LDHM>"),
+            "LDHM",
+            "mobile",
+        ),
+        (
+            xml.replace("20261123093015", "2026-11-23"),
+            "LDSJ",
+            "does not match",
+        ),
+        (
+            xml.replace("<XZQH>370102</XZQH>", "<XZQH>3701020</XZQH>"),
+            "XZQH",
+            "at most 6",
+        ),
+        (xml.replace("GD01", "ZZ99"), "XXLX", "not a message type"),
+    ];
+    for (doc, field, reason) in cases {
+        let err = m
+            .decode(doc.as_bytes())
+            .and_then(|t| m.into_inbound(t))
+            .unwrap_err();
+        let TranslateError::Field {
+            field: f,
+            reason: r,
+        } = &err
+        else {
+            panic!("{err}")
+        };
+        assert_eq!(f, field, "{err}");
+        assert!(r.contains(reason), "{err}");
+    }
+    let err = m.decode(b"<GDXX><XXLX>GD01</XXLX>").unwrap_err();
+    assert!(matches!(err, TranslateError::Malformed(_)), "{err}");
+    let gbk = xml.replace("UTF-8", "GBK");
+    assert!(
+        matches!(m.decode(gbk.as_bytes()).unwrap_err(), TranslateError::Malformed(e) if e.contains("GBK"))
+    );
+}
+
+#[test]
+fn canonical_to_12345_and_back_keeps_every_field() {
+    let m = m12345();
+    let t = m.decode(&sample("12345", "dispatch.xml")).unwrap();
+    let (wire, warnings) = m.encode("dispatch", &t.doc, false).unwrap();
+    assert!(warnings.is_empty());
+    let again = m.decode(&wire).unwrap();
+    assert_eq!(again.doc, t.doc);
+    let text = String::from_utf8(wire).unwrap();
+    assert!(
+        text.starts_with(r#"<?xml version="1.0" encoding="UTF-8"?><GDXX><XXLX>GD01</XXLX>"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("<SJDW><DW>历下区人社局</DW><DW>历下区法律援助中心</DW></SJDW>"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_confidential_ticket_leaves_personal_fields_out() {
+    let m = m12345();
+    let mut doc = m.decode(&sample("12345", "dispatch.xml")).unwrap().doc;
+    doc["ticket"]["confidential"] = true.into();
+    let (wire, _) = m.encode("dispatch", &doc, true).unwrap();
+    let text = String::from_utf8(wire).unwrap();
+    assert!(
+        !text.contains("13953112345") && !text.contains("王芳"),
+        "{text}"
+    );
+    assert!(text.contains("<SFBM>1</SFBM>"));
+}
+
+#[test]
+fn unmapped_values_and_unsupported_types_are_clear_errors() {
+    let m = m12345();
+    let mut doc = m.decode(&sample("12345", "dispatch.xml")).unwrap().doc;
+    doc["ticket"]["kind"] = "gossip".into();
+    let err = m.encode("dispatch", &doc, false).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`ticket.kind`: `gossip` has no code in partner 12345's table `kind`"
+    );
+    assert_eq!(
+        m.encode("withdraw", &doc, false).unwrap_err(),
+        TranslateError::Unsupported("withdraw".into())
+    );
+}
+
+#[test]
+fn mapping_problems_are_reported_with_file_and_line() {
+    let text = r#"partner = "x"
+version = "1"
+format = "xml"
+type_field = "T"
+time_format = "%Q%Y"
+
+[codes.k]
+a = "1"
+b = "1"
+
+[messages.dispatch]
+code = "D"
+field = [
+  { path = "A", canonical = "ticket.nonsense" },
+  { path = "B", canonical = "ticket.kind", codes = "missing" },
+]
+
+[messages.teleport]
+code = "T"
+root = "T"
+"#;
+    let problems = Mapping::from_toml(text, Path::new("m.toml")).unwrap_err().0;
+    let got: Vec<(String, Option<usize>)> =
+        problems.iter().map(|p| (p.key.clone(), p.line)).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("time_format".into(), Some(5)),
+            ("codes.k.b".into(), Some(9)),
+            ("messages.dispatch".into(), Some(11)),
+            ("messages.dispatch.field[0].canonical".into(), Some(14)),
+            ("messages.dispatch.field[1].codes".into(), Some(15)),
+            ("messages.teleport".into(), Some(18)),
+        ],
+        "{problems:#?}"
+    );
+}

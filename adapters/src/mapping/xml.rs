@@ -1,0 +1,277 @@
+//! XML ↔ the neutral document tree (a `serde_json::Value`), with hostile-input limits.
+//!
+//! Conventions: an element with only text is a string; an element with children is an object of
+//! its children (a repeated child becomes an array); attributes are `@name` keys; text beside
+//! children or attributes is `$text`. DTDs and entities other than the five predefined ones and
+//! character references are refused.
+
+use quick_xml::Reader;
+use quick_xml::Writer;
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+use serde_json::{Map, Value};
+
+/// Deepest element nesting accepted.
+pub const MAX_DEPTH: usize = 32;
+/// Most elements accepted in one document.
+pub const MAX_ELEMENTS: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct XmlError(pub String);
+
+struct Frame {
+    name: String,
+    map: Map<String, Value>,
+    text: String,
+}
+
+fn add(map: &mut Map<String, Value>, name: String, v: Value) {
+    match map.get_mut(&name) {
+        None => {
+            map.insert(name, v);
+        }
+        Some(Value::Array(items)) => items.push(v),
+        Some(existing) => {
+            let first = existing.take();
+            *existing = Value::Array(vec![first, v]);
+        }
+    }
+}
+
+fn finish(frame: Frame) -> Value {
+    let text = frame.text.trim();
+    if frame.map.is_empty() {
+        return Value::String(text.to_owned());
+    }
+    let mut map = frame.map;
+    if !text.is_empty() {
+        map.insert("$text".into(), Value::String(text.to_owned()));
+    }
+    Value::Object(map)
+}
+
+fn start_frame(e: &BytesStart<'_>) -> Result<Frame, XmlError> {
+    let name = std::str::from_utf8(e.name().as_ref())
+        .map_err(|_| XmlError("element name is not UTF-8".into()))?
+        .to_owned();
+    let mut map = Map::new();
+    for attr in e.attributes() {
+        let attr = attr.map_err(|err| XmlError(format!("bad attribute in <{name}>: {err}")))?;
+        let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
+        let value = attr
+            .unescape_value()
+            .map_err(|err| XmlError(format!("bad attribute `{key}` in <{name}>: {err}")))?;
+        map.insert(format!("@{key}"), Value::String(value.into_owned()));
+    }
+    Ok(Frame {
+        name,
+        map,
+        text: String::new(),
+    })
+}
+
+/// Parses a document into its root element's name and content.
+pub fn parse(text: &str) -> Result<(String, Value), XmlError> {
+    let mut reader = Reader::from_str(text);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut elements = 0usize;
+    let mut root: Option<(String, Value)> = None;
+    loop {
+        let pos = reader.buffer_position();
+        let event = reader
+            .read_event()
+            .map_err(|e| XmlError(format!("malformed XML at byte {pos}: {e}")))?;
+        if root.is_some() && matches!(event, Event::Start(_) | Event::Empty(_)) {
+            return Err(XmlError("content after the root element".into()));
+        }
+        match event {
+            Event::Start(e) => {
+                elements += 1;
+                if stack.len() >= MAX_DEPTH {
+                    return Err(XmlError(format!("elements nested deeper than {MAX_DEPTH}")));
+                }
+                if elements > MAX_ELEMENTS {
+                    return Err(XmlError(format!("more than {MAX_ELEMENTS} elements")));
+                }
+                stack.push(start_frame(&e)?);
+            }
+            Event::Empty(e) => {
+                elements += 1;
+                if elements > MAX_ELEMENTS {
+                    return Err(XmlError(format!("more than {MAX_ELEMENTS} elements")));
+                }
+                let frame = start_frame(&e)?;
+                let name = frame.name.clone();
+                let v = finish(frame);
+                match stack.last_mut() {
+                    Some(parent) => add(&mut parent.map, name, v),
+                    None => root = Some((name, v)),
+                }
+            }
+            Event::End(_) => {
+                let frame = stack
+                    .pop()
+                    .ok_or_else(|| XmlError("unbalanced end tag".into()))?;
+                let name = frame.name.clone();
+                let v = finish(frame);
+                match stack.last_mut() {
+                    Some(parent) => add(&mut parent.map, name, v),
+                    None => root = Some((name, v)),
+                }
+            }
+            Event::Text(t) => {
+                let s = t
+                    .xml_content()
+                    .map_err(|e| XmlError(format!("bad text: {e}")))?;
+                match stack.last_mut() {
+                    Some(f) => f.text.push_str(&s),
+                    None if s.trim().is_empty() => {}
+                    None => return Err(XmlError("text outside the root element".into())),
+                }
+            }
+            Event::CData(c) => {
+                let s = c
+                    .decode()
+                    .map_err(|e| XmlError(format!("bad CDATA: {e}")))?;
+                if let Some(f) = stack.last_mut() {
+                    f.text.push_str(&s);
+                }
+            }
+            Event::GeneralRef(r) => {
+                let name = r
+                    .decode()
+                    .map_err(|e| XmlError(format!("bad reference: {e}")))?;
+                let raw = format!("&{name};");
+                let s = quick_xml::escape::unescape(&raw)
+                    .map_err(|_| XmlError(format!("entity `{raw}` is not allowed")))?;
+                if let Some(f) = stack.last_mut() {
+                    f.text.push_str(&s);
+                }
+            }
+            Event::DocType(_) => {
+                return Err(XmlError("DTDs (<!DOCTYPE>) are refused".into()));
+            }
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err(XmlError("document ends inside an element".into()));
+    }
+    root.ok_or_else(|| XmlError("no root element".into()))
+}
+
+/// The `encoding="…"` of the XML declaration, if there is one.
+pub fn declared_encoding(head: &[u8]) -> Option<String> {
+    let head = &head[..head.len().min(200)];
+    let text = String::from_utf8_lossy(head);
+    let decl = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let decl = decl.trim_start().strip_prefix("<?xml")?;
+    let end = decl.find("?>")?;
+    let decl = &decl[..end];
+    let at = decl.find("encoding")?;
+    let rest = decl[at + "encoding".len()..]
+        .trim_start()
+        .strip_prefix('=')?
+        .trim_start();
+    let quote = rest.chars().next()?;
+    let rest = &rest[1..];
+    let close = rest.find(quote)?;
+    Some(rest[..close].to_owned())
+}
+
+/// Writes `content` as the document element `root`, with a declaration naming `encoding`.
+pub fn write(root: &str, content: &Value, encoding: &str) -> Result<String, XmlError> {
+    let mut w = Writer::new(Vec::new());
+    let io = |e: std::io::Error| XmlError(e.to_string());
+    w.write_event(Event::Decl(BytesDecl::new("1.0", Some(encoding), None)))
+        .map_err(io)?;
+    write_element(&mut w, root, content)?;
+    String::from_utf8(w.into_inner()).map_err(|e| XmlError(e.to_string()))
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn write_element(w: &mut Writer<Vec<u8>>, name: &str, v: &Value) -> Result<(), XmlError> {
+    let io = |e: std::io::Error| XmlError(e.to_string());
+    match v {
+        Value::Null => Ok(()),
+        Value::Array(items) => items.iter().try_for_each(|i| write_element(w, name, i)),
+        Value::Object(map) => {
+            let mut start = BytesStart::new(name);
+            for (k, val) in map {
+                if let (Some(attr), Some(s)) = (k.strip_prefix('@'), scalar(val)) {
+                    start.push_attribute((attr, s.as_str()));
+                }
+            }
+            w.write_event(Event::Start(start)).map_err(io)?;
+            for (k, val) in map {
+                if k == "$text" {
+                    if let Some(s) = scalar(val) {
+                        w.write_event(Event::Text(BytesText::new(&s))).map_err(io)?;
+                    }
+                } else if !k.starts_with('@') {
+                    write_element(w, k, val)?;
+                }
+            }
+            w.write_event(Event::End(BytesEnd::new(name))).map_err(io)
+        }
+        other => {
+            let s = scalar(other).unwrap_or_default();
+            w.write_event(Event::Start(BytesStart::new(name)))
+                .map_err(io)?;
+            w.write_event(Event::Text(BytesText::new(&s))).map_err(io)?;
+            w.write_event(Event::End(BytesEnd::new(name))).map_err(io)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn elements_attributes_and_repeats_round_trip() {
+        let doc = r#"<?xml version="1.0" encoding="UTF-8"?>
+<GD ver="2"><BH>A&amp;B &#x4E2D;</BH><DW>甲</DW><DW>乙</DW><K/><T lang="zh">文本</T></GD>"#;
+        let (root, v) = parse(doc).unwrap();
+        assert_eq!(root, "GD");
+        assert_eq!(
+            v,
+            json!({"@ver": "2", "BH": "A&B 中", "DW": ["甲", "乙"], "K": "", "T": {"@lang": "zh", "$text": "文本"}})
+        );
+        let again = write("GD", &v, "UTF-8").unwrap();
+        assert_eq!(parse(&again).unwrap(), ("GD".to_owned(), v));
+        assert_eq!(
+            declared_encoding(again.as_bytes()).as_deref(),
+            Some("UTF-8")
+        );
+    }
+
+    #[test]
+    fn hostile_documents_are_refused() {
+        let dtd = r#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>"#;
+        assert!(parse(dtd).unwrap_err().0.contains("DTD"));
+        assert!(
+            parse("<x>&custom;</x>")
+                .unwrap_err()
+                .0
+                .contains("not allowed")
+        );
+        let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
+        assert!(parse(&deep).unwrap_err().0.contains("deeper"));
+        let wide = format!("<a>{}</a>", "<b/>".repeat(MAX_ELEMENTS + 1));
+        assert!(parse(&wide).unwrap_err().0.contains("elements"));
+        assert!(parse("<a><b></a>").is_err());
+        assert!(parse("<a></a><b></b>").is_err());
+        assert!(parse("").is_err());
+    }
+}
