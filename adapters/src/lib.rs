@@ -8,6 +8,7 @@ mod adapter;
 pub mod http;
 pub mod json;
 pub mod mapping;
+pub mod signature;
 pub mod toml_locate;
 pub mod webhook;
 
