@@ -7,6 +7,7 @@
 mod adapter;
 pub mod http;
 pub mod json;
+pub mod mapped;
 pub mod mapping;
 pub mod signature;
 pub mod toml_locate;

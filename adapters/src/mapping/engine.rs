@@ -42,11 +42,11 @@ fn key_of(seg: &Seg) -> String {
     }
 }
 
-fn get_doc<'v>(v: &'v Value, path: &DocPath) -> Option<&'v Value> {
+pub(crate) fn get_doc<'v>(v: &'v Value, path: &DocPath) -> Option<&'v Value> {
     path.iter().try_fold(v, |at, seg| at.get(key_of(seg)))
 }
 
-fn set_doc(v: &mut Value, path: &DocPath, value: Value) {
+pub(crate) fn set_doc(v: &mut Value, path: &DocPath, value: Value) {
     set_keys(v, path.iter().map(key_of), value);
 }
 
@@ -79,7 +79,7 @@ fn set_keys(v: &mut Value, keys: impl IntoIterator<Item = String>, value: Value)
     }
 }
 
-fn scalar(v: &Value) -> Option<String> {
+pub(crate) fn scalar(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -144,7 +144,15 @@ impl Mapping {
         let m = self.message(message_type)?;
         let mut doc = Value::Object(Map::new());
         let mut warnings = Vec::new();
-        set_doc(&mut doc, &self.type_path, Value::String(m.code.clone()));
+        let code = match (self.format, self.type_as) {
+            (Format::Json, JsonType::Number) => m
+                .code
+                .parse::<i64>()
+                .map(|n| Value::Number(n.into()))
+                .unwrap_or_else(|_| Value::String(m.code.clone())),
+            _ => Value::String(m.code.clone()),
+        };
+        set_doc(&mut doc, &self.type_path, code);
         for f in &m.fields {
             if f.personal && confidential {
                 continue;

@@ -140,6 +140,7 @@ pub struct Mapping {
     pub(crate) overflow: Overflow,
     pub(crate) type_path: DocPath,
     pub(crate) type_label: String,
+    pub(crate) type_as: JsonType,
     pub(crate) codes: HashMap<String, CodeTable>,
     pub(crate) messages: BTreeMap<String, Message>,
     pub(crate) by_code: HashMap<String, String>,
@@ -310,6 +311,7 @@ fn compile(spec: MappingSpec, bad: &mut dyn FnMut(String, String)) -> Mapping {
         zone,
         overflow: spec.overflow,
         type_label: spec.type_field,
+        type_as: spec.type_as,
         type_path,
         codes,
         messages,
@@ -386,3 +388,16 @@ fn compile_field(
 
 #[cfg(test)]
 mod tests;
+
+/// The text at a dotted path (`A.B`, `A.@attr`) of a partner document.
+pub fn read_text(doc: &serde_json::Value, path: &str) -> Option<String> {
+    let p = parse_path(path).ok()?;
+    engine::get_doc(doc, &p).and_then(engine::scalar)
+}
+
+/// Puts text at a dotted path of a partner document, making the objects on the way.
+pub fn write_text(doc: &mut serde_json::Value, path: &str, text: String) {
+    if let Ok(p) = parse_path(path) {
+        engine::set_doc(doc, &p, serde_json::Value::String(text));
+    }
+}

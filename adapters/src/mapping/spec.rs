@@ -25,6 +25,9 @@ pub struct MappingSpec {
     pub overflow: Overflow,
     /// Where each message says what type it is.
     pub type_field: String,
+    /// JSON partners: how the type code is typed on the wire.
+    #[serde(default)]
+    pub type_as: JsonType,
     /// Code tables: table → canonical value → partner code.
     #[serde(default)]
     pub codes: BTreeMap<String, BTreeMap<String, String>>,

@@ -213,3 +213,56 @@ root = "T"
         "{problems:#?}"
     );
 }
+
+fn m12315() -> Mapping {
+    Mapping::load(&mappings_dir().join("12315")).unwrap()
+}
+
+#[test]
+fn a_12315_dispatch_joins_the_address_and_reads_epoch_millis() {
+    let m = m12315();
+    let t = m.decode(&sample("12315", "dispatch.json")).unwrap();
+    assert_eq!(
+        t.doc["ticket"]["address"],
+        "山东省济南市历下区泉城路某电器商场"
+    );
+    assert_eq!(t.doc["ticket"]["received_at"], "2025-11-23T09:30:00+08:00");
+    assert_eq!(t.doc["ticket"]["confidential"], false);
+    let Inbound::Ticket {
+        draft,
+        partner_number,
+        ..
+    } = m.into_inbound(t.clone()).unwrap()
+    else {
+        panic!("a ticket")
+    };
+    assert_eq!(partner_number, "1237010220261123000456");
+    assert_eq!(draft.kind, TicketKind::Complaint);
+    assert_eq!(draft.units, vec!["历下区市场监管局".to_owned()]);
+
+    // Encoding writes typed JSON: numbers as numbers, the address into `detail`.
+    let (wire, _) = m.encode("dispatch", &t.doc, false).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&wire).unwrap();
+    assert_eq!(v["msgType"], 1001);
+    assert_eq!(v["appealType"], 1);
+    assert_eq!(v["acceptTime"], 1763861400000i64);
+    assert_eq!(v["secret"], false);
+    assert_eq!(v["address"]["detail"], "山东省济南市历下区泉城路某电器商场");
+}
+
+#[test]
+fn every_shipped_mapping_and_profile_loads() {
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(mappings_dir()).unwrap() {
+        let dir = entry.unwrap().path();
+        if dir.join("mapping.toml").exists() {
+            let (m, _) = crate::mapped::load_folder(&dir).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                Some(m.partner.as_str()),
+                dir.file_name().and_then(|n| n.to_str())
+            );
+            loaded += 1;
+        }
+    }
+    assert!(loaded >= 2, "{loaded}");
+}

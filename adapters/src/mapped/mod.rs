@@ -1,0 +1,363 @@
+//! A partner defined by data: `mappings/<partner>/mapping.toml` (fields, codes, times) and
+//! `mappings/<partner>/partner.toml` (content type, signature, acknowledgement and reply styles),
+//! over HTTP push. Adding a province's variant needs these files, not Rust code.
+
+pub mod profile;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hotline_model::EventKind;
+use http::{HeaderValue, Method, StatusCode};
+use serde_json::{Map, Value};
+
+use crate::http::{HttpTransport, body_snippet, classify_status};
+use crate::mapping::spec::Format;
+use crate::mapping::{
+    Mapping, MappingProblem, MappingProblems, TranslateError, outbound_document, xml,
+};
+use crate::signature::Signer;
+use crate::{
+    Adapter, EncodeError, Inbound, InboundRequest, IngressError, IngressReply, OutboundMessage,
+    Outcome, TransportError, WireRequest, WireResponse,
+};
+use profile::{AckStyle, HttpStatusPolicy, Profile};
+
+/// What the gateway's configuration says about one mapped partner.
+#[derive(Debug, Clone)]
+pub struct MappedSettings {
+    pub partner: String,
+    /// The partner's folder: `mapping.toml` and `partner.toml`.
+    pub dir: PathBuf,
+    pub url: String,
+    /// Our app id at the partner (signed schemes).
+    pub app_id: String,
+    /// Our secret: signs what we send.
+    pub signing_secret: String,
+    /// The partner's secret: checks what it sends.
+    pub verify_secret: String,
+    pub timeout: Duration,
+    pub ack_timeout: Duration,
+}
+
+pub struct MappedAdapter {
+    partner: String,
+    url: String,
+    mapping: Arc<Mapping>,
+    profile: Profile,
+    signer: Signer,
+    transport: HttpTransport,
+    ack_timeout: Duration,
+}
+
+/// Loads a partner folder: the compiled mapping and the profile.
+pub fn load_folder(dir: &Path) -> Result<(Mapping, Profile), MappingProblems> {
+    let mapping = Mapping::load(dir);
+    let file = dir.join("partner.toml");
+    let profile = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read: {e}"))
+        .and_then(|text| {
+            toml::from_str::<Profile>(&text).map_err(|e| {
+                let line = e
+                    .span()
+                    .map(|s| crate::toml_locate::Locator::new(&text).line_of(s.start));
+                format!(
+                    "{}{}",
+                    line.map(|l| format!("line {l}: ")).unwrap_or_default(),
+                    e.message()
+                )
+            })
+        })
+        .map_err(|message| MappingProblem {
+            file: file.clone(),
+            line: None,
+            key: String::new(),
+            message,
+        });
+    match (mapping, profile) {
+        (Ok(m), Ok(p)) => Ok((m, p)),
+        (m, p) => {
+            let mut all = m.err().map(|e| e.0).unwrap_or_default();
+            all.extend(p.err());
+            Err(MappingProblems(all))
+        }
+    }
+}
+
+impl MappedAdapter {
+    pub fn load(s: MappedSettings) -> Result<Self, MappedError> {
+        let (mapping, profile) = load_folder(&s.dir)?;
+        if mapping.partner != s.partner {
+            return Err(MappedError::Partner {
+                expected: s.partner,
+                found: mapping.partner,
+            });
+        }
+        Ok(Self::new(s, Arc::new(mapping), profile)?)
+    }
+
+    pub fn new(
+        s: MappedSettings,
+        mapping: Arc<Mapping>,
+        profile: Profile,
+    ) -> Result<Self, TransportError> {
+        Ok(Self {
+            signer: Signer {
+                spec: profile.signature.clone(),
+                app_id: s.app_id,
+                our_secret: s.signing_secret,
+                their_secret: s.verify_secret,
+            },
+            transport: HttpTransport::new(s.timeout)?,
+            partner: s.partner,
+            url: s.url,
+            mapping,
+            profile,
+            ack_timeout: s.ack_timeout,
+        })
+    }
+
+    pub fn mapping(&self) -> &Mapping {
+        &self.mapping
+    }
+
+    /// Reads an answer body in the partner's format.
+    fn answer_doc(&self, body: &[u8]) -> Result<Value, String> {
+        let text = self.mapping.encoding.decode(body)?;
+        match self.mapping.format {
+            Format::Json => serde_json::from_str(&text).map_err(|e| e.to_string()),
+            Format::Xml => xml::parse(&text).map(|(_, v)| v).map_err(|e| e.0),
+        }
+    }
+
+    fn read(doc: &Value, path: &str) -> Option<String> {
+        crate::mapping::read_text(doc, path)
+    }
+
+    fn write_answer(&self, code: &str, message: &str, number: Option<String>) -> Vec<u8> {
+        let r = &self.profile.reply;
+        let mut doc = Value::Object(Map::new());
+        let mut put = |path: &str, v: String| crate::mapping::write_text(&mut doc, path, v);
+        put(&r.code, code.to_owned());
+        put(&r.message, message.to_owned());
+        if let (Some(path), Some(n)) = (&r.number, number) {
+            put(path, n);
+        }
+        let text = match self.mapping.format {
+            Format::Json => doc.to_string(),
+            Format::Xml => xml::write(
+                r.root.as_deref().unwrap_or("Response"),
+                &doc,
+                self.mapping.encoding.label(),
+            )
+            .unwrap_or_default(),
+        };
+        self.mapping
+            .encoding
+            .encode(&text)
+            .unwrap_or_else(|_| text.into_bytes())
+    }
+
+    fn answer(&self, status: StatusCode, body: Vec<u8>) -> WireResponse {
+        let status = match self.profile.reply.http_status {
+            HttpStatusPolicy::Mirror => status,
+            HttpStatusPolicy::Always200 => StatusCode::OK,
+        };
+        let mut resp = WireResponse::new(status, "application/octet-stream", body);
+        if let Ok(v) = HeaderValue::try_from(self.profile.content_type.as_str()) {
+            resp.headers.insert(http::header::CONTENT_TYPE, v);
+        }
+        resp
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MappedError {
+    #[error(transparent)]
+    Problems(#[from] MappingProblems),
+    #[error("the mapping is for partner `{found}`, configured as `{expected}`")]
+    Partner { expected: String, found: String },
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+fn ingress_error(e: TranslateError) -> IngressError {
+    match e {
+        TranslateError::Malformed(m) => IngressError::malformed(None, m),
+        TranslateError::Field { field, reason } => IngressError::invalid(field, reason),
+        TranslateError::Unsupported(t) => {
+            IngressError::invalid("type", format!("message type `{t}` is not taken"))
+        }
+    }
+}
+
+#[async_trait]
+impl Adapter for MappedAdapter {
+    fn partner(&self) -> &str {
+        &self.partner
+    }
+
+    fn supports(&self, kind: EventKind) -> bool {
+        self.mapping.supports(kind.as_str())
+    }
+
+    fn encode(&self, msg: &OutboundMessage) -> Result<WireRequest, EncodeError> {
+        let doc = outbound_document(msg, &self.partner);
+        let (body, warnings) = self
+            .mapping
+            .encode(
+                msg.event.kind().as_str(),
+                &doc,
+                msg.ticket.draft.confidential,
+            )
+            .map_err(|e| match e {
+                TranslateError::Unsupported(_) => EncodeError::Unsupported(msg.event.kind()),
+                TranslateError::Field { field, reason } => EncodeError::Field { field, reason },
+                TranslateError::Malformed(m) => EncodeError::Field {
+                    field: "message".into(),
+                    reason: m,
+                },
+            })?;
+        for w in warnings {
+            tracing::warn!(partner = %self.partner, message = %msg.message_id, "{w}");
+        }
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::try_from(self.profile.content_type.as_str())
+                .map_err(|e| EncodeError::Signing(e.to_string()))?,
+        );
+        self.signer
+            .sign(&mut headers, &body)
+            .map_err(|e| EncodeError::Signing(e.0))?;
+        Ok(WireRequest {
+            method: Method::POST,
+            url: self.url.clone(),
+            headers,
+            body: body.into(),
+        })
+    }
+
+    async fn send(&self, req: WireRequest) -> Result<WireResponse, TransportError> {
+        self.transport.send(req).await
+    }
+
+    fn classify(&self, resp: &WireResponse) -> Outcome {
+        if let Some(failure) = classify_status(resp) {
+            return failure;
+        }
+        let a = &self.profile.ack;
+        let doc = match self.answer_doc(&resp.body) {
+            Ok(d) => d,
+            Err(e) => {
+                return Outcome::Retryable {
+                    reason: format!(
+                        "malformed acknowledgement ({e}): {}",
+                        body_snippet(&resp.body)
+                    ),
+                    retry_after: None,
+                };
+            }
+        };
+        let Some(code) = Self::read(&doc, &a.code) else {
+            return Outcome::Retryable {
+                reason: format!(
+                    "acknowledgement without `{}`: {}",
+                    a.code,
+                    body_snippet(&resp.body)
+                ),
+                retry_after: None,
+            };
+        };
+        let text = a
+            .message
+            .as_deref()
+            .and_then(|p| Self::read(&doc, p))
+            .unwrap_or_default();
+        if a.success.contains(&code) {
+            match a.style {
+                AckStyle::Sync => Outcome::Acknowledged {
+                    partner_ref: a.number.as_deref().and_then(|p| Self::read(&doc, p)),
+                },
+                AckStyle::TwoStep => Outcome::AwaitingAck {
+                    within: self.ack_timeout,
+                },
+            }
+        } else if a.retryable.contains(&code) {
+            Outcome::Retryable {
+                reason: format!("partner code {code}: {text}"),
+                retry_after: None,
+            }
+        } else {
+            Outcome::Permanent {
+                reason: format!("partner code {code}: {text}"),
+            }
+        }
+    }
+
+    fn partner_code(&self, resp: &WireResponse) -> Option<String> {
+        let doc = self.answer_doc(&resp.body).ok()?;
+        Self::read(&doc, &self.profile.ack.code)
+    }
+
+    fn decode(&self, req: &InboundRequest) -> Result<Inbound, IngressError> {
+        if req.method != Method::POST || req.path != "messages" {
+            return Err(IngressError::not_found(format!(
+                "no such endpoint: {} {}; messages are POSTed to `messages`",
+                req.method, req.path
+            )));
+        }
+        self.signer
+            .verify(&req.headers, &req.body)
+            .map_err(|e| IngressError::unauthorized(e.0))?;
+        let t = self.mapping.decode(&req.body).map_err(ingress_error)?;
+        self.mapping.into_inbound(t).map_err(ingress_error)
+    }
+
+    fn respond(&self, reply: &IngressReply) -> WireResponse {
+        let r = &self.profile.reply;
+        let (code, message, number) = match reply {
+            IngressReply::TicketAccepted {
+                ticket_id,
+                duplicate,
+            }
+            | IngressReply::EventRecorded {
+                ticket_id,
+                duplicate,
+            } => (
+                r.success_code.clone(),
+                if *duplicate {
+                    "重复消息，已处理 duplicate, already taken"
+                } else {
+                    "成功 ok"
+                },
+                Some(ticket_id.to_string()),
+            ),
+            IngressReply::AckApplied { known: true } => (r.success_code.clone(), "成功 ok", None),
+            IngressReply::AckApplied { known: false } => {
+                return self.reject(&IngressError::not_found(
+                    "no message with that id was sent to you",
+                ));
+            }
+        };
+        self.answer(StatusCode::OK, self.write_answer(&code, message, number))
+    }
+
+    fn reject(&self, err: &IngressError) -> WireResponse {
+        let c = &self.profile.reply.error_codes;
+        let code = match err.code {
+            "malformed" => &c.malformed,
+            "invalid" => &c.invalid,
+            "bad_signature" => &c.bad_signature,
+            "not_found" => &c.not_found,
+            _ => &c.unavailable,
+        };
+        let text = match &err.field {
+            Some(f) => format!("{f}: {}", err.reason),
+            None => err.reason.clone(),
+        };
+        self.answer(err.status, self.write_answer(code, &text, None))
+    }
+}
