@@ -3,5 +3,7 @@
 //! The simulators speak real HTTP on loopback and check what they receive as strictly as the real
 //! partner would; tests and the demo tell them how to misbehave.
 
+pub mod behaviour;
+pub mod mapped_sim;
 pub mod samples;
 pub mod webhook_sim;

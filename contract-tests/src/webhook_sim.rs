@@ -21,41 +21,7 @@ use serde_json::{Value, json};
 use standardwebhooks::Webhook;
 use uuid::Uuid;
 
-/// How the simulator answers deliveries.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Behaviour {
-    /// 200 with its ticket number.
-    Ack,
-    /// `status` for the next `times` deliveries, then `Ack`.
-    FailTimes { times: u32, status: u16 },
-    /// `status` for every delivery.
-    Fail { status: u16 },
-    /// 429 with `Retry-After: secs` for the next `times` deliveries, then `Ack`.
-    RetryAfter { times: u32, secs: u64 },
-    /// 503 for about `percent` % of deliveries, `Ack` otherwise.
-    Flaky { percent: u32 },
-    /// 202 at once, then a signed `ack` message to the gateway after `delay`.
-    Async { delay: Duration },
-    /// 200 with a body that is not an acknowledgement.
-    Malformed,
-}
-
-/// One HTTP request that reached the simulator.
-#[derive(Debug, Clone)]
-pub struct Hit {
-    pub at: Instant,
-    pub message_id: String,
-    pub status: u16,
-}
-
-/// One message the simulator took (first time only).
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub message_id: String,
-    pub message_type: String,
-    pub envelope: Value,
-    pub partner_number: String,
-}
+pub use crate::behaviour::{Behaviour, Hit, Received};
 
 #[derive(Debug, Clone)]
 pub struct SimOptions {
@@ -252,26 +218,14 @@ fn answer(
             json!({"error": "message_id differs from webhook-id"}),
         );
     }
-    let behaviour = {
-        let mut b = lock(&sim.behaviour);
-        let now = b.clone();
-        match &mut *b {
-            Behaviour::FailTimes { times, .. } | Behaviour::RetryAfter { times, .. } => {
-                *times = times.saturating_sub(1);
-                if *times == 0 {
-                    *b = Behaviour::Ack;
-                }
-            }
-            _ => {}
-        }
-        now
-    };
+    let behaviour = Behaviour::take(&mut lock(&sim.behaviour));
     let fail = |status: u16| {
         let s = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (s, (s, "simulated failure").into_response())
     };
     match behaviour {
         Behaviour::Fail { status } | Behaviour::FailTimes { status, .. } => return fail(status),
+        Behaviour::Code { .. } => return fail(500),
         Behaviour::RetryAfter { secs, .. } => {
             let resp = (
                 StatusCode::TOO_MANY_REQUESTS,

@@ -41,7 +41,11 @@ impl Gateway {
             partners,
             config.delivery.clone(),
         ));
-        let intake = Arc::new(Intake::new(Arc::clone(&store), Arc::clone(&engine)));
+        let intake = Arc::new(Intake::new(
+            Arc::clone(&store),
+            Arc::clone(&engine),
+            config.routes.clone(),
+        ));
         let state = AppState {
             store: Arc::clone(&store),
             engine: Arc::clone(&engine),

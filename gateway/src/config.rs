@@ -23,9 +23,34 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    /// Folder of the partner mapping folders (`mappings/<partner>/`).
+    #[serde(default = "defaults::mappings_dir")]
+    pub mappings_dir: PathBuf,
     /// Partners by id (`12345`, `legal-aid`, ...).
     #[serde(default)]
     pub partners: BTreeMap<String, PartnerConfig>,
+    /// Where tickets that partners send to 12348 go on to, first match wins.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Sends tickets from partners on to another partner, e.g. a 12345 labour dispute to 12333.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RouteConfig {
+    /// Only tickets from this partner.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Only tickets of these kinds.
+    #[serde(default)]
+    pub kinds: Vec<hotline_model::TicketKind>,
+    /// Only tickets whose classification code starts with this.
+    #[serde(default)]
+    pub classification_prefix: Option<String>,
+    /// Only tickets whose region code starts with this.
+    #[serde(default)]
+    pub region_prefix: Option<String>,
+    /// The partner the ticket goes on to.
+    pub to: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,6 +129,8 @@ impl Default for DeliveryConfig {
 pub enum AdapterKind {
     /// Canonical JSON over HTTP, signed the Standard Webhooks way.
     Webhook,
+    /// Defined by data: `mappings/<partner>/mapping.toml` and `partner.toml`.
+    Mapped,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,10 +138,16 @@ pub struct PartnerConfig {
     pub adapter: AdapterKind,
     /// Where deliveries to the partner go.
     pub url: String,
-    /// Secret we sign deliveries with (`whsec_` + base64).
+    /// Secret we sign deliveries with (`whsec_` + base64 for `webhook`).
     pub signing_secret: String,
-    /// Secret the partner signs its messages to us with (`whsec_` + base64).
+    /// Secret the partner signs its messages to us with (`whsec_` + base64 for `webhook`).
     pub verify_secret: String,
+    /// `mapped`: the mapping folder under `mappings_dir` (default: the partner id).
+    #[serde(default)]
+    pub mapping: Option<String>,
+    /// `mapped`: our app id at the partner, sent with signed requests.
+    #[serde(default = "defaults::app_id")]
+    pub app_id: String,
     /// Deadline of one delivery request.
     #[serde(default = "defaults::timeout", with = "humantime_serde")]
     pub timeout: Duration,
@@ -167,6 +200,12 @@ mod defaults {
     }
     pub fn request_timeout() -> Duration {
         Duration::from_secs(30)
+    }
+    pub fn mappings_dir() -> PathBuf {
+        PathBuf::from("mappings")
+    }
+    pub fn app_id() -> String {
+        "hotline-12348".into()
     }
     pub fn db_path() -> PathBuf {
         PathBuf::from("data/gateway.db")
@@ -364,11 +403,25 @@ impl Config {
                 ("signing_secret", &p.signing_secret),
                 ("verify_secret", &p.verify_secret),
             ] {
-                if !hotline_adapters::webhook::is_valid_secret(secret) {
-                    bad(
-                        key(name),
-                        "must be `whsec_` followed by base64 of at least 16 bytes".into(),
-                    );
+                match p.adapter {
+                    AdapterKind::Webhook if !hotline_adapters::webhook::is_valid_secret(secret) => {
+                        bad(
+                            key(name),
+                            "must be `whsec_` followed by base64 of at least 16 bytes".into(),
+                        );
+                    }
+                    AdapterKind::Mapped if secret.len() < 16 => {
+                        bad(key(name), "must be at least 16 characters".into());
+                    }
+                    _ => {}
+                }
+            }
+            if p.adapter == AdapterKind::Mapped {
+                let dir = self.mapping_folder(id, p);
+                if let Err(problems) = hotline_adapters::mapped::load_folder(&dir) {
+                    for problem in problems.0 {
+                        bad(key("mapping"), problem.to_string());
+                    }
                 }
             }
             if p.timeout.is_zero() {
@@ -406,7 +459,28 @@ impl Config {
                 bad(key("retry.max_attempts"), "must be at least 1".into());
             }
         }
+        for (i, r) in self.routes.iter().enumerate() {
+            if !self.partners.contains_key(&r.to) {
+                bad(
+                    format!("routes[{i}].to"),
+                    format!("no partner `{}` is configured", r.to),
+                );
+            }
+            if let Some(from) = &r.from
+                && !self.partners.contains_key(from)
+            {
+                bad(
+                    format!("routes[{i}].from"),
+                    format!("no partner `{from}` is configured"),
+                );
+            }
+        }
         out
+    }
+
+    /// The mapping folder of a `mapped` partner.
+    pub fn mapping_folder(&self, id: &str, p: &PartnerConfig) -> PathBuf {
+        self.mappings_dir.join(p.mapping.as_deref().unwrap_or(id))
     }
 }
 

@@ -83,6 +83,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
                 url: sim.url(),
                 signing_secret: ours,
                 verify_secret: theirs,
+                mapping: None,
+                app_id: "hotline-12348".into(),
                 timeout: Duration::from_secs(5),
                 ack_timeout: Duration::from_secs(60),
                 concurrency: 4,

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::config::RouteConfig;
 use crate::delivery::DeliveryEngine;
 use crate::store::{Accepted, LateAck, NewEvent, NewTicket, Store, StoreError};
 
@@ -40,11 +41,41 @@ pub enum IntakeError {
 pub struct Intake {
     store: Arc<dyn Store>,
     engine: Arc<DeliveryEngine>,
+    routes: Vec<RouteConfig>,
+}
+
+/// The partner a ticket from `origin` goes on to, by the first matching route.
+pub fn route(routes: &[RouteConfig], origin: &str, draft: &TicketDraft) -> Option<String> {
+    routes
+        .iter()
+        .find(|r| {
+            r.to != origin
+                && r.from.as_deref().is_none_or(|f| f == origin)
+                && (r.kinds.is_empty() || r.kinds.contains(&draft.kind))
+                && r.classification_prefix.as_deref().is_none_or(|p| {
+                    draft
+                        .classification_code
+                        .as_deref()
+                        .is_some_and(|c| c.starts_with(p))
+                })
+                && r.region_prefix
+                    .as_deref()
+                    .is_none_or(|p| draft.region_code.starts_with(p))
+        })
+        .map(|r| r.to.clone())
 }
 
 impl Intake {
-    pub fn new(store: Arc<dyn Store>, engine: Arc<DeliveryEngine>) -> Self {
-        Self { store, engine }
+    pub fn new(
+        store: Arc<dyn Store>,
+        engine: Arc<DeliveryEngine>,
+        routes: Vec<RouteConfig>,
+    ) -> Self {
+        Self {
+            store,
+            engine,
+            routes,
+        }
     }
 
     /// Stores a home system's ticket and queues its dispatch; returns after the commit.
@@ -111,7 +142,13 @@ impl Intake {
                 partner_number,
                 draft,
             } => {
-                let ticket = Ticket::new(partner, Some(partner_number.clone()), *draft);
+                let mut ticket = Ticket::new(partner, Some(partner_number.clone()), *draft);
+                let targets: Vec<String> = route(&self.routes, partner, &ticket.draft)
+                    .into_iter()
+                    .collect();
+                if !targets.is_empty() {
+                    ticket.status = TicketStatus::Dispatched;
+                }
                 let event = Event::new(
                     ticket.id,
                     partner,
@@ -127,7 +164,7 @@ impl Intake {
                     .accept_ticket(NewTicket {
                         ticket,
                         event,
-                        targets: Vec::new(),
+                        targets: targets.clone(),
                         keys,
                         numbers: vec![(partner.to_owned(), partner_number)],
                     })
@@ -136,6 +173,10 @@ impl Intake {
                 if !accepted.is_duplicate() {
                     metrics::counter!("hotline_tickets_accepted_total", "origin" => partner.to_owned())
                         .increment(1);
+                    for t in &targets {
+                        tracing::info!(from = partner, to = %t, ticket = %accepted.ticket_id(), "ticket routed on");
+                        self.engine.wake(t);
+                    }
                 }
                 Ok(IngressReply::TicketAccepted {
                     ticket_id: accepted.ticket_id(),

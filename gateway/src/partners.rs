@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use hotline_adapters::Adapter;
+use hotline_adapters::mapped::{MappedAdapter, MappedSettings};
 use hotline_adapters::webhook::{WebhookAdapter, WebhookSettings};
 
 use crate::config::{AdapterKind, Config, PartnerConfig};
@@ -15,18 +16,28 @@ pub fn build(config: &Config) -> anyhow::Result<BTreeMap<String, Arc<Partner>>> 
         .partners
         .iter()
         .map(|(id, p)| {
-            let adapter = adapter(id, p).with_context(|| format!("partner {id}"))?;
+            let adapter = adapter(config, id, p).with_context(|| format!("partner {id}"))?;
             let partner = Partner::new(adapter, RetryPolicy::new(p.retry.clone()), p.concurrency);
             Ok((id.clone(), Arc::new(partner)))
         })
         .collect()
 }
 
-fn adapter(id: &str, p: &PartnerConfig) -> anyhow::Result<Arc<dyn Adapter>> {
+fn adapter(config: &Config, id: &str, p: &PartnerConfig) -> anyhow::Result<Arc<dyn Adapter>> {
     Ok(match p.adapter {
         AdapterKind::Webhook => Arc::new(WebhookAdapter::new(WebhookSettings {
             partner: id.to_owned(),
             url: p.url.clone(),
+            signing_secret: p.signing_secret.clone(),
+            verify_secret: p.verify_secret.clone(),
+            timeout: p.timeout,
+            ack_timeout: p.ack_timeout,
+        })?),
+        AdapterKind::Mapped => Arc::new(MappedAdapter::load(MappedSettings {
+            partner: id.to_owned(),
+            dir: config.mapping_folder(id, p),
+            url: p.url.clone(),
+            app_id: p.app_id.clone(),
             signing_secret: p.signing_secret.clone(),
             verify_secret: p.verify_secret.clone(),
             timeout: p.timeout,

@@ -297,8 +297,18 @@ impl Mapping {
         Ok(t.to_rfc3339())
     }
 
-    /// The partner's wire bytes → canonical document.
+    /// What the partner sent us → canonical document.
     pub fn decode(&self, bytes: &[u8]) -> Result<Translation, TranslateError> {
+        self.decode_from(bytes, true)
+    }
+
+    /// What the gateway sent the partner → canonical document, checked against the fields the
+    /// partner requires of us (for simulators and contract tests).
+    pub fn decode_sent(&self, bytes: &[u8]) -> Result<Translation, TranslateError> {
+        self.decode_from(bytes, false)
+    }
+
+    fn decode_from(&self, bytes: &[u8], inbound: bool) -> Result<Translation, TranslateError> {
         if let (Format::Xml, Some(label)) = (self.format, xml::declared_encoding(bytes))
             && !self.encoding.accepts_label(&label)
         {
@@ -319,20 +329,21 @@ impl Mapping {
                 if !doc.is_object() {
                     return Err(TranslateError::Malformed("expected a JSON object".into()));
                 }
-                self.decode_doc(None, &doc)
+                self.decode_tree(None, &doc, inbound)
             }
             Format::Xml => {
                 let (root, doc) = xml::parse(&text).map_err(|e| TranslateError::Malformed(e.0))?;
-                self.decode_doc(Some(&root), &doc)
+                self.decode_tree(Some(&root), &doc, inbound)
             }
         }
     }
 
-    /// The partner's document tree → canonical document.
-    pub fn decode_doc(
+    /// A partner document tree → canonical document; `inbound` when the partner sent it.
+    pub fn decode_tree(
         &self,
         root: Option<&str>,
         doc: &Value,
+        inbound: bool,
     ) -> Result<Translation, TranslateError> {
         let code = get_doc(doc, &self.type_path)
             .and_then(scalar)
@@ -360,7 +371,7 @@ impl Mapping {
                 if let Some(d) = &f.default {
                     let v = self.to_canonical(f, d, &mut warnings)?;
                     set_keys(&mut out, f.canonical.iter().cloned(), v);
-                } else if required_in(f.required, true) {
+                } else if required_in(f.required, inbound) {
                     return Err(field_err(&f.label, "is required"));
                 }
                 continue;

@@ -34,6 +34,8 @@ pub fn partner_config(url: String, retry: RetryConfig) -> PartnerConfig {
         url,
         signing_secret: OUR_SECRET.into(),
         verify_secret: THEIR_SECRET.into(),
+        mapping: None,
+        app_id: "hotline-12348".into(),
         timeout: Duration::from_secs(2),
         ack_timeout: Duration::from_secs(30),
         concurrency: 4,
@@ -89,6 +91,7 @@ impl Harness {
                 claim_batch: 16,
             },
             partners,
+            ..Config::default()
         };
         let gateway = Gateway::start(config).await.expect("gateway starts");
         let base = gateway.base_url();

@@ -1,0 +1,62 @@
+//! How simulators answer, and what they record.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How the simulator answers deliveries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Behaviour {
+    /// 200 with its ticket number.
+    Ack,
+    /// `status` for the next `times` deliveries, then `Ack`.
+    FailTimes { times: u32, status: u16 },
+    /// `status` for every delivery.
+    Fail { status: u16 },
+    /// 429 with `Retry-After: secs` for the next `times` deliveries, then `Ack`.
+    RetryAfter { times: u32, secs: u64 },
+    /// 503 for about `percent` % of deliveries, `Ack` otherwise.
+    Flaky { percent: u32 },
+    /// 202 at once, then a signed `ack` message to the gateway after `delay`.
+    Async { delay: Duration },
+    /// 200 with a body that is not an acknowledgement.
+    Malformed,
+    /// HTTP 200 with this partner result code, for the next `times` deliveries, then `Ack`.
+    Code { code: String, times: u32 },
+}
+
+/// One HTTP request that reached the simulator.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub at: Instant,
+    pub message_id: String,
+    pub status: u16,
+}
+
+/// One message the simulator took (first time only).
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub message_id: String,
+    pub message_type: String,
+    pub envelope: Value,
+    pub partner_number: String,
+}
+
+impl Behaviour {
+    /// The behaviour for this delivery, counting down the ones that expire.
+    pub fn take(current: &mut Behaviour) -> Behaviour {
+        let now = current.clone();
+        match current {
+            Behaviour::FailTimes { times, .. }
+            | Behaviour::RetryAfter { times, .. }
+            | Behaviour::Code { times, .. } => {
+                *times = times.saturating_sub(1);
+                if *times == 0 {
+                    *current = Behaviour::Ack;
+                }
+            }
+            _ => {}
+        }
+        now
+    }
+}

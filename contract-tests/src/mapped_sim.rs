@@ -1,0 +1,313 @@
+//! A partner defined by a mapping folder, over real HTTP: 12345, 12315, 12333 ... or any
+//! province's variant. It loads the same `mapping.toml` and `partner.toml` the gateway does,
+//! checks our signature, decodes every delivery strictly (required fields, codes, times,
+//! encoding), answers in the partner's dialect, and plays the partner's side towards the gateway.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use hotline_adapters::mapped::load_folder;
+use hotline_adapters::mapped::profile::{HttpStatusPolicy, Profile};
+use hotline_adapters::mapping::spec::Format;
+use hotline_adapters::mapping::{Mapping, TranslateError, read_text, write_text, xml};
+use hotline_adapters::signature::Signer;
+use serde_json::{Map, Value};
+
+pub use crate::behaviour::{Behaviour, Hit, Received};
+
+pub struct MappedSimOptions<'a> {
+    /// The partner folder, e.g. `mappings/12345`.
+    pub dir: &'a Path,
+    /// The gateway's app id, secret (what deliveries are signed with) and the partner's own.
+    pub app_id: String,
+    pub gateway_secret: String,
+    pub partner_secret: String,
+}
+
+struct Inner {
+    partner: String,
+    mapping: Mapping,
+    profile: Profile,
+    signer: Signer,
+    behaviour: Mutex<Behaviour>,
+    hits: Mutex<Vec<Hit>>,
+    received: Mutex<Vec<Received>>,
+    raw: Mutex<Vec<Vec<u8>>>,
+    numbers: Mutex<HashMap<String, String>>,
+    gateway: Mutex<Option<String>>,
+    client: reqwest::Client,
+}
+
+#[derive(Clone)]
+pub struct MappedSim {
+    pub addr: SocketAddr,
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl MappedSim {
+    pub async fn start(opts: MappedSimOptions<'_>) -> anyhow::Result<Self> {
+        let (mapping, profile) = load_folder(opts.dir)?;
+        let inner = Arc::new(Inner {
+            partner: mapping.partner.clone(),
+            signer: Signer {
+                spec: profile.signature.clone(),
+                app_id: opts.app_id,
+                our_secret: opts.gateway_secret,
+                their_secret: opts.partner_secret,
+            },
+            mapping,
+            profile,
+            behaviour: Mutex::new(Behaviour::Ack),
+            hits: Mutex::default(),
+            received: Mutex::default(),
+            raw: Mutex::default(),
+            numbers: Mutex::default(),
+            gateway: Mutex::default(),
+            client: reqwest::Client::new(),
+        });
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let app = Router::new()
+            .route("/inbox", post(inbox))
+            .with_state(Arc::clone(&inner));
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "mapped simulator stopped");
+            }
+        });
+        Ok(Self { addr, inner })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/inbox", self.addr)
+    }
+
+    pub fn partner(&self) -> &str {
+        &self.inner.partner
+    }
+
+    pub fn set_gateway(&self, base: &str) {
+        *lock(&self.inner.gateway) = Some(base.trim_end_matches('/').to_owned());
+    }
+
+    pub fn set_behaviour(&self, b: Behaviour) {
+        *lock(&self.inner.behaviour) = b;
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        lock(&self.inner.hits).clone()
+    }
+
+    /// Messages taken (first time each), decoded to canonical documents.
+    pub fn received(&self) -> Vec<Received> {
+        lock(&self.inner.received).clone()
+    }
+
+    /// The exact bytes of every delivery that passed the checks.
+    pub fn raw(&self) -> Vec<Vec<u8>> {
+        lock(&self.inner.raw).clone()
+    }
+
+    /// Sends a message in the partner's dialect, signed as the partner; returns the HTTP status
+    /// and the gateway's answer read in the partner's format.
+    pub async fn send(
+        &self,
+        message_type: &str,
+        canonical: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let (body, _) = self.inner.mapping.encode(message_type, canonical, false)?;
+        self.send_raw(body).await
+    }
+
+    /// Sends bytes as they are, signed as the partner.
+    pub async fn send_raw(&self, body: Vec<u8>) -> anyhow::Result<(u16, Value)> {
+        let base = lock(&self.inner.gateway)
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("simulator has no gateway URL"))?;
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", self.inner.profile.content_type.parse()?);
+        self.inner.signer.sign_as_partner(&mut headers, &body)?;
+        let resp = self
+            .inner
+            .client
+            .post(format!("{base}/partners/{}/messages", self.inner.partner))
+            .headers(headers)
+            .body(body)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await?;
+        Ok((
+            status,
+            self.inner.read_answer(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
+    /// The text at a path of an answer, e.g. the result code.
+    pub fn answer_code(&self, answer: &Value) -> Option<String> {
+        read_text(answer, &self.inner.profile.reply.code)
+    }
+}
+
+impl Inner {
+    fn read_answer(&self, bytes: &[u8]) -> Result<Value, String> {
+        let text = self.mapping.encoding.decode(bytes)?;
+        match self.mapping.format {
+            Format::Json => serde_json::from_str(&text).map_err(|e| e.to_string()),
+            Format::Xml => xml::parse(&text).map(|(_, v)| v).map_err(|e| e.0),
+        }
+    }
+
+    /// An answer to a delivery in the partner's dialect.
+    fn answer(
+        &self,
+        http: StatusCode,
+        code: &str,
+        message: &str,
+        number: Option<&str>,
+    ) -> Response {
+        let a = &self.profile.ack;
+        let mut doc = Value::Object(Map::new());
+        write_text(&mut doc, &a.code, code.to_owned());
+        if let Some(m) = &a.message {
+            write_text(&mut doc, m, message.to_owned());
+        }
+        if let (Some(path), Some(n)) = (&a.number, number) {
+            write_text(&mut doc, path, n.to_owned());
+        }
+        let text = match self.mapping.format {
+            Format::Json => doc.to_string(),
+            Format::Xml => xml::write(
+                self.profile.reply.root.as_deref().unwrap_or("Response"),
+                &doc,
+                self.mapping.encoding.label(),
+            )
+            .unwrap_or_default(),
+        };
+        let bytes = self.mapping.encoding.encode(&text).unwrap_or_default();
+        let status = match self.profile.reply.http_status {
+            HttpStatusPolicy::Mirror => http,
+            HttpStatusPolicy::Always200 => StatusCode::OK,
+        };
+        (
+            status,
+            [("content-type", self.profile.content_type.clone())],
+            bytes,
+        )
+            .into_response()
+    }
+}
+
+async fn inbox(State(sim): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (resp, message_id) = handle(&sim, &headers, &body);
+    lock(&sim.hits).push(Hit {
+        at: Instant::now(),
+        message_id,
+        status: resp.status().as_u16(),
+    });
+    resp
+}
+
+fn handle(sim: &Arc<Inner>, headers: &HeaderMap, body: &[u8]) -> (Response, String) {
+    let codes = &sim.profile.reply.error_codes;
+    if let Err(e) = sim.signer.verify_ours(headers, body) {
+        return (
+            sim.answer(StatusCode::UNAUTHORIZED, &codes.bad_signature, &e.0, None),
+            String::new(),
+        );
+    }
+    let translation = match sim.mapping.decode_sent(body) {
+        Ok(t) => t,
+        Err(e) => {
+            let (status, code) = match &e {
+                TranslateError::Malformed(_) => (StatusCode::BAD_REQUEST, &codes.malformed),
+                _ => (StatusCode::UNPROCESSABLE_ENTITY, &codes.invalid),
+            };
+            return (
+                sim.answer(status, code, &e.to_string(), None),
+                String::new(),
+            );
+        }
+    };
+    let doc = translation.doc;
+    let message_id = doc["message"]["id"].as_str().unwrap_or_default().to_owned();
+    let success = sim.profile.ack.success.first().cloned().unwrap_or_default();
+    match Behaviour::take(&mut lock(&sim.behaviour)) {
+        Behaviour::Fail { status } | Behaviour::FailTimes { status, .. } => {
+            let s = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return ((s, "simulated failure").into_response(), message_id);
+        }
+        Behaviour::Code { code, .. } => {
+            return (
+                sim.answer(StatusCode::OK, &code, "simulated refusal", None),
+                message_id,
+            );
+        }
+        Behaviour::Malformed => {
+            return (
+                (StatusCode::OK, "<html>oops</html>").into_response(),
+                message_id,
+            );
+        }
+        Behaviour::Flaky { percent } if rand::random_ratio(percent.min(100), 100) => {
+            return (
+                (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response(),
+                message_id,
+            );
+        }
+        _ => {}
+    }
+    let ticket_key = doc["ticket"]["id"]
+        .as_str()
+        .unwrap_or(&message_id)
+        .to_owned();
+    let number = {
+        let mut numbers = lock(&sim.numbers);
+        let next = numbers.len() + 1;
+        numbers
+            .entry(ticket_key)
+            .or_insert_with(|| format!("{}-SIM-{next:06}", sim.partner))
+            .clone()
+    };
+    {
+        let mut received = lock(&sim.received);
+        if !received.iter().any(|r| r.message_id == message_id) {
+            received.push(Received {
+                message_id: message_id.clone(),
+                message_type: translation.message_type.clone(),
+                envelope: doc,
+                partner_number: number.clone(),
+            });
+            lock(&sim.raw).push(body.to_vec());
+        }
+    }
+    (
+        sim.answer(StatusCode::OK, &success, "成功", Some(&number)),
+        message_id,
+    )
+}
+
+/// Waits until `f` holds or `within` passes.
+pub async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}

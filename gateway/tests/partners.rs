@@ -1,0 +1,340 @@
+//! Partners defined by mapping folders, end to end over real HTTP with their simulators.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{fast_retry, wait_until};
+use contract_tests::behaviour::Behaviour;
+use contract_tests::mapped_sim::{MappedSim, MappedSimOptions, eventually};
+use hotline_gateway::Gateway;
+use hotline_gateway::config::{
+    AdapterKind, Config, DeliveryConfig, PartnerConfig, RouteConfig, ServerConfig, StoreConfig,
+};
+use hotline_gateway::store::DeliveryStatus;
+use hotline_model::TicketKind;
+use serde_json::Value;
+
+const GATEWAY_SECRET: &str = "gateway-secret-0123456789";
+const PARTNER_SECRET: &str = "partner-secret-9876543210";
+const WAIT: Duration = Duration::from_secs(15);
+
+fn mappings() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../mappings")
+}
+
+fn sample(partner: &str, name: &str) -> Vec<u8> {
+    std::fs::read(mappings().join(partner).join("samples").join(name)).unwrap()
+}
+
+async fn sim(partner: &str) -> MappedSim {
+    MappedSim::start(MappedSimOptions {
+        dir: &mappings().join(partner),
+        app_id: "hotline-12348".into(),
+        gateway_secret: GATEWAY_SECRET.into(),
+        partner_secret: PARTNER_SECRET.into(),
+    })
+    .await
+    .unwrap()
+}
+
+struct World {
+    gateway: Gateway,
+    s12345: MappedSim,
+    s12315: MappedSim,
+    http: reqwest::Client,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn world() -> World {
+    let (s12345, s12315) = (sim("12345").await, sim("12315").await);
+    let dir = tempfile::tempdir().unwrap();
+    let mut partners = BTreeMap::new();
+    for s in [&s12345, &s12315] {
+        partners.insert(
+            s.partner().to_owned(),
+            PartnerConfig {
+                adapter: AdapterKind::Mapped,
+                url: s.url(),
+                signing_secret: GATEWAY_SECRET.into(),
+                verify_secret: PARTNER_SECRET.into(),
+                mapping: None,
+                app_id: "hotline-12348".into(),
+                timeout: Duration::from_secs(2),
+                ack_timeout: Duration::from_secs(30),
+                concurrency: 4,
+                retry: fast_retry(4),
+            },
+        );
+    }
+    let config = Config {
+        server: ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..ServerConfig::default()
+        },
+        store: StoreConfig {
+            path: dir.path().join("gw.db"),
+            ..StoreConfig::default()
+        },
+        delivery: DeliveryConfig {
+            lease: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(50),
+            claim_batch: 16,
+        },
+        mappings_dir: mappings(),
+        partners,
+        routes: vec![RouteConfig {
+            from: Some("12345".into()),
+            kinds: vec![TicketKind::Complaint],
+            to: "12315".into(),
+            ..RouteConfig::default()
+        }],
+    };
+    assert!(config.check().is_empty(), "{:?}", config.check());
+    let gateway = Gateway::start(config).await.unwrap();
+    let base = gateway.base_url();
+    s12345.set_gateway(&base);
+    s12315.set_gateway(&base);
+    World {
+        gateway,
+        s12345,
+        s12315,
+        http: reqwest::Client::new(),
+        base,
+        _dir: dir,
+    }
+}
+
+impl World {
+    async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+fn complaint_from_12345() -> Vec<u8> {
+    String::from_utf8(sample("12345", "dispatch.xml"))
+        .unwrap()
+        .replace("<SQLX>4</SQLX>", "<SQLX>2</SQLX>")
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn a_12345_complaint_reaches_12315_as_its_json_with_the_12345_number_kept() {
+    let w = world().await;
+    let (status, answer) = w.s12345.send_raw(complaint_from_12345()).await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        w.s12345.answer_code(&answer).as_deref(),
+        Some("0000"),
+        "{answer}"
+    );
+    let ticket_id = answer["LYBH"].as_str().unwrap().to_owned();
+
+    if !eventually(WAIT, || !w.s12315.received().is_empty()).await {
+        panic!("12315 got nothing: {}", w.get("/api/v1/deliveries").await);
+    }
+    let got = &w.s12315.received()[0];
+    assert_eq!(got.message_type, "dispatch");
+    let raw: Value = serde_json::from_slice(&w.s12315.raw()[0]).unwrap();
+    assert_eq!(raw["msgType"], 1001);
+    assert_eq!(raw["appealType"], 1, "投诉 in 12315's code table");
+    assert_eq!(raw["urgent"], 1);
+    assert_eq!(raw["sourceSystem"], "12345");
+    assert_eq!(
+        raw["sourceNo"], "SD12345-2026112300017",
+        "the 12345 number is kept"
+    );
+    assert_eq!(raw["gatewayId"], ticket_id.as_str());
+    assert_eq!(
+        raw["acceptTime"], 1795397415000i64,
+        "20261123093015 Beijing time"
+    );
+    assert_eq!(raw["consumer"]["phone"], "13953112345");
+    assert_eq!(raw["involvedUnits"][1], "历下区法律援助中心");
+
+    // 12315's receipt number lands on the ticket beside 12345's.
+    let ticket = wait_until(WAIT, || async {
+        let t = w.get(&format!("/api/v1/tickets/{ticket_id}")).await;
+        t["partner_numbers"].get("12315").is_some().then_some(t)
+    })
+    .await
+    .expect("acknowledged by 12315");
+    assert_eq!(ticket["partner_numbers"]["12345"], "SD12345-2026112300017");
+    assert_eq!(
+        ticket["partner_numbers"]["12315"],
+        got.partner_number.as_str()
+    );
+    assert_eq!(ticket["origin"], "12345");
+    assert_eq!(ticket["status"], "dispatched");
+
+    // 12315 reports the result (办结) in its dialect; the gateway records it on the ticket.
+    let mut reply = serde_json::json!({
+        "message": {"id": "12315-R-1"},
+        "ticket": {"id": ticket_id, "partner_number": got.partner_number},
+        "event": {"content": "商家已同意退货并退款", "unit": "历下区市场监管局"},
+    });
+    let (status, answer) = w.s12315.send("reply", &reply).await.unwrap();
+    assert_eq!(
+        (status, w.s12315.answer_code(&answer).as_deref()),
+        (200, Some("200")),
+        "{answer}"
+    );
+    let (_, again) = w.s12315.send("reply", &reply).await.unwrap();
+    assert!(
+        again["msg"].as_str().unwrap().contains("duplicate"),
+        "{again}"
+    );
+    let ticket = w.get(&format!("/api/v1/tickets/{ticket_id}")).await;
+    assert_eq!(ticket["status"], "replied");
+
+    // Without our id, 12315 can name the ticket by its own number.
+    reply["message"]["id"] = "12315-R-2".into();
+    reply["ticket"].as_object_mut().unwrap().remove("id");
+    reply["event"]["content"] = "补充说明".into();
+    let (status, answer) = w.s12315.send("reply", &reply).await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["data"]["gatewayId"], ticket_id.as_str());
+    w.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn partner_result_codes_are_classified() {
+    let w = world().await;
+    w.s12315.set_behaviour(Behaviour::Code {
+        code: "5001".into(),
+        times: 2,
+    });
+    w.s12345.send_raw(complaint_from_12345()).await.unwrap();
+    let deliveries = wait_until(WAIT, || async {
+        let d = w
+            .get("/api/v1/deliveries?partner=12315&status=acknowledged")
+            .await;
+        (d.as_array()?.len() == 1).then_some(d)
+    })
+    .await
+    .expect("acknowledged after two busy answers");
+    assert_eq!(deliveries[0]["attempts"], 3);
+    let ticket_id = deliveries[0]["ticket_id"].as_str().unwrap();
+    let timeline = w.get(&format!("/api/v1/tickets/{ticket_id}/events")).await;
+    let codes: Vec<&str> = timeline["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["entry"] == "attempt")
+        .map(|e| e["attempt"]["partner_code"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(codes, ["5001", "5001", "200"]);
+
+    // A permanent code (4001: a field refused) dead-letters at once, with the reason.
+    w.s12315.set_behaviour(Behaviour::Code {
+        code: "4001".into(),
+        times: 1,
+    });
+    let second = complaint_from_12345();
+    let second = String::from_utf8(second)
+        .unwrap()
+        .replace("SD12345-2026112300017", "SD12345-2026112300018")
+        .replace("12345-MSG-20261123-0001", "12345-MSG-20261123-0002");
+    w.s12345.send_raw(second.into_bytes()).await.unwrap();
+    let dead = wait_until(WAIT, || async {
+        let d = w.get("/api/v1/deliveries?status=dead").await;
+        (d.as_array()?.len() == 1).then_some(d)
+    })
+    .await
+    .expect("dead-lettered");
+    assert_eq!(dead[0]["attempts"], 1);
+    assert!(
+        dead[0]["last_error"].as_str().unwrap().contains("4001"),
+        "{dead}"
+    );
+    let d = dead[0]["id"].as_str().unwrap();
+    let status = w
+        .http
+        .post(format!("{}/api/v1/deliveries/{d}/retry", w.base))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 202);
+    let delivered = wait_until(WAIT, || async {
+        let d = w.get(&format!("/api/v1/deliveries/{d}")).await;
+        (d["status"] == DeliveryStatus::Acknowledged.as_str()).then_some(())
+    })
+    .await;
+    assert!(delivered.is_some());
+    w.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_partner_input_is_answered_in_the_partners_dialect_and_nothing_is_stored() {
+    let w = world().await;
+    let xml = String::from_utf8(complaint_from_12345()).unwrap();
+
+    let (status, answer) = w
+        .s12345
+        .send_raw(xml.replace("<SQLX>2</SQLX>", "<SQLX>7</SQLX>").into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(status, 422);
+    assert_eq!(answer["JGDM"], "1002", "{answer}");
+    assert!(
+        answer["JGMS"].as_str().unwrap().contains("SQLX"),
+        "{answer}"
+    );
+
+    let (status, answer) = w
+        .s12345
+        .send_raw(xml.replace("<LDHM>13953112345</LDHM>", "").into_bytes())
+        .await
+        .unwrap();
+    assert_eq!((status, answer["JGDM"].as_str()), (422, Some("1002")));
+    assert!(
+        answer["JGMS"].as_str().unwrap().starts_with("LDHM"),
+        "{answer}"
+    );
+
+    let (status, answer) = w
+        .s12345
+        .send_raw(b"<GDXX><XXLX>GD01".to_vec())
+        .await
+        .unwrap();
+    assert_eq!((status, answer["JGDM"].as_str()), (400, Some("1001")));
+
+    // A forged signature.
+    let forged = w
+        .http
+        .post(format!("{}/partners/12345/messages", w.base))
+        .header("x-app-id", "hotline-12348")
+        .header("x-timestamp", chrono::Utc::now().timestamp().to_string())
+        .header("x-nonce", "n1")
+        .header("x-signature", "00".repeat(32))
+        .body(xml.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
+    assert!(forged.text().await.unwrap().contains("<JGDM>1003</JGDM>"));
+
+    // 12315 always answers HTTP 200; the code says what went wrong.
+    let (status, answer) = w.s12315.send_raw(b"{not json".to_vec()).await.unwrap();
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (200, Some("4000")),
+        "{answer}"
+    );
+
+    let tickets = w.get("/api/v1/tickets").await;
+    assert_eq!(tickets, serde_json::json!([]), "nothing half-stored");
+    assert!(w.s12315.hits().is_empty());
+    w.gateway.shutdown().await.unwrap();
+}
