@@ -4,6 +4,8 @@
 //! partner would; tests and the demo tell them how to misbehave.
 
 pub mod behaviour;
+pub mod golden;
 pub mod mapped_sim;
 pub mod samples;
 pub mod webhook_sim;
+pub mod xsd;

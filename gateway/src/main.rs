@@ -29,6 +29,11 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Work with partner mappings (`mappings/<partner>/`).
+    Mapping {
+        #[command(subcommand)]
+        command: MappingCommand,
+    },
     /// Run the gateway on SQLite with simulated partners and a trickle of tickets.
     Demo {
         #[arg(long, default_value = "demo-data")]
@@ -41,6 +46,26 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum MappingCommand {
+    /// Translate one message by hand: a partner's wire message to canonical JSON (--decode), or
+    /// canonical JSON to the partner's wire message (--encode). Prints the result or the errors.
+    Test {
+        #[arg(long)]
+        partner: String,
+        /// Message type: dispatch, receipt, return, reply, urge, callback, ack ...
+        #[arg(long)]
+        message: String,
+        #[arg(long, conflicts_with = "encode", required_unless_present = "encode")]
+        decode: bool,
+        #[arg(long)]
+        encode: bool,
+        #[arg(long, default_value = "mappings")]
+        mappings_dir: PathBuf,
+        file: PathBuf,
+    },
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     telemetry::init_logging();
@@ -48,6 +73,33 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config).await,
         Command::CheckConfig { config } => return check_config(&config),
+        Command::Mapping {
+            command:
+                MappingCommand::Test {
+                    partner,
+                    message,
+                    decode,
+                    encode: _,
+                    mappings_dir,
+                    file,
+                },
+        } => {
+            return match hotline_gateway::mapping_cli::test(
+                &mappings_dir.join(&partner),
+                &message,
+                decode,
+                &file,
+            ) {
+                Ok(out) => {
+                    println!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("错误 error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Demo {
             data_dir,
             listen,

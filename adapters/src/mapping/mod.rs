@@ -222,6 +222,25 @@ impl Mapping {
     pub fn supports(&self, message_type: &str) -> bool {
         self.messages.contains_key(message_type)
     }
+
+    /// The canonical fields a message type carries, e.g. `ticket.caller.phone`.
+    pub fn canonical_fields(&self, message_type: &str) -> Vec<&str> {
+        self.messages
+            .get(message_type)
+            .map(|m| {
+                m.fields
+                    .iter()
+                    .map(|f| f.canonical_label.as_str())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The XSD shipped beside an XML mapping, `mappings/<partner>/<partner>.xsd`.
+    pub fn schema_file(&self, dir: &Path) -> Option<PathBuf> {
+        let xsd = dir.join(format!("{}.xsd", self.partner));
+        (self.format == Format::Xml && xsd.exists()).then_some(xsd)
+    }
 }
 
 fn compile(spec: MappingSpec, bad: &mut dyn FnMut(String, String)) -> Mapping {
