@@ -73,10 +73,11 @@ fn golden_samples_in_both_directions_for_every_message_type() {
             }
             // Inbound: the partner's message → canonical, and it must be a valid inbound message.
             let inbound = samples.join(format!("{t}.{ext}"));
-            if std::env::var_os("BLESS").is_some() && !inbound.exists() {
-                if let Ok((wire, _)) = m.encode(t, &canonical, false) {
-                    std::fs::write(&inbound, wire).unwrap();
-                }
+            if std::env::var_os("BLESS").is_some()
+                && !inbound.exists()
+                && let Ok((wire, _)) = m.encode(t, &canonical, false)
+            {
+                std::fs::write(&inbound, wire).unwrap();
             }
             let bytes = match std::fs::read(&inbound) {
                 Ok(b) => b,
