@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use hotline_adapters::mapped::load_folder;
-use hotline_adapters::mapped::profile::{HttpStatusPolicy, Profile};
+use hotline_adapters::mapped::profile::{AckStyle, HttpStatusPolicy, Profile};
 use hotline_adapters::mapping::spec::Format;
 use hotline_adapters::mapping::{Mapping, TranslateError, read_text, write_text, xml};
 use hotline_adapters::signature::Signer;
@@ -128,32 +128,12 @@ impl MappedSim {
         message_type: &str,
         canonical: &Value,
     ) -> anyhow::Result<(u16, Value)> {
-        let (body, _) = self.inner.mapping.encode(message_type, canonical, false)?;
-        self.send_raw(body).await
+        self.inner.send(message_type, canonical).await
     }
 
     /// Sends bytes as they are, signed as the partner.
     pub async fn send_raw(&self, body: Vec<u8>) -> anyhow::Result<(u16, Value)> {
-        let base = lock(&self.inner.gateway)
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("simulator has no gateway URL"))?;
-        let mut headers = HeaderMap::new();
-        headers.insert("content-type", self.inner.profile.content_type.parse()?);
-        self.inner.signer.sign_as_partner(&mut headers, &body)?;
-        let resp = self
-            .inner
-            .client
-            .post(format!("{base}/partners/{}/messages", self.inner.partner))
-            .headers(headers)
-            .body(body)
-            .send()
-            .await?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await?;
-        Ok((
-            status,
-            self.inner.read_answer(&bytes).unwrap_or(Value::Null),
-        ))
+        self.inner.send_raw(body).await
     }
 
     /// The text at a path of an answer, e.g. the result code.
@@ -163,6 +143,30 @@ impl MappedSim {
 }
 
 impl Inner {
+    async fn send(&self, message_type: &str, canonical: &Value) -> anyhow::Result<(u16, Value)> {
+        let (body, _) = self.mapping.encode(message_type, canonical, false)?;
+        self.send_raw(body).await
+    }
+
+    async fn send_raw(&self, body: Vec<u8>) -> anyhow::Result<(u16, Value)> {
+        let base = lock(&self.gateway)
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("simulator has no gateway URL"))?;
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", self.profile.content_type.parse()?);
+        self.signer.sign_as_partner(&mut headers, &body)?;
+        let resp = self
+            .client
+            .post(format!("{base}/partners/{}/messages", self.partner))
+            .headers(headers)
+            .body(body)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await?;
+        Ok((status, self.read_answer(&bytes).unwrap_or(Value::Null)))
+    }
+
     fn read_answer(&self, bytes: &[u8]) -> Result<Value, String> {
         let text = self.mapping.encoding.decode(bytes)?;
         match self.mapping.format {
@@ -245,7 +249,8 @@ fn handle(sim: &Arc<Inner>, headers: &HeaderMap, body: &[u8]) -> (Response, Stri
     let doc = translation.doc;
     let message_id = doc["message"]["id"].as_str().unwrap_or_default().to_owned();
     let success = sim.profile.ack.success.first().cloned().unwrap_or_default();
-    match Behaviour::take(&mut lock(&sim.behaviour)) {
+    let behaviour = Behaviour::take(&mut lock(&sim.behaviour));
+    match behaviour {
         Behaviour::Fail { status } | Behaviour::FailTimes { status, .. } => {
             let s = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return ((s, "simulated failure").into_response(), message_id);
@@ -293,6 +298,28 @@ fn handle(sim: &Arc<Inner>, headers: &HeaderMap, body: &[u8]) -> (Response, Stri
             });
             lock(&sim.raw).push(body.to_vec());
         }
+    }
+    if sim.profile.ack.style == AckStyle::TwoStep {
+        // The answer only says "received"; the acknowledgement follows as its own message.
+        let delay = match behaviour {
+            Behaviour::Async { delay } => delay,
+            _ => Duration::from_millis(100),
+        };
+        let (late, reference, number) = (Arc::clone(sim), message_id.clone(), number.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let ack = serde_json::json!({
+                "message": {"id": format!("ACK-{reference}"), "ref": reference, "accepted": true},
+                "ticket": {"partner_number": number},
+            });
+            if let Err(e) = late.send("ack", &ack).await {
+                tracing::warn!(error = %e, "simulated late acknowledgement failed");
+            }
+        });
+        return (
+            sim.answer(StatusCode::OK, &success, "已接收 received", None),
+            message_id,
+        );
     }
     (
         sim.answer(StatusCode::OK, &success, "成功", Some(&number)),

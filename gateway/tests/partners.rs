@@ -44,16 +44,17 @@ struct World {
     gateway: Gateway,
     s12345: MappedSim,
     s12315: MappedSim,
+    s12333: MappedSim,
     http: reqwest::Client,
     base: String,
     _dir: tempfile::TempDir,
 }
 
 async fn world() -> World {
-    let (s12345, s12315) = (sim("12345").await, sim("12315").await);
+    let (s12345, s12315, s12333) = (sim("12345").await, sim("12315").await, sim("12333").await);
     let dir = tempfile::tempdir().unwrap();
     let mut partners = BTreeMap::new();
-    for s in [&s12345, &s12315] {
+    for s in [&s12345, &s12315, &s12333] {
         partners.insert(
             s.partner().to_owned(),
             PartnerConfig {
@@ -86,22 +87,32 @@ async fn world() -> World {
         },
         mappings_dir: mappings(),
         partners,
-        routes: vec![RouteConfig {
-            from: Some("12345".into()),
-            kinds: vec![TicketKind::Complaint],
-            to: "12315".into(),
-            ..RouteConfig::default()
-        }],
+        routes: vec![
+            RouteConfig {
+                from: Some("12345".into()),
+                kinds: vec![TicketKind::Complaint],
+                to: "12315".into(),
+                ..RouteConfig::default()
+            },
+            RouteConfig {
+                from: Some("12345".into()),
+                classification_prefix: Some("9.".into()),
+                to: "12333".into(),
+                ..RouteConfig::default()
+            },
+        ],
     };
     assert!(config.check().is_empty(), "{:?}", config.check());
     let gateway = Gateway::start(config).await.unwrap();
     let base = gateway.base_url();
-    s12345.set_gateway(&base);
-    s12315.set_gateway(&base);
+    for s in [&s12345, &s12315, &s12333] {
+        s.set_gateway(&base);
+    }
     World {
         gateway,
         s12345,
         s12315,
+        s12333,
         http: reqwest::Client::new(),
         base,
         _dir: dir,
@@ -336,5 +347,64 @@ async fn bad_partner_input_is_answered_in_the_partners_dialect_and_nothing_is_st
     let tickets = w.get("/api/v1/tickets").await;
     assert_eq!(tickets, serde_json::json!([]), "nothing half-stored");
     assert!(w.s12315.hits().is_empty());
+    w.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_12345_labour_dispute_goes_on_to_12333_in_gb18030_and_its_late_ack_completes_it() {
+    let w = world().await;
+    w.s12333.set_behaviour(Behaviour::Async {
+        delay: Duration::from_millis(400),
+    });
+    // The shipped sample: 求助, classification 9.3 (labour), so the second route applies.
+    let (status, answer) = w
+        .s12345
+        .send_raw(sample("12345", "dispatch.xml"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let ticket_id = answer["LYBH"].as_str().unwrap().to_owned();
+
+    assert!(
+        eventually(WAIT, || !w.s12333.raw().is_empty()).await,
+        "12333 got nothing"
+    );
+    let raw = &w.s12333.raw()[0];
+    assert!(raw.starts_with(br#"<?xml version="1.0" encoding="GB18030"?>"#));
+    assert!(
+        std::str::from_utf8(raw).is_err(),
+        "GB18030 bytes on the wire, not UTF-8"
+    );
+    let text = encoding_rs::GB18030.decode(raw).0;
+    assert!(text.contains("<Category>求助</Category>"), "{text}");
+    assert!(text.contains("<Urgency>紧急</Urgency>"), "{text}");
+    assert!(
+        text.contains("<CallTime>2026-11-23 09:30:15</CallTime>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("<SourceNo>SD12345-2026112300017</SourceNo>"),
+        "{text}"
+    );
+
+    // First only "received": the delivery waits for 12333's own acknowledgement.
+    let waiting = wait_until(WAIT, || async {
+        let d = w.get("/api/v1/deliveries?partner=12333").await;
+        (d[0]["status"] == "awaiting_ack").then_some(d)
+    })
+    .await
+    .expect("awaiting the late acknowledgement");
+    assert_eq!(waiting[0]["partner_ref"], Value::Null);
+    let done = wait_until(WAIT, || async {
+        let d = w.get("/api/v1/deliveries?partner=12333").await;
+        (d[0]["status"] == "acknowledged").then_some(d)
+    })
+    .await
+    .expect("acknowledged by the late 回执确认");
+    let number = w.s12333.received()[0].partner_number.clone();
+    assert_eq!(done[0]["partner_ref"], number.as_str());
+    assert_eq!(done[0]["attempts"], 1);
+    let ticket = w.get(&format!("/api/v1/tickets/{ticket_id}")).await;
+    assert_eq!(ticket["partner_numbers"]["12333"], number.as_str());
     w.gateway.shutdown().await.unwrap();
 }
