@@ -240,6 +240,22 @@ impl IngressError {
     }
 }
 
+/// One message taken from a polled partner.
+#[derive(Debug, Clone)]
+pub struct PolledItem {
+    /// The partner's id for the item, to acknowledge it.
+    pub id: String,
+    pub message: Result<Inbound, IngressError>,
+}
+
+/// What one poll returned.
+#[derive(Debug, Clone)]
+pub struct PollBatch {
+    pub items: Vec<PolledItem>,
+    /// Where the next poll starts; `None` keeps the current cursor.
+    pub next_cursor: Option<String>,
+}
+
 /// One partner, as the gateway sees it.
 #[async_trait]
 pub trait Adapter: Send + Sync + 'static {
@@ -263,6 +279,28 @@ pub trait Adapter: Send + Sync + 'static {
     fn respond(&self, reply: &IngressReply) -> WireResponse;
     /// The answer to a refused inbound message, in the partner's dialect.
     fn reject(&self, err: &IngressError) -> WireResponse;
+
+    /// Whether the gateway polls this partner for its messages.
+    fn polled(&self) -> bool {
+        false
+    }
+
+    /// Takes the partner's messages after `cursor`.
+    async fn poll(&self, _cursor: Option<&str>) -> Result<PollBatch, TransportError> {
+        Err(TransportError::Request(format!(
+            "partner {} is not polled",
+            self.partner()
+        )))
+    }
+
+    /// Tells the partner which polled items were taken, and which were refused and why.
+    async fn ack_polled(
+        &self,
+        _taken: &[String],
+        _refused: &[(String, String)],
+    ) -> Result<(), TransportError> {
+        Ok(())
+    }
 }
 
 /// One delivery attempt: encode, send, classify, timed.

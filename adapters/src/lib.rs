@@ -15,5 +15,6 @@ pub mod webhook;
 
 pub use adapter::{
     Adapter, Attempt, EncodeError, Inbound, InboundRequest, IngressError, IngressReply,
-    OutboundMessage, Outcome, TicketRef, TransportError, WireRequest, WireResponse, deliver,
+    OutboundMessage, Outcome, PollBatch, PolledItem, TicketRef, TransportError, WireRequest,
+    WireResponse, deliver,
 };

@@ -45,6 +45,10 @@ struct Inner {
     numbers: Mutex<HashMap<String, String>>,
     gateway: Mutex<Option<String>>,
     client: reqwest::Client,
+    /// Polled partners: messages waiting for the gateway to take them.
+    outbox: Mutex<Vec<Value>>,
+    acked: Mutex<Vec<String>>,
+    refused: Mutex<Vec<(String, String)>>,
 }
 
 #[derive(Clone)]
@@ -77,11 +81,16 @@ impl MappedSim {
             numbers: Mutex::default(),
             gateway: Mutex::default(),
             client: reqwest::Client::new(),
+            outbox: Mutex::default(),
+            acked: Mutex::default(),
+            refused: Mutex::default(),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/inbox", post(inbox))
+            .route("/outbox", axum::routing::get(outbox))
+            .route("/outbox/ack", post(outbox_ack))
             .with_state(Arc::clone(&inner));
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -93,6 +102,36 @@ impl MappedSim {
 
     pub fn url(&self) -> String {
         format!("http://{}/inbox", self.addr)
+    }
+
+    pub fn outbox_url(&self) -> String {
+        format!("http://{}/outbox", self.addr)
+    }
+
+    pub fn outbox_ack_url(&self) -> String {
+        format!("http://{}/outbox/ack", self.addr)
+    }
+
+    /// Puts a message in the outbox for the gateway to poll (JSON partners).
+    pub fn queue(&self, message_type: &str, canonical: &Value) -> anyhow::Result<()> {
+        let (bytes, _) = self.inner.mapping.encode(message_type, canonical, false)?;
+        self.queue_raw(serde_json::from_slice(&bytes)?);
+        Ok(())
+    }
+
+    /// Puts an item in the outbox as it is, e.g. a broken one.
+    pub fn queue_raw(&self, item: Value) {
+        lock(&self.inner.outbox).push(item);
+    }
+
+    /// Outbox items the gateway acknowledged as taken.
+    pub fn acked(&self) -> Vec<String> {
+        lock(&self.inner.acked).clone()
+    }
+
+    /// Outbox items the gateway refused, with its reason.
+    pub fn refused(&self) -> Vec<(String, String)> {
+        lock(&self.inner.refused).clone()
     }
 
     pub fn partner(&self) -> &str {
@@ -223,6 +262,59 @@ async fn inbox(State(sim): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -
         status: resp.status().as_u16(),
     });
     resp
+}
+
+#[derive(serde::Deserialize)]
+struct PollQuery {
+    cursor: Option<usize>,
+    limit: Option<usize>,
+}
+
+async fn outbox(
+    State(sim): State<Arc<Inner>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<PollQuery>,
+) -> Response {
+    if let Err(e) = sim.signer.verify_ours(&headers, b"") {
+        return (StatusCode::UNAUTHORIZED, e.0).into_response();
+    }
+    let Some(spec) = &sim.profile.poll else {
+        return (StatusCode::NOT_FOUND, "not a polled partner").into_response();
+    };
+    let items = lock(&sim.outbox);
+    let from = q.cursor.unwrap_or(0).min(items.len());
+    let to = (from + q.limit.unwrap_or(50)).min(items.len());
+    let mut doc = Value::Object(Map::new());
+    hotline_adapters::mapping::write_path(
+        &mut doc,
+        &spec.items,
+        Value::Array(items[from..to].to_vec()),
+    );
+    write_text(&mut doc, &spec.next_cursor, to.to_string());
+    axum::Json(doc).into_response()
+}
+
+async fn outbox_ack(State(sim): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(e) = sim.signer.verify_ours(&headers, &body) {
+        return (StatusCode::UNAUTHORIZED, e.0).into_response();
+    }
+    let (Some(spec), Ok(doc)) = (&sim.profile.poll, serde_json::from_slice::<Value>(&body)) else {
+        return (StatusCode::BAD_REQUEST, "bad acknowledgement").into_response();
+    };
+    let read = |path: &str| {
+        hotline_adapters::mapping::read_path(&doc, path)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    for id in read(&spec.ack_ids) {
+        lock(&sim.acked).extend(id.as_str().map(str::to_owned));
+    }
+    for r in read(&spec.ack_refused) {
+        let field = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+        lock(&sim.refused).push((field("id"), field("reason")));
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 fn handle(sim: &Arc<Inner>, headers: &HeaderMap, body: &[u8]) -> (Response, String) {

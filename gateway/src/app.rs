@@ -36,11 +36,24 @@ impl Gateway {
             ),
         };
         let partners = partners::build(&config)?;
+        let polled_partners = partners.clone();
         let engine = Arc::new(DeliveryEngine::new(
             Arc::clone(&store),
             partners,
             config.delivery.clone(),
         ));
+        let polled: Vec<_> = polled_partners
+            .iter()
+            .filter(|(_, p)| p.adapter.polled())
+            .map(|(id, p)| crate::poller::Poller {
+                partner: id.clone(),
+                adapter: Arc::clone(&p.adapter),
+                every: config
+                    .partners
+                    .get(id)
+                    .map_or(std::time::Duration::from_secs(5), |c| c.poll_interval),
+            })
+            .collect();
         let intake = Arc::new(Intake::new(
             Arc::clone(&store),
             Arc::clone(&engine),
@@ -49,7 +62,7 @@ impl Gateway {
         let state = AppState {
             store: Arc::clone(&store),
             engine: Arc::clone(&engine),
-            intake,
+            intake: Arc::clone(&intake),
             metrics: telemetry::prometheus(),
         };
         let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -59,6 +72,14 @@ impl Gateway {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         engine.spawn(&tracker, shutdown.clone());
+        for poller in polled {
+            poller.spawn(
+                Arc::clone(&store),
+                Arc::clone(&intake),
+                &tracker,
+                shutdown.clone(),
+            );
+        }
         let router = api::router(
             state,
             config.server.max_body_bytes,

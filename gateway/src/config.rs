@@ -148,6 +148,14 @@ pub struct PartnerConfig {
     /// `mapped`: our app id at the partner, sent with signed requests.
     #[serde(default = "defaults::app_id")]
     pub app_id: String,
+    /// Polled partners: the partner's outbox, polled every `poll_interval`.
+    #[serde(default)]
+    pub poll_url: Option<String>,
+    /// Polled partners: where taken items are acknowledged.
+    #[serde(default)]
+    pub poll_ack_url: Option<String>,
+    #[serde(default = "defaults::poll_every", with = "humantime_serde")]
+    pub poll_interval: Duration,
     /// Deadline of one delivery request.
     #[serde(default = "defaults::timeout", with = "humantime_serde")]
     pub timeout: Duration,
@@ -203,6 +211,9 @@ mod defaults {
     }
     pub fn mappings_dir() -> PathBuf {
         PathBuf::from("mappings")
+    }
+    pub fn poll_every() -> Duration {
+        Duration::from_secs(5)
     }
     pub fn app_id() -> String {
         "hotline-12348".into()

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod intake;
 pub mod mapping_cli;
 pub mod partners;
+pub mod poller;
 pub mod store;
 pub mod telemetry;
 

@@ -42,6 +42,8 @@ fn adapter(config: &Config, id: &str, p: &PartnerConfig) -> anyhow::Result<Arc<d
             verify_secret: p.verify_secret.clone(),
             timeout: p.timeout,
             ack_timeout: p.ack_timeout,
+            poll_url: p.poll_url.clone(),
+            poll_ack_url: p.poll_ack_url.clone(),
         })?),
     })
 }

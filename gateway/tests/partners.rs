@@ -45,16 +45,23 @@ struct World {
     s12345: MappedSim,
     s12315: MappedSim,
     s12333: MappedSim,
+    s12338: MappedSim,
     http: reqwest::Client,
     base: String,
     _dir: tempfile::TempDir,
 }
 
 async fn world() -> World {
-    let (s12345, s12315, s12333) = (sim("12345").await, sim("12315").await, sim("12333").await);
+    let (s12345, s12315, s12333, s12338) = (
+        sim("12345").await,
+        sim("12315").await,
+        sim("12333").await,
+        sim("12338").await,
+    );
     let dir = tempfile::tempdir().unwrap();
     let mut partners = BTreeMap::new();
-    for s in [&s12345, &s12315, &s12333] {
+    for s in [&s12345, &s12315, &s12333, &s12338] {
+        let polled = s.partner() == "12338";
         partners.insert(
             s.partner().to_owned(),
             PartnerConfig {
@@ -64,6 +71,9 @@ async fn world() -> World {
                 verify_secret: PARTNER_SECRET.into(),
                 mapping: None,
                 app_id: "hotline-12348".into(),
+                poll_url: polled.then(|| s.outbox_url()),
+                poll_ack_url: polled.then(|| s.outbox_ack_url()),
+                poll_interval: Duration::from_millis(100),
                 timeout: Duration::from_secs(2),
                 ack_timeout: Duration::from_secs(30),
                 concurrency: 4,
@@ -105,7 +115,7 @@ async fn world() -> World {
     assert!(config.check().is_empty(), "{:?}", config.check());
     let gateway = Gateway::start(config).await.unwrap();
     let base = gateway.base_url();
-    for s in [&s12345, &s12315, &s12333] {
+    for s in [&s12345, &s12315, &s12333, &s12338] {
         s.set_gateway(&base);
     }
     World {
@@ -113,6 +123,7 @@ async fn world() -> World {
         s12345,
         s12315,
         s12333,
+        s12338,
         http: reqwest::Client::new(),
         base,
         _dir: dir,
@@ -406,5 +417,89 @@ async fn a_12345_labour_dispute_goes_on_to_12333_in_gb18030_and_its_late_ack_com
     assert_eq!(done[0]["attempts"], 1);
     let ticket = w.get(&format!("/api/v1/tickets/{ticket_id}")).await;
     assert_eq!(ticket["partner_numbers"]["12333"], number.as_str());
+    w.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn partner_12338_is_polled_and_acked_and_takes_pushed_tickets() {
+    let w = world().await;
+    let item: Value = serde_json::from_slice(&sample("12338", "dispatch.json")).unwrap();
+    let mut broken = item.clone();
+    broken["item_id"] = "12338-outbox-000732".into();
+    broken["case_no"] = "FL12338-BROKEN".into();
+    broken["category"] = "gossip".into();
+    w.s12338.queue_raw(item.clone());
+    w.s12338.queue_raw(broken);
+
+    assert!(
+        eventually(WAIT, || w.s12338.acked().len() + w.s12338.refused().len()
+            == 2)
+        .await
+    );
+    assert_eq!(w.s12338.acked(), ["12338-outbox-000731"]);
+    let refused = w.s12338.refused();
+    assert_eq!(refused[0].0, "12338-outbox-000732");
+    assert!(
+        refused[0].1.contains("category") && refused[0].1.contains("gossip"),
+        "{refused:?}"
+    );
+
+    let tickets = w.get("/api/v1/tickets?origin=12338").await;
+    let tickets = tickets.as_array().unwrap();
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(tickets[0]["external_id"], "FL12338-370102-20261123-0093");
+    assert_eq!(tickets[0]["confidential"], true);
+    assert_eq!(tickets[0]["kind"], "help");
+
+    // The cursor moved on: a new item is taken, the old ones are not taken again.
+    let mut third = item.clone();
+    third["item_id"] = "12338-outbox-000733".into();
+    third["case_no"] = "FL12338-370102-20261123-0094".into();
+    w.s12338.queue_raw(third);
+    assert!(eventually(WAIT, || w.s12338.acked().len() == 2).await);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        w.s12338.acked(),
+        ["12338-outbox-000731", "12338-outbox-000733"]
+    );
+    assert_eq!(
+        w.gateway.store.cursor("12338").await.unwrap().as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        w.get("/api/v1/tickets?origin=12338")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // What 12348 sends 12338 is pushed, with a synchronous receipt.
+    let body = serde_json::json!({
+        "external_id": "SD12348-PUSH-1", "target": "12338",
+        "ticket": contract_tests::samples::random_draft(),
+    });
+    let created: Value = w
+        .http
+        .post(format!("{}/api/v1/tickets", w.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let d = created["deliveries"][0].as_str().unwrap().to_owned();
+    let acked = wait_until(WAIT, || async {
+        let v = w.get(&format!("/api/v1/deliveries/{d}")).await;
+        (v["status"] == "acknowledged").then_some(v)
+    })
+    .await
+    .expect("acknowledged by 12338");
+    assert_eq!(
+        acked["partner_ref"],
+        w.s12338.received()[0].partner_number.as_str()
+    );
     w.gateway.shutdown().await.unwrap();
 }

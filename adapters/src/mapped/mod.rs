@@ -21,7 +21,7 @@ use crate::mapping::{
 use crate::signature::Signer;
 use crate::{
     Adapter, EncodeError, Inbound, InboundRequest, IngressError, IngressReply, OutboundMessage,
-    Outcome, TransportError, WireRequest, WireResponse,
+    Outcome, PollBatch, PolledItem, TransportError, WireRequest, WireResponse,
 };
 use profile::{AckStyle, HttpStatusPolicy, Profile};
 
@@ -40,6 +40,9 @@ pub struct MappedSettings {
     pub verify_secret: String,
     pub timeout: Duration,
     pub ack_timeout: Duration,
+    /// Polled partners: their outbox, and where to acknowledge what was taken.
+    pub poll_url: Option<String>,
+    pub poll_ack_url: Option<String>,
 }
 
 pub struct MappedAdapter {
@@ -50,6 +53,8 @@ pub struct MappedAdapter {
     signer: Signer,
     transport: HttpTransport,
     ack_timeout: Duration,
+    poll_url: Option<String>,
+    poll_ack_url: Option<String>,
 }
 
 /// Loads a partner folder: the compiled mapping and the profile.
@@ -116,6 +121,8 @@ impl MappedAdapter {
             mapping,
             profile,
             ack_timeout: s.ack_timeout,
+            poll_url: s.poll_url,
+            poll_ack_url: s.poll_ack_url,
         })
     }
 
@@ -170,6 +177,45 @@ impl MappedAdapter {
             resp.headers.insert(http::header::CONTENT_TYPE, v);
         }
         resp
+    }
+}
+
+impl MappedAdapter {
+    async fn signed_json(
+        &self,
+        method: Method,
+        url: String,
+        body: Vec<u8>,
+    ) -> Result<Value, TransportError> {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        self.signer
+            .sign(&mut headers, &body)
+            .map_err(|e| TransportError::Request(e.0))?;
+        let resp = self
+            .transport
+            .send(WireRequest {
+                method,
+                url,
+                headers,
+                body: body.into(),
+            })
+            .await?;
+        if !resp.status.is_success() {
+            return Err(TransportError::Other(format!(
+                "HTTP {}: {}",
+                resp.status,
+                body_snippet(&resp.body)
+            )));
+        }
+        if resp.body.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&resp.body)
+            .map_err(|e| TransportError::Other(format!("malformed answer: {e}")))
     }
 }
 
@@ -359,5 +405,77 @@ impl Adapter for MappedAdapter {
             None => err.reason.clone(),
         };
         self.answer(err.status, self.write_answer(code, &text, None))
+    }
+
+    fn polled(&self) -> bool {
+        self.poll_url.is_some() && self.profile.poll.is_some()
+    }
+
+    async fn poll(&self, cursor: Option<&str>) -> Result<PollBatch, TransportError> {
+        let (Some(url), Some(spec)) = (&self.poll_url, &self.profile.poll) else {
+            return Err(TransportError::Request(format!(
+                "partner {} is not polled",
+                self.partner
+            )));
+        };
+        let mut url =
+            reqwest::Url::parse(url).map_err(|e| TransportError::Request(e.to_string()))?;
+        url.query_pairs_mut()
+            .append_pair("limit", &spec.batch.to_string());
+        if let Some(c) = cursor {
+            url.query_pairs_mut().append_pair("cursor", c);
+        }
+        let answer = self
+            .signed_json(Method::GET, url.to_string(), Vec::new())
+            .await?;
+        let items = match crate::mapping::read_path(&answer, &spec.items) {
+            Some(Value::Array(items)) => items.clone(),
+            Some(_) | None => {
+                return Err(TransportError::Other(format!(
+                    "answer has no `{}` list",
+                    spec.items
+                )));
+            }
+        };
+        let items = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let id = Self::read(item, &spec.item_id).unwrap_or_else(|| format!("#{i}"));
+                let message = self
+                    .mapping
+                    .decode_tree(None, item, true)
+                    .and_then(|t| self.mapping.into_inbound(t))
+                    .map_err(ingress_error);
+                PolledItem { id, message }
+            })
+            .collect();
+        Ok(PollBatch {
+            items,
+            next_cursor: Self::read(&answer, &spec.next_cursor),
+        })
+    }
+
+    async fn ack_polled(
+        &self,
+        taken: &[String],
+        refused: &[(String, String)],
+    ) -> Result<(), TransportError> {
+        let (Some(url), Some(spec)) = (&self.poll_ack_url, &self.profile.poll) else {
+            return Ok(());
+        };
+        let mut doc = Value::Object(Map::new());
+        let ids = Value::Array(taken.iter().cloned().map(Value::String).collect());
+        let refused = Value::Array(
+            refused
+                .iter()
+                .map(|(id, reason)| serde_json::json!({"id": id, "reason": reason}))
+                .collect(),
+        );
+        crate::mapping::write_path(&mut doc, &spec.ack_ids, ids);
+        crate::mapping::write_path(&mut doc, &spec.ack_refused, refused);
+        self.signed_json(Method::POST, url.clone(), doc.to_string().into_bytes())
+            .await
+            .map(|_| ())
     }
 }

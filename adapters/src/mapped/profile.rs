@@ -12,6 +12,30 @@ pub struct Profile {
     pub signature: SignatureSpec,
     pub ack: AckSpec,
     pub reply: ReplySpec,
+    /// Polled partners: the shape of their outbox.
+    #[serde(default)]
+    pub poll: Option<PollSpec>,
+}
+
+/// A polled partner's outbox: `GET <poll_url>?cursor=…&limit=…` answers
+/// `{<items>: [...], <next_cursor>: "..."}`; `POST <poll_ack_url>` takes
+/// `{<ack_ids>: [...], <ack_refused>: [{"id": ..., "reason": ...}]}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollSpec {
+    pub items: String,
+    pub next_cursor: String,
+    /// Path of each item's id.
+    pub item_id: String,
+    pub ack_ids: String,
+    pub ack_refused: String,
+    /// Items asked for per poll.
+    #[serde(default = "default_batch")]
+    pub batch: u32,
+}
+
+fn default_batch() -> u32 {
+    100
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

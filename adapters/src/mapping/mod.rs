@@ -420,3 +420,16 @@ pub fn write_text(doc: &mut serde_json::Value, path: &str, text: String) {
         engine::set_doc(doc, &p, serde_json::Value::String(text));
     }
 }
+
+/// The value at a dotted path of a partner document.
+pub fn read_path<'v>(doc: &'v serde_json::Value, path: &str) -> Option<&'v serde_json::Value> {
+    let p = parse_path(path).ok()?;
+    engine::get_doc(doc, &p)
+}
+
+/// Puts a value at a dotted path of a partner document.
+pub fn write_path(doc: &mut serde_json::Value, path: &str, value: serde_json::Value) {
+    if let Ok(p) = parse_path(path) {
+        engine::set_doc(doc, &p, value);
+    }
+}

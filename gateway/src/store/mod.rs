@@ -101,6 +101,12 @@ pub trait Store: Send + Sync + 'static {
     /// Outbox row counts by partner and status.
     async fn delivery_counts(&self) -> Result<Vec<StatusCount>>;
 
+    /// Where polling of a partner's outbox resumes.
+    async fn cursor(&self, partner: &str) -> Result<Option<String>>;
+
+    /// Remembers where polling of a partner's outbox resumes.
+    async fn set_cursor(&self, partner: &str, cursor: &str) -> Result<()>;
+
     /// Whether the store answers.
     async fn ping(&self) -> Result<()>;
 }

@@ -827,6 +827,35 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn cursor(&self, partner: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT cursor FROM partner_cursors WHERE partner = ?")
+                .bind(partner)
+                .fetch_optional(&self.read)
+                .await?,
+        )
+    }
+
+    async fn set_cursor(&self, partner: &str, cursor: &str) -> Result<()> {
+        let (partner, cursor) = (partner.to_owned(), cursor.to_owned());
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO partner_cursors (partner, cursor, updated_at) VALUES (?, ?, ?) \
+                     ON CONFLICT (partner) DO UPDATE SET cursor = excluded.cursor, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(&partner)
+                .bind(&cursor)
+                .bind(ms(Utc::now()))
+                .execute(conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         if self.writer.is_closed() {
