@@ -503,3 +503,103 @@ async fn partner_12338_is_polled_and_acked_and_takes_pushed_tickets() {
     );
     w.gateway.shutdown().await.unwrap();
 }
+
+/// A fifth partner that exists only as a folder of data in the tests: a province's own 12345
+/// variant with other field names, codes, time format, encoding (GBK) and signature headers.
+#[tokio::test]
+async fn a_partner_defined_only_by_data_exchanges_tickets_both_ways() {
+    let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../contract-tests/data/hb12345");
+    let hb = MappedSim::start(MappedSimOptions {
+        dir: &folder,
+        app_id: "hotline-12348".into(),
+        gateway_secret: GATEWAY_SECRET.into(),
+        partner_secret: PARTNER_SECRET.into(),
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+mappings_dir = "{mappings}"
+[server]
+listen = "127.0.0.1:0"
+[store]
+path = "{db}"
+[delivery]
+poll_interval = "50ms"
+[partners.hb12345]
+adapter = "mapped"
+mapping = "{folder}"
+url = "{url}"
+signing_secret = "{GATEWAY_SECRET}"
+verify_secret = "{PARTNER_SECRET}"
+timeout = "2s"
+"#,
+        mappings = mappings().display(),
+        db = dir.path().join("gw.db").display(),
+        folder = folder.display(),
+        url = hb.url(),
+    );
+    let config = Config::from_toml(&text, Vec::new()).unwrap_or_else(|p| panic!("{p:?}"));
+    let gateway = Gateway::start(config).await.unwrap();
+    hb.set_gateway(&gateway.base_url());
+    let http = reqwest::Client::new();
+
+    // Partner → 12348: GBK XML, its own codes and time format.
+    let (status, answer) = hb
+        .send_raw(std::fs::read(folder.join("samples/dispatch.xml")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["fanhui"]["daima"], "00", "{answer}");
+    let ticket: Value = http
+        .get(format!(
+            "{}/api/v1/tickets?origin=hb12345",
+            gateway.base_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ticket[0]["kind"], "consultation");
+    assert_eq!(ticket[0]["received_at"], "2026-11-23T16:45:00+08:00");
+    assert_eq!(ticket[0]["caller"]["name"], "周敏");
+
+    // 12348 → partner: arrives as GBK XML the partner's own checks accept, and is acknowledged.
+    let body = serde_json::json!({
+        "external_id": "SD12348-HB-1", "target": "hb12345",
+        "ticket": contract_tests::samples::random_draft(),
+    });
+    let created: Value = http
+        .post(format!("{}/api/v1/tickets", gateway.base_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let d = created["deliveries"][0].as_str().unwrap().to_owned();
+    let done = wait_until(WAIT, || async {
+        let v: Value = http
+            .get(format!("{}/api/v1/deliveries/{d}", gateway.base_url()))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (v["status"] == "acknowledged").then_some(v)
+    })
+    .await
+    .expect("acknowledged by the data-only partner");
+    assert_eq!(
+        done["partner_ref"],
+        hb.received()[0].partner_number.as_str()
+    );
+    let raw = &hb.raw()[0];
+    assert!(raw.starts_with(br#"<?xml version="1.0" encoding="GBK"?><gongdan>"#));
+    gateway.shutdown().await.unwrap();
+}
