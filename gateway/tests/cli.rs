@@ -1,0 +1,158 @@
+//! The command line: `mapping test` on the shipped samples, and `check-config` on mappings.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn gateway(args: &[&str]) -> (bool, String, String) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
+        .args(args)
+        .current_dir(root)
+        .output()
+        .expect("the binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn mapping_test_decodes_every_shipped_sample() {
+    for (partner, file) in [
+        ("12345", "mappings/12345/samples/dispatch.xml"),
+        ("12315", "mappings/12315/samples/dispatch.json"),
+        ("12333", "mappings/12333/samples/dispatch.xml"),
+        ("12338", "mappings/12338/samples/dispatch.json"),
+    ] {
+        let (ok, out, err) = gateway(&[
+            "mapping",
+            "test",
+            "--partner",
+            partner,
+            "--message",
+            "dispatch",
+            "--decode",
+            file,
+        ]);
+        assert!(ok, "{partner}: {err}");
+        assert!(out.contains("\"ticket\""), "{out}");
+        assert!(out.contains("正确 OK: a valid ticket"), "{out}");
+    }
+    let (ok, out, err) = gateway(&[
+        "mapping",
+        "test",
+        "--partner",
+        "12333",
+        "--message",
+        "reply",
+        "--decode",
+        "mappings/12333/samples/reply.xml",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("a valid `reply` event"), "{out}");
+}
+
+#[test]
+fn mapping_test_encodes_canonical_json_into_each_dialect() {
+    let (ok, out, err) = gateway(&[
+        "mapping",
+        "test",
+        "--partner",
+        "12333",
+        "--message",
+        "dispatch",
+        "--encode",
+        "mappings/canonical/dispatch.json",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(r#"<?xml version="1.0" encoding="GB18030"?><Package>"#),
+        "{out}"
+    );
+    assert!(out.contains("<Category>投诉</Category>"), "{out}");
+    assert!(out.contains("bytes of GB18030"), "{out}");
+
+    let (ok, out, _) = gateway(&[
+        "mapping",
+        "test",
+        "--partner",
+        "12315",
+        "--message",
+        "dispatch",
+        "--encode",
+        "mappings/canonical/dispatch.json",
+    ]);
+    assert!(ok);
+    assert!(out.contains(r#""appealType":1"#), "{out}");
+}
+
+#[test]
+fn mapping_test_reports_errors_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.xml");
+    let text = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../mappings/12345/samples/dispatch.xml"),
+    )
+    .unwrap()
+    .replace("<SQLX>4</SQLX>", "<SQLX>8</SQLX>");
+    std::fs::write(&bad, text).unwrap();
+    let (ok, _, err) = gateway(&[
+        "mapping",
+        "test",
+        "--partner",
+        "12345",
+        "--message",
+        "dispatch",
+        "--decode",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("`SQLX`: unknown code `8`"), "{err}");
+    let (ok, _, err) = gateway(&[
+        "mapping",
+        "test",
+        "--partner",
+        "12345",
+        "--message",
+        "reply",
+        "--decode",
+        "mappings/12345/samples/dispatch.xml",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("is a `dispatch` message"), "{err}");
+}
+
+#[test]
+fn check_config_reports_mapping_problems_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("broken");
+    std::fs::create_dir_all(&mapping).unwrap();
+    std::fs::write(
+        mapping.join("mapping.toml"),
+        "partner = \"broken\"\nversion = \"1\"\nformat = \"json\"\ntype_field = \"t\"\n\n[messages.dispatch]\ncode = \"D\"\nfield = [\n  { path = \"a\", canonical = \"ticket.colour\" },\n]\n",
+    )
+    .unwrap();
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../mappings/12338/partner.toml"),
+        mapping.join("partner.toml"),
+    )
+    .unwrap();
+    let config = dir.path().join("gw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "mappings_dir = \"{}\"\n[partners.broken]\nadapter = \"mapped\"\nurl = \"http://127.0.0.1:9/x\"\nsigning_secret = \"0123456789abcdef0\"\nverify_secret = \"0123456789abcdef0\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = gateway(&["check-config", "--config", config.to_str().unwrap()]);
+    assert!(!ok);
+    let expected = format!(
+        "{}:9: `messages.dispatch.field[0].canonical`: `ticket.colour` is not a canonical field",
+        mapping.join("mapping.toml").display()
+    );
+    assert!(err.contains(&expected), "{err}");
+    assert!(err.contains("`partners.broken.mapping`"), "{err}");
+}
