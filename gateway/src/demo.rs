@@ -7,25 +7,29 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
+use contract_tests::behaviour::Behaviour;
+use contract_tests::mapped_sim::{MappedSim, MappedSimOptions};
 use contract_tests::samples::random_draft;
-use contract_tests::webhook_sim::{Behaviour, SimOptions, WebhookSim};
+use contract_tests::webhook_sim::{SimOptions, WebhookSim};
+use hotline_model::TicketKind;
 use serde_json::json;
 
 use crate::Gateway;
-use crate::config::{AdapterKind, Config, PartnerConfig, RetryConfig, ServerConfig, StoreConfig};
+use crate::config::{
+    AdapterKind, Config, PartnerConfig, RetryConfig, RouteConfig, ServerConfig, StoreConfig,
+};
 
 pub struct DemoOptions {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     /// Time between two tickets from the home side.
     pub interval: Duration,
+    /// The partner mapping folders.
+    pub mappings_dir: PathBuf,
 }
 
-struct DemoPartner {
-    id: &'static str,
-    behaviour: Behaviour,
-    what: &'static str,
-}
+const GATEWAY_SECRET: &str = "demo-gateway-secret-2026";
+const PARTNER_SECRET: &str = "demo-partner-secret-2026";
 
 fn secret() -> String {
     format!(
@@ -34,74 +38,107 @@ fn secret() -> String {
     )
 }
 
+fn demo_retry() -> RetryConfig {
+    RetryConfig {
+        min_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(30),
+        factor: 2.0,
+        max_attempts: 4,
+        jitter: true,
+    }
+}
+
+fn partner(adapter: AdapterKind, url: String, signing: String, verify: String) -> PartnerConfig {
+    PartnerConfig {
+        adapter,
+        url,
+        signing_secret: signing,
+        verify_secret: verify,
+        mapping: None,
+        app_id: "hotline-12348".into(),
+        poll_url: None,
+        poll_ack_url: None,
+        poll_interval: Duration::from_secs(2),
+        timeout: Duration::from_secs(5),
+        ack_timeout: Duration::from_secs(60),
+        concurrency: 4,
+        retry: demo_retry(),
+    }
+}
+
 pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
-    let partners = [
-        DemoPartner {
-            id: "demo-a",
-            behaviour: Behaviour::Ack,
-            what: "可靠，同步回执 reliable, synchronous receipt",
-        },
-        DemoPartner {
-            id: "demo-b",
-            behaviour: Behaviour::Flaky { percent: 40 },
-            what: "不稳定，40% 返回 503 flaky: 40% answered 503, retried",
-        },
-        DemoPartner {
-            id: "demo-c",
-            behaviour: Behaviour::Async {
+    anyhow::ensure!(
+        opts.mappings_dir.join("12345/mapping.toml").exists(),
+        "no partner mappings in {} (run the demo from the repository root, or pass --mappings-dir)",
+        opts.mappings_dir.display()
+    );
+    // The four partner hotlines, each a simulator speaking its own dialect.
+    let mut sims = Vec::new();
+    let mut partners = BTreeMap::new();
+    let roles = [
+        (
+            "12345",
+            Behaviour::Ack,
+            "XML + HMAC-SHA256，同步回执 synchronous receipt",
+        ),
+        (
+            "12315",
+            Behaviour::Flaky { percent: 30 },
+            "JSON + HMAC-SM3，30% 返回 503 被重试 flaky, retried",
+        ),
+        (
+            "12333",
+            Behaviour::Async {
                 delay: Duration::from_secs(2),
             },
-            what: "两步回执：先 202，2 秒后异步确认 two-step: 202, then a late ack",
-        },
-        DemoPartner {
-            id: "demo-d",
-            behaviour: Behaviour::Fail { status: 503 },
-            what: "故障中，投递进入死信 down: deliveries end as dead letters",
-        },
+            "GB18030 XML，两步回执 two-step ack",
+        ),
+        (
+            "12338",
+            Behaviour::Ack,
+            "JSON，网关轮询其发件箱 polled outbox",
+        ),
     ];
-
-    let mut sims = Vec::new();
-    let mut configs = BTreeMap::new();
-    for p in &partners {
-        let (ours, theirs) = (secret(), secret());
-        let sim = WebhookSim::start(
-            SimOptions {
-                partner: p.id.into(),
-                verify_secret: ours.clone(),
-                signing_secret: theirs.clone(),
-                gateway: None,
-                auto_receipt: Some(Duration::from_secs(3)),
-            },
-            0,
-        )
+    for (id, behaviour, _) in &roles {
+        let sim = MappedSim::start(MappedSimOptions {
+            dir: &opts.mappings_dir.join(id),
+            app_id: "hotline-12348".into(),
+            gateway_secret: GATEWAY_SECRET.into(),
+            partner_secret: PARTNER_SECRET.into(),
+        })
         .await?;
-        sim.set_behaviour(p.behaviour.clone());
-        configs.insert(
-            p.id.to_owned(),
-            PartnerConfig {
-                adapter: AdapterKind::Webhook,
-                url: sim.url(),
-                signing_secret: ours,
-                verify_secret: theirs,
-                mapping: None,
-                app_id: "hotline-12348".into(),
-                poll_url: None,
-                poll_ack_url: None,
-                poll_interval: Duration::from_secs(5),
-                timeout: Duration::from_secs(5),
-                ack_timeout: Duration::from_secs(60),
-                concurrency: 4,
-                retry: RetryConfig {
-                    min_delay: Duration::from_secs(1),
-                    max_delay: Duration::from_secs(30),
-                    factor: 2.0,
-                    max_attempts: 4,
-                    jitter: true,
-                },
-            },
+        sim.set_behaviour(behaviour.clone());
+        let mut p = partner(
+            AdapterKind::Mapped,
+            sim.url(),
+            GATEWAY_SECRET.into(),
+            PARTNER_SECRET.into(),
         );
+        if *id == "12338" {
+            p.poll_url = Some(sim.outbox_url());
+            p.poll_ack_url = Some(sim.outbox_ack_url());
+        }
+        partners.insert((*id).to_owned(), p);
         sims.push(sim);
     }
+    // A partner that is down, so that dead letters can be seen and replayed.
+    let (ours, theirs) = (secret(), secret());
+    let down = WebhookSim::start(
+        SimOptions {
+            partner: "demo-down".into(),
+            verify_secret: ours.clone(),
+            signing_secret: theirs.clone(),
+            gateway: None,
+            auto_receipt: None,
+        },
+        0,
+    )
+    .await?;
+    down.set_behaviour(Behaviour::Fail { status: 503 });
+    partners.insert(
+        "demo-down".into(),
+        partner(AdapterKind::Webhook, down.url(), ours, theirs),
+    );
 
     let config = Config {
         server: ServerConfig {
@@ -112,14 +149,32 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             path: opts.data_dir.join("gateway.db"),
             ..StoreConfig::default()
         },
-        partners: configs,
+        mappings_dir: opts.mappings_dir.clone(),
+        partners,
+        routes: vec![
+            RouteConfig {
+                from: Some("12345".into()),
+                kinds: vec![TicketKind::Complaint],
+                to: "12315".into(),
+                ..RouteConfig::default()
+            },
+            RouteConfig {
+                from: Some("12345".into()),
+                classification_prefix: Some("9.".into()),
+                to: "12333".into(),
+                ..RouteConfig::default()
+            },
+        ],
         ..Config::default()
     };
+    let problems = config.check();
+    anyhow::ensure!(problems.is_empty(), "demo configuration: {problems:?}");
     let gateway = Gateway::start(config).await?;
     let base = gateway.base_url();
     for sim in &sims {
         sim.set_gateway(&base);
     }
+    down.set_gateway(&base);
 
     println!();
     println!("hotline-gateway 演示已启动 demo running");
@@ -128,42 +183,66 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         opts.data_dir.join("gateway.db").display()
     );
     println!("  接口 API:                 {base}/api/v1/tickets");
+    println!("  投递 deliveries:          {base}/api/v1/deliveries");
     println!("  死信 dead letters:        {base}/api/v1/deliveries?status=dead");
     println!("  接口文档 OpenAPI:         {base}/api/v1/openapi.json");
     println!("  指标 metrics:             {base}/metrics");
     println!("  模拟合作方 simulated partners:");
-    for (p, sim) in partners.iter().zip(&sims) {
-        println!("    {:<7} {}  {}", p.id, sim.url(), p.what);
+    for ((id, _, what), sim) in roles.iter().zip(&sims) {
+        println!("    {id:<9} {}  {what}", sim.url());
     }
     println!(
-        "  每 {:?} 从 12348 发出一张工单，合作方也会向 12348 转办工单。",
+        "    demo-down {}  故障中，投递进入死信 down: dead letters",
+        down.url()
+    );
+    println!("  路由 routes: 12345 投诉 → 12315；12345 劳动争议 (9.*) → 12333");
+    println!(
+        "  每 {:?} 从 12348 发出一张工单，各合作方也向 12348 转办工单。",
         opts.interval
     );
     println!(
-        "  A ticket leaves 12348 every {:?}; the partners send tickets to 12348 too.",
+        "  A ticket leaves 12348 every {:?}; every partner sends tickets to 12348 too.",
         opts.interval
     );
     println!("  按 Ctrl-C 停止 press Ctrl-C to stop.");
     println!();
 
-    let trickle = tokio::spawn(trickle(base, sims, opts.interval));
+    let trickle = tokio::spawn(trickle(base, sims, down, opts.interval));
     tokio::signal::ctrl_c().await?;
     println!("正在停止 stopping…");
     trickle.abort();
     gateway.shutdown().await
 }
 
-/// Home → partners every `interval`; one partner → 12348 every third round.
-async fn trickle(base: String, sims: Vec<WebhookSim>, interval: Duration) {
+/// A partner's ticket for 12348, as a canonical document.
+fn partner_ticket(partner: &str, n: u64, run: &str) -> serde_json::Value {
+    let mut ticket = serde_json::to_value(random_draft()).unwrap_or_default();
+    ticket["partner_number"] = format!("{partner}-{run}-{n:05}").into();
+    json!({
+        "message": {"id": format!("{partner}-MSG-{run}-{n:05}")},
+        "ticket": ticket,
+        "event": {},
+    })
+}
+
+/// Home → partners every `interval`; one partner → 12348 every other round.
+async fn trickle(base: String, sims: Vec<MappedSim>, down: WebhookSim, interval: Duration) {
     let client = reqwest::Client::new();
-    let run = chrono::Utc::now().format("%Y%m%d%H%M%S");
+    let run = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+    let mut targets: Vec<String> = sims.iter().map(|s| s.partner().to_owned()).collect();
+    targets.push(down.partner());
     let mut tick = tokio::time::interval(interval);
     for n in 0u64.. {
         tick.tick().await;
-        let target = &sims[n as usize % sims.len()];
+        // Mostly to the working partners; now and then to the one that is down.
+        let target = if n % 10 == 9 {
+            &targets[targets.len() - 1]
+        } else {
+            &targets[n as usize % (targets.len() - 1)]
+        };
         let body = json!({
             "external_id": format!("SD12348-{run}-{n:05}"),
-            "target": target.partner(),
+            "target": target,
             "ticket": random_draft(),
         });
         match client
@@ -176,11 +255,16 @@ async fn trickle(base: String, sims: Vec<WebhookSim>, interval: Duration) {
             Ok(r) => tracing::warn!(status = %r.status(), "demo ticket refused"),
             Err(e) => tracing::warn!(error = %e, "demo ticket not sent"),
         }
-        if n % 3 == 0 {
-            let from = &sims[(n as usize / 3) % sims.len()];
-            let number = format!("{}-IN-{run}-{n:05}", from.partner().to_uppercase());
-            if let Err(e) = from.send_ticket(&number, &random_draft()).await {
-                tracing::warn!(error = %e, "demo inbound ticket not sent");
+        if n % 2 == 0 {
+            let from = &sims[(n as usize / 2) % sims.len()];
+            let doc = partner_ticket(from.partner(), n, &run);
+            let sent = if from.partner() == "12338" {
+                from.queue("dispatch", &doc).map(|_| ())
+            } else {
+                from.send("dispatch", &doc).await.map(|_| ())
+            };
+            if let Err(e) = sent {
+                tracing::warn!(partner = from.partner(), error = %e, "demo inbound ticket not sent");
             }
         }
     }

@@ -43,6 +43,9 @@ enum Command {
         /// Time between two tickets from the home side, e.g. 500ms or 2s.
         #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
         interval: Duration,
+        /// The partner mapping folders.
+        #[arg(long, default_value = "mappings")]
+        mappings_dir: PathBuf,
     },
 }
 
@@ -104,11 +107,13 @@ async fn main() -> ExitCode {
             data_dir,
             listen,
             interval,
+            mappings_dir,
         } => {
             demo::run(DemoOptions {
                 data_dir,
                 listen,
                 interval,
+                mappings_dir,
             })
             .await
         }
