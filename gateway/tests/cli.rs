@@ -156,3 +156,10 @@ fn check_config_reports_mapping_problems_with_file_and_line() {
     assert!(err.contains(&expected), "{err}");
     assert!(err.contains("`partners.broken.mapping`"), "{err}");
 }
+
+#[test]
+fn the_partner_example_config_is_valid_from_the_repository_root() {
+    let (ok, out, err) = gateway(&["check-config", "--config", "deploy/config/gateway.partners.example.toml"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("(4 partners)"), "{out}");
+}
