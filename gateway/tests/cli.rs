@@ -159,7 +159,11 @@ fn check_config_reports_mapping_problems_with_file_and_line() {
 
 #[test]
 fn the_partner_example_config_is_valid_from_the_repository_root() {
-    let (ok, out, err) = gateway(&["check-config", "--config", "deploy/config/gateway.partners.example.toml"]);
+    let (ok, out, err) = gateway(&[
+        "check-config",
+        "--config",
+        "deploy/config/gateway.partners.example.toml",
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("(4 partners)"), "{out}");
 }

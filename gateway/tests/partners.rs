@@ -603,3 +603,91 @@ timeout = "2s"
     assert!(raw.starts_with(br#"<?xml version="1.0" encoding="GBK"?><gongdan>"#));
     gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn every_partner_can_send_its_tickets_to_12348() {
+    let w = world().await;
+    let cases = [
+        (&w.s12345, "dispatch.xml", "SD12345-2026112300017"),
+        (&w.s12315, "dispatch.json", "1237010220261123000456"),
+        (&w.s12333, "dispatch.xml", "RS12333-2026-0047715"),
+    ];
+    for (sim, file, number) in cases {
+        let (status, answer) = sim.send_raw(sample(sim.partner(), file)).await.unwrap();
+        assert_eq!(status, 200, "{}: {answer}", sim.partner());
+        let code = sim.answer_code(&answer);
+        assert!(
+            matches!(code.as_deref(), Some("0000" | "200")),
+            "{}: {answer}",
+            sim.partner()
+        );
+        let tickets = w
+            .get(&format!("/api/v1/tickets?origin={}", sim.partner()))
+            .await;
+        assert_eq!(tickets[0]["external_id"], number, "{}", sim.partner());
+        assert_eq!(tickets[0]["partner_numbers"][sim.partner()], number);
+    }
+    let gb = w.get("/api/v1/tickets?origin=12333").await;
+    assert_eq!(gb[0]["caller"]["name"], "刘强", "GB18030 decoded");
+    assert_eq!(gb[0]["received_at"], "2026-11-23T13:55:40+08:00");
+    w.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_type_a_partner_does_not_take_is_skipped_with_the_reason() {
+    use hotline_gateway::store::NewEvent;
+    use hotline_model::{Event, EventBody, HOME};
+    let w = world().await;
+    let body = serde_json::json!({
+        "external_id": "SD12348-W-1", "target": "12315",
+        "ticket": contract_tests::samples::random_draft(),
+    });
+    let created: Value = w
+        .http
+        .post(format!("{}/api/v1/tickets", w.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket_id = created["id"].as_str().unwrap().parse().unwrap();
+    // 12315's mapping has no `withdraw` message.
+    w.gateway
+        .store
+        .record_event(NewEvent {
+            event: Event::new(
+                ticket_id,
+                HOME,
+                EventBody::Withdraw {
+                    reason: Some("来电人撤回".into()),
+                },
+            ),
+            status: None,
+            targets: vec!["12315".into()],
+            keys: vec![],
+            numbers: vec![],
+        })
+        .await
+        .unwrap();
+    w.gateway.engine.wake("12315");
+    let skipped = wait_until(WAIT, || async {
+        let d = w
+            .get("/api/v1/deliveries?partner=12315&status=skipped")
+            .await;
+        (d.as_array()?.len() == 1).then_some(d)
+    })
+    .await
+    .expect("skipped");
+    assert_eq!(skipped[0]["message_type"], "withdraw");
+    assert!(
+        skipped[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("does not support"),
+        "{skipped}"
+    );
+    assert_eq!(w.s12315.received().len(), 1, "only the dispatch went out");
+    w.gateway.shutdown().await.unwrap();
+}

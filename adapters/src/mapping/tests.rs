@@ -266,3 +266,35 @@ fn every_shipped_mapping_and_profile_loads() {
     }
     assert!(loaded >= 2, "{loaded}");
 }
+
+#[test]
+fn over_long_values_are_cut_and_flagged_or_refused_as_each_partner_declares() {
+    let mut doc = m12345()
+        .decode(&sample("12345", "dispatch.xml"))
+        .unwrap()
+        .doc;
+    doc["ticket"]["title"] = "长".repeat(150).into();
+    // 12333 declares `overflow = "truncate"`: cut to 100 characters, with a warning.
+    let m = Mapping::load(&mappings_dir().join("12333")).unwrap();
+    let (wire, warnings) = m.encode("dispatch", &doc, false).unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("ticket.title") && warnings[0].contains("150 to 100"),
+        "{warnings:?}"
+    );
+    let back = m.decode_sent(&wire).unwrap();
+    assert_eq!(
+        back.doc["ticket"]["title"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count(),
+        100
+    );
+    // 12345 declares `overflow = "reject"`: refused, naming the field and the limit.
+    let err = m12345().encode("dispatch", &doc, false).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`ticket.title`: is 150 characters; partner 12345 takes at most 100"
+    );
+}
