@@ -143,6 +143,46 @@ impl World {
     }
 }
 
+/// Creates a ticket from 12348 for `target`; returns its first delivery's id.
+async fn post_ticket(
+    http: &reqwest::Client,
+    base: &str,
+    external_id: &str,
+    target: &str,
+) -> String {
+    let body = serde_json::json!({
+        "external_id": external_id, "target": target,
+        "ticket": contract_tests::samples::random_draft(),
+    });
+    let created: Value = http
+        .post(format!("{base}/api/v1/tickets"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["deliveries"][0].as_str().unwrap().to_owned()
+}
+
+/// Waits until a delivery has `status`; returns it.
+async fn wait_delivery(http: &reqwest::Client, base: &str, id: &str, status: &str) -> Value {
+    wait_until(WAIT, || async {
+        let v: Value = http
+            .get(format!("{base}/api/v1/deliveries/{id}"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (v["status"] == status).then_some(v)
+    })
+    .await
+    .unwrap_or_else(|| panic!("delivery {id} never became {status}"))
+}
+
 fn complaint_from_12345() -> Vec<u8> {
     String::from_utf8(sample("12345", "dispatch.xml"))
         .unwrap()
@@ -288,12 +328,7 @@ async fn partner_result_codes_are_classified() {
         .unwrap()
         .status();
     assert_eq!(status.as_u16(), 202);
-    let delivered = wait_until(WAIT, || async {
-        let d = w.get(&format!("/api/v1/deliveries/{d}")).await;
-        (d["status"] == DeliveryStatus::Acknowledged.as_str()).then_some(())
-    })
-    .await;
-    assert!(delivered.is_some());
+    wait_delivery(&w.http, &w.base, d, DeliveryStatus::Acknowledged.as_str()).await;
     w.gateway.shutdown().await.unwrap();
 }
 
@@ -476,27 +511,8 @@ async fn partner_12338_is_polled_and_acked_and_takes_pushed_tickets() {
     );
 
     // What 12348 sends 12338 is pushed, with a synchronous receipt.
-    let body = serde_json::json!({
-        "external_id": "SD12348-PUSH-1", "target": "12338",
-        "ticket": contract_tests::samples::random_draft(),
-    });
-    let created: Value = w
-        .http
-        .post(format!("{}/api/v1/tickets", w.base))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let d = created["deliveries"][0].as_str().unwrap().to_owned();
-    let acked = wait_until(WAIT, || async {
-        let v = w.get(&format!("/api/v1/deliveries/{d}")).await;
-        (v["status"] == "acknowledged").then_some(v)
-    })
-    .await
-    .expect("acknowledged by 12338");
+    let d = post_ticket(&w.http, &w.base, "SD12348-PUSH-1", "12338").await;
+    let acked = wait_delivery(&w.http, &w.base, &d, "acknowledged").await;
     assert_eq!(
         acked["partner_ref"],
         w.s12338.received()[0].partner_number.as_str()
@@ -568,33 +584,9 @@ timeout = "2s"
     assert_eq!(ticket[0]["caller"]["name"], "周敏");
 
     // 12348 → partner: arrives as GBK XML the partner's own checks accept, and is acknowledged.
-    let body = serde_json::json!({
-        "external_id": "SD12348-HB-1", "target": "hb12345",
-        "ticket": contract_tests::samples::random_draft(),
-    });
-    let created: Value = http
-        .post(format!("{}/api/v1/tickets", gateway.base_url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let d = created["deliveries"][0].as_str().unwrap().to_owned();
-    let done = wait_until(WAIT, || async {
-        let v: Value = http
-            .get(format!("{}/api/v1/deliveries/{d}", gateway.base_url()))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (v["status"] == "acknowledged").then_some(v)
-    })
-    .await
-    .expect("acknowledged by the data-only partner");
+    let base = gateway.base_url();
+    let d = post_ticket(&http, &base, "SD12348-HB-1", "hb12345").await;
+    let done = wait_delivery(&http, &base, &d, "acknowledged").await;
     assert_eq!(
         done["partner_ref"],
         hb.received()[0].partner_number.as_str()
@@ -638,21 +630,9 @@ async fn a_message_type_a_partner_does_not_take_is_skipped_with_the_reason() {
     use hotline_gateway::store::NewEvent;
     use hotline_model::{Event, EventBody, HOME};
     let w = world().await;
-    let body = serde_json::json!({
-        "external_id": "SD12348-W-1", "target": "12315",
-        "ticket": contract_tests::samples::random_draft(),
-    });
-    let created: Value = w
-        .http
-        .post(format!("{}/api/v1/tickets", w.base))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ticket_id = created["id"].as_str().unwrap().parse().unwrap();
+    let d = post_ticket(&w.http, &w.base, "SD12348-W-1", "12315").await;
+    let dispatched = wait_delivery(&w.http, &w.base, &d, "acknowledged").await;
+    let ticket_id = dispatched["ticket_id"].as_str().unwrap().parse().unwrap();
     // 12315's mapping has no `withdraw` message.
     w.gateway
         .store

@@ -225,29 +225,7 @@ impl Mapping {
                 )
             })?;
         }
-        if let Some(max) = f.max_len {
-            let n = s.chars().count();
-            if n > max {
-                match self.overflow {
-                    Overflow::Reject => {
-                        return Err(field_err(
-                            name,
-                            format!(
-                                "is {n} characters; partner {} takes at most {max}",
-                                self.partner
-                            ),
-                        ));
-                    }
-                    Overflow::Truncate => {
-                        s = s.chars().take(max).collect();
-                        warnings.push(format!(
-                            "`{name}` cut from {n} to {max} characters for `{}`",
-                            f.label
-                        ));
-                    }
-                }
-            }
-        }
+        let s = self.fit(s, f, name, warnings)?;
         Ok(match (self.format, f.json_type) {
             (Format::Json, JsonType::Number) => {
                 let n: Number = s
@@ -261,6 +239,36 @@ impl Mapping {
             (Format::Json, JsonType::Bool) => Value::Bool(matches!(s.as_str(), "true" | "1")),
             _ => Value::String(s),
         })
+    }
+
+    /// Applies the field's length limit under the mapping's overflow policy.
+    fn fit(
+        &self,
+        s: String,
+        f: &Field,
+        name: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<String, TranslateError> {
+        let Some(max) = f.max_len else {
+            return Ok(s);
+        };
+        let n = s.chars().count();
+        if n <= max {
+            return Ok(s);
+        }
+        match self.overflow {
+            Overflow::Reject => Err(field_err(
+                name,
+                format!(
+                    "is {n} characters; partner {} takes at most {max}",
+                    self.partner
+                ),
+            )),
+            Overflow::Truncate => {
+                warnings.push(format!("`{name}` cut from {n} to {max} characters"));
+                Ok(s.chars().take(max).collect())
+            }
+        }
     }
 
     fn format_time(&self, t: DateTime<FixedOffset>) -> String {
@@ -434,24 +442,7 @@ impl Mapping {
         warnings: &mut Vec<String>,
     ) -> Result<Value, TranslateError> {
         let label = &f.label;
-        let mut s = raw.trim().to_owned();
-        if let Some(max) = f.max_len {
-            let n = s.chars().count();
-            if n > max {
-                match self.overflow {
-                    Overflow::Reject => {
-                        return Err(field_err(
-                            label,
-                            format!("is {n} characters; at most {max} are allowed"),
-                        ));
-                    }
-                    Overflow::Truncate => {
-                        s = s.chars().take(max).collect();
-                        warnings.push(format!("`{label}` cut from {n} to {max} characters"));
-                    }
-                }
-            }
-        }
+        let mut s = self.fit(raw.trim().to_owned(), f, label, warnings)?;
         if let Some(table) = &f.codes {
             s = self.codes[table]
                 .to_canonical
