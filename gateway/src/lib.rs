@@ -13,6 +13,7 @@ pub mod intake;
 pub mod mapping_cli;
 pub mod partners;
 pub mod poller;
+pub mod sla;
 pub mod store;
 pub mod telemetry;
 

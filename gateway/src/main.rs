@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use hotline_gateway::config::Config;
 use hotline_gateway::delivery::RetryPolicy;
 use hotline_gateway::demo::{self, DemoOptions};
+use hotline_gateway::sla::Calendar;
 use hotline_gateway::{Gateway, telemetry};
 
 /// hotline-gateway: 12348 公共法律服务热线 integration gateway.
@@ -29,6 +30,14 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Check the working-day calendar (工作日) by hand.
+    Calendar {
+        /// Folder of `<year>.toml` calendar files.
+        #[arg(long, default_value = "mappings/calendar", global = true)]
+        calendar_dir: PathBuf,
+        #[command(subcommand)]
+        command: CalendarCommand,
+    },
     /// Work with partner mappings (`mappings/<partner>/`).
     Mapping {
         #[command(subcommand)]
@@ -47,6 +56,20 @@ enum Command {
         #[arg(long, default_value = "mappings")]
         mappings_dir: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum CalendarCommand {
+    /// Prints FROM plus DAYS working days, in RFC 3339 with +08:00.
+    AddWorkingDays {
+        /// RFC 3339 time, e.g. 2026-09-18T15:00:00+08:00.
+        #[arg(long)]
+        from: chrono::DateTime<chrono::FixedOffset>,
+        #[arg(long)]
+        days: u32,
+    },
+    /// Prints `true` or `false`.
+    IsWorkingDay { date: chrono::NaiveDate },
 }
 
 #[derive(Subcommand)]
@@ -76,6 +99,10 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config).await,
         Command::CheckConfig { config } => return check_config(&config),
+        Command::Calendar {
+            calendar_dir,
+            command,
+        } => return calendar(&calendar_dir, command),
         Command::Mapping {
             command:
                 MappingCommand::Test {
@@ -154,6 +181,36 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+fn calendar(dir: &std::path::Path, command: CalendarCommand) -> ExitCode {
+    let cal = match Calendar::load_dir(dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("错误 error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let provisional = match command {
+        CalendarCommand::AddWorkingDays { from, days } => {
+            let d = cal.add_working_days(from, days);
+            println!("{}", d.at.to_rfc3339());
+            d.provisional
+        }
+        CalendarCommand::IsWorkingDay { date } => {
+            let (working, provisional) = cal.is_working_day(date);
+            println!("{working}");
+            provisional
+        }
+    };
+    if provisional {
+        let loaded: Vec<String> = cal.years().map(|y| y.to_string()).collect();
+        eprintln!(
+            "注意 provisional: reaches a year with no calendar loaded (loaded: {}); counted on weekends alone",
+            loaded.join(", ")
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 fn check_config(path: &std::path::Path) -> ExitCode {

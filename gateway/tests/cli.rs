@@ -167,3 +167,55 @@ fn the_partner_example_config_is_valid_from_the_repository_root() {
     assert!(ok, "{err}");
     assert!(out.contains("(4 partners)"), "{out}");
 }
+
+#[test]
+fn calendar_commands_check_working_days_by_hand() {
+    let (ok, out, _) = gateway(&[
+        "calendar",
+        "add-working-days",
+        "--from",
+        "2026-09-18T15:00:00+08:00",
+        "--days",
+        "1",
+    ]);
+    assert!(ok);
+    assert_eq!(out.trim(), "2026-09-20T15:00:00+08:00");
+    let (ok, out, _) = gateway(&[
+        "calendar",
+        "add-working-days",
+        "--from",
+        "2026-09-30T08:00:00Z",
+        "--days",
+        "1",
+    ]);
+    assert!(ok);
+    assert_eq!(
+        out.trim(),
+        "2026-10-08T16:00:00+08:00",
+        "UTC input, Beijing output"
+    );
+    for (date, expected) in [
+        ("2026-10-10", "true"),
+        ("2026-10-05", "false"),
+        ("2026-11-22", "false"),
+        ("2026-11-23", "true"),
+    ] {
+        let (ok, out, err) = gateway(&["calendar", "is-working-day", date]);
+        assert!(ok && err.is_empty(), "{err}");
+        assert_eq!(out.trim(), expected, "{date}");
+    }
+    let (ok, out, err) = gateway(&[
+        "calendar",
+        "add-working-days",
+        "--from",
+        "2026-12-30T10:00:00+08:00",
+        "--days",
+        "3",
+    ]);
+    assert!(ok);
+    assert_eq!(out.trim(), "2027-01-04T10:00:00+08:00");
+    assert!(err.contains("provisional"), "{err}");
+    let (ok, _, err) = gateway(&["calendar", "is-working-day", "2026-02-30"]);
+    assert!(!ok);
+    assert!(err.contains("2026-02-30"), "{err}");
+}
