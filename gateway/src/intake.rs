@@ -13,7 +13,10 @@ use uuid::Uuid;
 
 use crate::config::RouteConfig;
 use crate::delivery::DeliveryEngine;
-use crate::store::{Accepted, LateAck, NewEvent, NewTicket, Store, StoreError};
+use crate::lifecycle;
+use crate::store::{
+    Accepted, DeliveryQuery, LateAck, NewEvent, NewTicket, RefusedEvent, Store, StoreError,
+};
 
 /// A ticket from a 12348 home system, to be dispatched to `target`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -189,10 +192,7 @@ impl Intake {
                 body,
             } => {
                 let ticket_id = self.resolve(partner, &ticket).await?;
-                let mut keys: Vec<String> = message_id.iter().map(|m| format!("msg:{m}")).collect();
-                if once_only(body.kind()) {
-                    keys.push(format!("{}:{ticket_id}", body.kind()));
-                }
+                let keys: Vec<String> = message_id.iter().map(|m| format!("msg:{m}")).collect();
                 let numbers = match &body {
                     EventBody::Receipt {
                         partner_number: Some(n),
@@ -200,21 +200,30 @@ impl Intake {
                     } => vec![(partner.to_owned(), n.clone())],
                     _ => Vec::new(),
                 };
-                let status = status_after(body.kind());
-                let accepted = self
-                    .store
-                    .record_event(NewEvent {
-                        event: Event::new(ticket_id, partner, body),
-                        status,
-                        targets: Vec::new(),
+                let applied = self
+                    .apply(
+                        ticket_id,
+                        partner,
+                        body,
                         keys,
                         numbers,
-                    })
+                        Route::ToOriginPartner,
+                    )
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(|e| match e {
+                        ApplyError::Illegal(i) => IngressError {
+                            status: http::StatusCode::CONFLICT,
+                            ..IngressError::invalid("type", i.to_string())
+                        },
+                        ApplyError::UnknownTicket => {
+                            IngressError::not_found(format!("no ticket {ticket_id}"))
+                        }
+                        ApplyError::Invalid(p) => IngressError::invalid(p.field, p.reason),
+                        ApplyError::Store(e) => unavailable(e),
+                    })?;
                 Ok(IngressReply::EventRecorded {
                     ticket_id,
-                    duplicate: accepted.is_duplicate(),
+                    duplicate: applied.accepted.is_duplicate(),
                 })
             }
             Inbound::Ack {
@@ -246,6 +255,128 @@ impl Intake {
         }
     }
 
+    /// Applies a message to a ticket through the lifecycle: a repeat is recognised first, an
+    /// illegal message is refused and recorded, a legal one is stored with its deliveries.
+    pub async fn apply(
+        &self,
+        ticket_id: Uuid,
+        source: &str,
+        body: EventBody,
+        mut keys: Vec<String>,
+        numbers: Vec<(String, String)>,
+        route: Route,
+    ) -> Result<Applied, ApplyError> {
+        if once_only(body.kind()) {
+            keys.push(format!("{}:{ticket_id}", body.kind()));
+        }
+        if let Some((t, event_id)) = self.store.seen(source, &keys).await? {
+            let status = self
+                .store
+                .ticket(t)
+                .await?
+                .map(|t| t.status)
+                .unwrap_or_default();
+            return Ok(Applied {
+                accepted: Accepted::Duplicate {
+                    ticket_id: t,
+                    event_id,
+                },
+                status,
+            });
+        }
+        for _ in 0..5 {
+            let ticket = self
+                .store
+                .ticket(ticket_id)
+                .await?
+                .ok_or(ApplyError::UnknownTicket)?;
+            let status = match lifecycle::next(ticket.status, &body) {
+                Ok(s) => s,
+                Err(illegal) => {
+                    tracing::info!(ticket = %ticket_id, source, error = %illegal, "message refused");
+                    metrics::counter!("hotline_lifecycle_refused_total", "source" => source.to_owned())
+                        .increment(1);
+                    self.store
+                        .record_refusal(RefusedEvent {
+                            ticket_id,
+                            source: source.to_owned(),
+                            kind: body.kind(),
+                            status: ticket.status,
+                            reason: illegal.to_string(),
+                            at: chrono::Utc::now(),
+                        })
+                        .await?;
+                    return Err(ApplyError::Illegal(illegal));
+                }
+            };
+            let targets = self.targets(&ticket, source, &route).await?;
+            let result = self
+                .store
+                .record_event(NewEvent {
+                    event: Event::new(ticket_id, source, body.clone()),
+                    status: Some(status),
+                    expected_status: Some(ticket.status),
+                    targets: targets.clone(),
+                    keys: keys.clone(),
+                    numbers: numbers.clone(),
+                })
+                .await;
+            match result {
+                Ok(accepted) => {
+                    for t in &targets {
+                        self.engine.wake(t);
+                    }
+                    return Ok(Applied { accepted, status });
+                }
+                Err(StoreError::StatusChanged) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApplyError::Store(StoreError::Conflict(format!(
+            "ticket {ticket_id} keeps changing; try again"
+        ))))
+    }
+
+    /// Where a message about `ticket` goes.
+    async fn targets(
+        &self,
+        ticket: &Ticket,
+        source: &str,
+        route: &Route,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(match route {
+            Route::To(t) => t.clone(),
+            // A partner's message about a ticket another partner sent us goes on to that one.
+            Route::ToOriginPartner => [ticket.origin.clone()]
+                .into_iter()
+                .filter(|o| o != HOME && o != source && self.engine.partner(o).is_some())
+                .collect(),
+            // The home systems' message goes to whoever is on the other side of the ticket.
+            Route::Counterparts => {
+                if ticket.origin != HOME {
+                    vec![ticket.origin.clone()]
+                } else {
+                    let deliveries = self
+                        .store
+                        .deliveries(&DeliveryQuery {
+                            ticket_id: Some(ticket.id),
+                            limit: Some(1000),
+                            ..Default::default()
+                        })
+                        .await?;
+                    let mut partners: Vec<String> = deliveries
+                        .into_iter()
+                        .filter(|d| d.message_type == EventKind::Dispatch)
+                        .map(|d| d.partner)
+                        .collect();
+                    partners.sort();
+                    partners.dedup();
+                    partners
+                }
+            }
+        })
+    }
+
     async fn resolve(&self, partner: &str, r: &TicketRef) -> Result<Uuid, IngressError> {
         let found = match r {
             TicketRef::Gateway(id) => self
@@ -269,27 +400,39 @@ fn unavailable(e: StoreError) -> IngressError {
     IngressError::unavailable("temporarily unable to store the message; send it again")
 }
 
+/// Where a message's deliveries go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// To these partners.
+    To(Vec<String>),
+    /// To the partner the ticket came from, if another partner sent the message.
+    ToOriginPartner,
+    /// To the other side of the ticket: its origin partner, or the partners it was dispatched to.
+    Counterparts,
+}
+
+/// A message applied to a ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub accepted: Accepted,
+    /// The ticket's status after it.
+    pub status: TicketStatus,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Illegal(#[from] lifecycle::IllegalTransition),
+    #[error("no such ticket")]
+    UnknownTicket,
+    #[error("{}: {}", .0.field, .0.reason)]
+    Invalid(FieldError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Messages that happen at most once per ticket and sender, so a repeat without a message id is
 /// still recognised.
 fn once_only(kind: EventKind) -> bool {
     matches!(kind, EventKind::Receipt | EventKind::Withdraw)
-}
-
-/// The ticket's status after a partner's event. The full lifecycle state machine replaces this
-/// direct mapping when it lands.
-fn status_after(kind: EventKind) -> Option<TicketStatus> {
-    Some(match kind {
-        EventKind::Receipt => TicketStatus::Receipted,
-        EventKind::Return => TicketStatus::Returned,
-        EventKind::ExtensionRequest => TicketStatus::ExtensionRequested,
-        EventKind::Progress => TicketStatus::InProgress,
-        EventKind::Reply => TicketStatus::Replied,
-        EventKind::Callback => TicketStatus::CalledBack,
-        EventKind::Reopen => TicketStatus::Reopened,
-        EventKind::Withdraw => TicketStatus::Withdrawn,
-        EventKind::Dispatch
-        | EventKind::ExtensionDecision
-        | EventKind::Urge
-        | EventKind::Supervise => return None,
-    })
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod delivery;
 pub mod demo;
 pub mod intake;
+pub mod lifecycle;
 pub mod mapping_cli;
 pub mod partners;
 pub mod poller;

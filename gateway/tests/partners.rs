@@ -259,13 +259,62 @@ async fn a_12345_complaint_reaches_12315_as_its_json_with_the_12345_number_kept(
     let ticket = w.get(&format!("/api/v1/tickets/{ticket_id}")).await;
     assert_eq!(ticket["status"], "replied");
 
-    // Without our id, 12315 can name the ticket by its own number.
+    // The ticket came from 12345: 12315's reply is relayed to 12345, in 12345's XML.
+    assert!(
+        eventually(WAIT, || w
+            .s12345
+            .received()
+            .iter()
+            .any(|r| r.message_type == "reply"))
+        .await,
+        "12345 never heard of the reply"
+    );
+    let relayed = w
+        .s12345
+        .received()
+        .into_iter()
+        .find(|r| r.message_type == "reply")
+        .unwrap();
+    assert_eq!(relayed.envelope["event"]["content"], "商家已同意退货并退款");
+    assert_eq!(
+        relayed.envelope["ticket"]["partner_number"],
+        "SD12345-2026112300017"
+    );
+
+    // A second, different reply is refused by the lifecycle, in 12315's dialect, and recorded.
     reply["message"]["id"] = "12315-R-2".into();
-    reply["ticket"].as_object_mut().unwrap().remove("id");
     reply["event"]["content"] = "补充说明".into();
     let (status, answer) = w.s12315.send("reply", &reply).await.unwrap();
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (200, Some("4001")),
+        "{answer}"
+    );
+    assert!(
+        answer["msg"].as_str().unwrap().contains("already replied"),
+        "{answer}"
+    );
+    let timeline = w.get(&format!("/api/v1/tickets/{ticket_id}/events")).await;
+    assert!(
+        timeline["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["entry"] == "refused"),
+        "{timeline}"
+    );
+
+    // Without our id, 12315 can name the ticket by its own number: a satisfied callback closes it.
+    let callback = serde_json::json!({
+        "message": {"id": "12315-C-1"},
+        "ticket": {"partner_number": got.partner_number},
+        "event": {"satisfaction": "satisfied"},
+    });
+    let (status, answer) = w.s12315.send("callback", &callback).await.unwrap();
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["data"]["gatewayId"], ticket_id.as_str());
+    let ticket = w.get(&format!("/api/v1/tickets/{ticket_id}")).await;
+    assert_eq!(ticket["status"], "closed");
     w.gateway.shutdown().await.unwrap();
 }
 
@@ -645,6 +694,7 @@ async fn a_message_type_a_partner_does_not_take_is_skipped_with_the_reason() {
                 },
             ),
             status: None,
+            expected_status: None,
             targets: vec!["12315".into()],
             keys: vec![],
             numbers: vec![],

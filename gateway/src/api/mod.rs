@@ -1,5 +1,6 @@
 //! The HTTP API (canonical JSON for the 12348 home systems), partner ingress, and ops endpoints.
 
+mod actions;
 mod deliveries;
 pub mod error;
 mod ingress;
@@ -56,6 +57,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(tickets::create_ticket, tickets::list_tickets))
         .routes(routes!(tickets::get_ticket))
         .routes(routes!(tickets::ticket_events))
+        .routes(routes!(actions::act))
         .routes(routes!(deliveries::list_deliveries))
         .routes(routes!(deliveries::get_delivery))
         .routes(routes!(deliveries::retry_delivery))

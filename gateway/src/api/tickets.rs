@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::error::{ApiError, ErrorBody, ValidJson, ValidPath, ValidQuery};
 use super::{AppState, TICKETS};
 use crate::intake::CreateTicket;
-use crate::store::{Accepted, AttemptRecord, Delivery, DeliveryQuery, TicketQuery};
+use crate::store::{Accepted, AttemptRecord, Delivery, DeliveryQuery, RefusedEvent, TicketQuery};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TicketCreated {
@@ -107,6 +107,12 @@ pub enum TimelineEntry {
         message_type: String,
         attempt: AttemptRecord,
     },
+    /// A message the lifecycle refused (e.g. a reply to a withdrawn ticket).
+    Refused {
+        #[schema(value_type = String, format = DateTime)]
+        at: DateTime<Utc>,
+        refused: RefusedEvent,
+    },
     /// A partner's acknowledgement (synchronous or late).
     Acknowledged {
         #[schema(value_type = String, format = DateTime)]
@@ -120,9 +126,10 @@ pub enum TimelineEntry {
 impl TimelineEntry {
     fn at(&self) -> DateTime<Utc> {
         match self {
-            Self::Event { at, .. } | Self::Attempt { at, .. } | Self::Acknowledged { at, .. } => {
-                *at
-            }
+            Self::Event { at, .. }
+            | Self::Attempt { at, .. }
+            | Self::Refused { at, .. }
+            | Self::Acknowledged { at, .. } => *at,
         }
     }
 }
@@ -184,6 +191,12 @@ pub async fn ticket_events(
                 partner_ref: d.partner_ref.clone(),
             });
         }
+    }
+    for refused in state.store.refusals(id).await? {
+        entries.push(TimelineEntry::Refused {
+            at: refused.at,
+            refused,
+        });
     }
     entries.sort_by_key(TimelineEntry::at);
     Ok(Json(Timeline {

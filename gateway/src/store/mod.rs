@@ -26,6 +26,9 @@ pub enum StoreError {
     Closed,
     #[error("{0}")]
     Conflict(String),
+    /// The ticket's status changed meanwhile; read it again and retry.
+    #[error("the ticket's status changed meanwhile")]
+    StatusChanged,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -51,6 +54,15 @@ pub trait Store: Send + Sync + 'static {
     /// Stores an event on an existing ticket (and the ticket's new status, and an outbox row per
     /// target), unless one of `keys` was already used by the same source.
     async fn record_event(&self, cmd: NewEvent) -> Result<Accepted>;
+
+    /// The ticket and event an earlier message with one of `keys` from `source` created.
+    async fn seen(&self, source: &str, keys: &[String]) -> Result<Option<(Uuid, Uuid)>>;
+
+    /// Records a message the lifecycle refused.
+    async fn record_refusal(&self, refused: RefusedEvent) -> Result<()>;
+
+    /// The refused messages of a ticket, oldest first.
+    async fn refusals(&self, ticket_id: Uuid) -> Result<Vec<RefusedEvent>>;
 
     /// The ticket a system knows by its own number.
     async fn resolve_number(&self, system: &str, number: &str) -> Result<Option<Uuid>>;

@@ -454,16 +454,28 @@ impl Store for SqliteStore {
                         event_id,
                     });
                 }
+                let expected = cmd.expected_status.map(TicketStatus::as_str);
                 let updated = sqlx::query(
-                    "UPDATE tickets SET status = COALESCE(?, status), updated_at = ? WHERE id = ?",
+                    "UPDATE tickets SET status = COALESCE(?, status), updated_at = ? \
+                     WHERE id = ? AND (? IS NULL OR status = ?)",
                 )
                 .bind(cmd.status.map(TicketStatus::as_str))
                 .bind(ms(Utc::now()))
                 .bind(e.ticket_id.to_string())
+                .bind(expected)
+                .bind(expected)
                 .execute(&mut *conn)
                 .await?;
                 if updated.rows_affected() == 0 {
-                    return Err(StoreError::Conflict(format!("no ticket {}", e.ticket_id)));
+                    let exists: Option<i64> =
+                        sqlx::query_scalar("SELECT 1 FROM tickets WHERE id = ?")
+                            .bind(e.ticket_id.to_string())
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                    return Err(match exists {
+                        Some(_) => StoreError::StatusChanged,
+                        None => StoreError::Conflict(format!("no ticket {}", e.ticket_id)),
+                    });
                 }
                 let deliveries =
                     insert_event(conn, e, &cmd.keys, &cmd.numbers, &cmd.targets).await?;
@@ -475,6 +487,56 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn seen(&self, source: &str, keys: &[String]) -> Result<Option<(Uuid, Uuid)>> {
+        let mut conn = self.read.acquire().await?;
+        seen(&mut conn, source, keys).await
+    }
+
+    async fn record_refusal(&self, r: RefusedEvent) -> Result<()> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO refused_events (id, ticket_id, source, kind, status, reason, at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(Uuid::now_v7().to_string())
+                .bind(r.ticket_id.to_string())
+                .bind(&r.source)
+                .bind(r.kind.as_str())
+                .bind(r.status.as_str())
+                .bind(&r.reason)
+                .bind(ms(r.at))
+                .execute(conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn refusals(&self, ticket_id: Uuid) -> Result<Vec<RefusedEvent>> {
+        let rows = sqlx::query(
+            "SELECT source, kind, status, reason, at FROM refused_events WHERE ticket_id = ? \
+             ORDER BY at, id",
+        )
+        .bind(ticket_id.to_string())
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get("kind")?;
+                Ok(RefusedEvent {
+                    ticket_id,
+                    source: r.try_get("source")?,
+                    kind: EventKind::from_str(&kind).map_err(StoreError::Corrupt)?,
+                    status: get_enum(r, "status")?,
+                    reason: r.try_get("reason")?,
+                    at: from_ms(r.try_get("at")?)?,
+                })
+            })
+            .collect()
     }
 
     async fn resolve_number(&self, system: &str, number: &str) -> Result<Option<Uuid>> {

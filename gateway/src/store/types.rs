@@ -112,6 +112,8 @@ pub struct NewEvent {
     pub event: Event,
     /// The ticket's status after the event, if it changes.
     pub status: Option<TicketStatus>,
+    /// Apply only if the ticket is still in this status (compare-and-set).
+    pub expected_status: Option<TicketStatus>,
     pub targets: Vec<String>,
     /// Idempotency keys within the event's source.
     pub keys: Vec<String>,
@@ -219,4 +221,18 @@ pub struct DeliveryQuery {
 
 pub fn page_limit(limit: Option<u32>) -> u32 {
     limit.unwrap_or(100).clamp(1, 1000)
+}
+
+/// A message the lifecycle refused, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RefusedEvent {
+    pub ticket_id: Uuid,
+    /// The system that sent it.
+    pub source: String,
+    pub kind: EventKind,
+    /// The ticket's status when it was refused.
+    pub status: TicketStatus,
+    pub reason: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: DateTime<Utc>,
 }

@@ -34,6 +34,7 @@ fn urge(ticket_id: Uuid) -> NewEvent {
     NewEvent {
         event: Event::new(ticket_id, HOME, EventBody::Urge { note: None }),
         status: None,
+        expected_status: None,
         targets: vec![P.into()],
         keys: vec![],
         numbers: vec![],
@@ -444,6 +445,7 @@ pub async fn events_on_unknown_tickets_are_refused_and_statuses_move(store: Arc<
             },
         ),
         status: Some(TicketStatus::Receipted),
+        expected_status: None,
         targets: vec![],
         keys: vec!["msg:m1".into()],
         numbers: vec![(P.into(), "P-9".into())],
