@@ -145,13 +145,12 @@ impl Intake {
                 partner_number,
                 draft,
             } => {
+                // The partner dispatched it (to 12348, or through us to another partner).
                 let mut ticket = Ticket::new(partner, Some(partner_number.clone()), *draft);
+                ticket.status = TicketStatus::Dispatched;
                 let targets: Vec<String> = route(&self.routes, partner, &ticket.draft)
                     .into_iter()
                     .collect();
-                if !targets.is_empty() {
-                    ticket.status = TicketStatus::Dispatched;
-                }
                 let event = Event::new(
                     ticket.id,
                     partner,

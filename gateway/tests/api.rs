@@ -148,7 +148,7 @@ async fn partner_tickets_are_stored_once_and_listed_for_the_home_systems() {
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["external_id"], "P1-000123");
-    assert_eq!(listed[0]["status"], "received");
+    assert_eq!(listed[0]["status"], "dispatched", "dispatched to 12348");
     assert_eq!(listed[0]["caller"]["name"], draft.caller.name.as_str());
 
     // A 签收 from the partner about a ticket we dispatched moves it on, once.

@@ -721,3 +721,312 @@ async fn a_message_type_a_partner_does_not_take_is_skipped_with_the_reason() {
     assert_eq!(w.s12315.received().len(), 1, "only the dispatch went out");
     w.gateway.shutdown().await.unwrap();
 }
+
+async fn act(w: &World, ticket: &str, action: &str, body: Value) -> (u16, Value) {
+    let r = w
+        .http
+        .post(format!(
+            "{}/api/v1/tickets/{ticket}/actions/{action}",
+            w.base
+        ))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn status_of(w: &World, ticket: &str) -> String {
+    w.get(&format!("/api/v1/tickets/{ticket}")).await["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The 12345 messages 12348 sent so far, by type, in order.
+fn seen_by_12345(w: &World) -> Vec<String> {
+    w.s12345
+        .received()
+        .into_iter()
+        .map(|r| r.message_type)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_12345_ticket_round_trip_through_the_whole_lifecycle() {
+    let w = world().await;
+    // A consultation that no route sends on: it stays with 12348.
+    let xml = String::from_utf8(sample("12345", "dispatch.xml"))
+        .unwrap()
+        .replace("<SQLX>4</SQLX>", "<SQLX>1</SQLX>")
+        .replace("<WTFL>9.3</WTFL>", "<WTFL>2.1</WTFL>");
+    let (_, answer) = w.s12345.send_raw(xml.into_bytes()).await.unwrap();
+    let t = answer["LYBH"].as_str().unwrap().to_owned();
+    let number = "SD12345-2026112300017";
+    let from_12345 = |kind: &str, id: &str, event: Value| serde_json::json!({"message": {"id": id, "type": kind}, "ticket": {"partner_number": number}, "event": event});
+
+    // 12348 signs for it (签收) → 12345 gets a QSXX.
+    let (s, body) = act(
+        &w,
+        &t,
+        "receipt",
+        serde_json::json!({"unit": "历下区司法局"}),
+    )
+    .await;
+    assert_eq!(
+        (s, body["status"].as_str()),
+        (202, Some("receipted")),
+        "{body}"
+    );
+    assert!(eventually(WAIT, || !seen_by_12345(&w).is_empty()).await);
+    // 12348 asks for 5 more working days (延期) → YQXX.
+    let (s, body) = act(
+        &w,
+        &t,
+        "extend",
+        serde_json::json!({"working_days": 5, "reason": "需多部门核实"}),
+    )
+    .await;
+    assert_eq!(
+        (s, body["status"].as_str()),
+        (202, Some("extension_requested")),
+        "{body}"
+    );
+    assert!(eventually(WAIT, || seen_by_12345(&w).len() >= 2).await);
+    // 12345 approves (延期审批), in its XML.
+    let (s, a) = w
+        .s12345
+        .send(
+            "extension_decision",
+            &from_12345(
+                "extension_decision",
+                "Y-1",
+                serde_json::json!({"approved": true, "working_days": 5}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!((s, a["JGDM"].as_str()), (200, Some("0000")), "{a}");
+    assert_eq!(status_of(&w, &t).await, "in_progress");
+    // 12348 replies (办结) → BJXX.
+    let (s, body) = act(
+        &w,
+        &t,
+        "reply",
+        serde_json::json!({"content": "已告知来电人劳动仲裁程序"}),
+    )
+    .await;
+    assert_eq!(
+        (s, body["status"].as_str()),
+        (202, Some("replied")),
+        "{body}"
+    );
+    assert!(eventually(WAIT, || seen_by_12345(&w).len() >= 3).await);
+    // 12345 calls the caller back: unsatisfied; then sends it back for rework (退回重办).
+    let (s, _) = w
+        .s12345
+        .send(
+            "callback",
+            &from_12345(
+                "callback",
+                "H-1",
+                serde_json::json!({"satisfaction": "unsatisfied", "note": "未解决"}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(status_of(&w, &t).await, "called_back");
+    let (s, _) = w
+        .s12345
+        .send(
+            "reopen",
+            &from_12345(
+                "reopen",
+                "C-1",
+                serde_json::json!({"reason": "来电人不满意，请重新办理"}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(status_of(&w, &t).await, "reopened");
+    // 12348 replies again → BJXX; 12345's second callback is satisfied: closed.
+    let (s, body) = act(
+        &w,
+        &t,
+        "reply",
+        serde_json::json!({"content": "已协调法律援助中心跟进"}),
+    )
+    .await;
+    assert_eq!(
+        (s, body["status"].as_str()),
+        (202, Some("replied")),
+        "{body}"
+    );
+    assert!(eventually(WAIT, || seen_by_12345(&w).len() >= 4).await);
+    let (s, _) = w
+        .s12345
+        .send(
+            "callback",
+            &from_12345(
+                "callback",
+                "H-2",
+                serde_json::json!({"satisfaction": "satisfied"}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(status_of(&w, &t).await, "closed");
+
+    // What 12345 saw, in its own dialect.
+    assert_eq!(
+        seen_by_12345(&w),
+        ["receipt", "extension_request", "reply", "reply"]
+    );
+    let raw: Vec<String> = w
+        .s12345
+        .raw()
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert!(
+        raw[0].contains("<QSXX><XXLX>QS01</XXLX>")
+            && raw[0].contains(&format!("<GDBH>{number}</GDBH>"))
+    );
+    assert!(raw[1].contains("<YQTS>5</YQTS>"));
+    assert!(raw[3].contains("<BJNR>已协调法律援助中心跟进</BJNR>"));
+    // And the whole story on the timeline, whichever system caused each step.
+    let timeline = w.get(&format!("/api/v1/tickets/{t}/events")).await;
+    let steps: Vec<String> = timeline["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["entry"] == "event")
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["event"]["source"].as_str().unwrap(),
+                e["event"]["kind"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "12345:dispatch",
+            "12348:receipt",
+            "12348:extension_request",
+            "12345:extension_decision",
+            "12348:reply",
+            "12345:callback",
+            "12345:reopen",
+            "12348:reply",
+            "12345:callback",
+        ]
+    );
+
+    // Closed is final: a further action is refused, said why, and recorded.
+    let (s, body) = act(&w, &t, "reply", serde_json::json!({"content": "再次答复"})).await;
+    assert_eq!(s, 409, "{body}");
+    assert_eq!(body["error"], "illegal_transition");
+    assert!(
+        body["message"].as_str().unwrap().contains("closed"),
+        "{body}"
+    );
+    w.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn actions_check_their_input_and_repeat_safely() {
+    let w = world().await;
+    let d = post_ticket(&w.http, &w.base, "SD12348-A-1", "12315").await;
+    let t = wait_delivery(&w.http, &w.base, &d, "acknowledged").await["ticket_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, body) = act(&w, &t, "extend", serde_json::json!({"working_days": 5})).await;
+    assert_eq!((s, body["field"].as_str()), (422, Some("reason")), "{body}");
+    let (s, body) = act(
+        &w,
+        &t,
+        "extend",
+        serde_json::json!({"working_days": 20, "reason": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (s, body["field"].as_str()),
+        (422, Some("working_days")),
+        "{body}"
+    );
+    let (s, body) = act(
+        &w,
+        &t,
+        "callback",
+        serde_json::json!({"satisfaction": "meh"}),
+    )
+    .await;
+    assert_eq!(
+        (s, body["field"].as_str()),
+        (422, Some("satisfaction")),
+        "{body}"
+    );
+    let (s, body) = act(&w, &t, "teleport", serde_json::json!({})).await;
+    assert_eq!(s, 404, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("receipt"),
+        "{body}"
+    );
+    let (s, _) = act(
+        &w,
+        "0190a0a0-0000-7000-8000-000000000000",
+        "urge",
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, body) = act(&w, &t, "dispatch", serde_json::json!({"target": "nobody"})).await;
+    assert_eq!((s, body["field"].as_str()), (422, Some("target")), "{body}");
+
+    // The same Idempotency-Key twice: one urge.
+    for _ in 0..2 {
+        let r = w
+            .http
+            .post(format!("{}/api/v1/tickets/{t}/actions/urge", w.base))
+            .header("idempotency-key", "urge-1")
+            .json(&serde_json::json!({"note": "请尽快办理"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+    }
+    assert!(
+        eventually(WAIT, || w
+            .s12315
+            .received()
+            .iter()
+            .any(|r| r.message_type == "urge"))
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let urges = w
+        .s12315
+        .received()
+        .into_iter()
+        .filter(|r| r.message_type == "urge")
+        .count();
+    assert_eq!(urges, 1);
+    // A withdrawn ticket takes no reply.
+    let (s, body) = act(
+        &w,
+        &t,
+        "withdraw",
+        serde_json::json!({"reason": "来电人撤回"}),
+    )
+    .await;
+    assert_eq!((s, body["status"].as_str()), (202, Some("withdrawn")));
+    let (s, _) = act(&w, &t, "reply", serde_json::json!({"content": "x"})).await;
+    assert_eq!(s, 409);
+    w.gateway.shutdown().await.unwrap();
+}
