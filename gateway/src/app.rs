@@ -11,7 +11,9 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, AppState};
 use crate::config::{Config, StoreKind};
 use crate::delivery::DeliveryEngine;
-use crate::intake::Intake;
+use crate::intake::{CallerMatch, Intake};
+use crate::sla::scan::Scanner;
+use crate::sla::{Calendar, Sla};
 use crate::store::{SqliteStore, Store};
 use crate::{partners, telemetry};
 
@@ -20,6 +22,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub store: Arc<dyn Store>,
     pub engine: Arc<DeliveryEngine>,
+    pub intake: Arc<Intake>,
+    pub sla: Arc<Sla>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     server: JoinHandle<std::io::Result<()>>,
@@ -54,15 +58,37 @@ impl Gateway {
                     .map_or(std::time::Duration::from_secs(5), |c| c.poll_interval),
             })
             .collect();
+        let calendar = Calendar::load_dir(&config.sla.calendar_dir).with_context(|| {
+            format!(
+                "loading the working-day calendar from {}",
+                config.sla.calendar_dir.display()
+            )
+        })?;
+        let sla = Arc::new(Sla::new(
+            calendar,
+            config.sla.calendar_dir.clone(),
+            config.sla.policy.clone(),
+            config.sla.partners.clone(),
+        ));
+        if config.privacy.caller_hash_key == crate::config::defaults::DEV_HASH_KEY {
+            tracing::warn!("privacy.caller_hash_key is the development default; set your own");
+        }
         let intake = Arc::new(Intake::new(
             Arc::clone(&store),
             Arc::clone(&engine),
             config.routes.clone(),
+            Arc::clone(&sla),
+            CallerMatch {
+                key: config.privacy.caller_hash_key.clone(),
+                count: config.sla.repeat_caller_count,
+                days: config.sla.repeat_caller_days,
+            },
         ));
         let state = AppState {
             store: Arc::clone(&store),
             engine: Arc::clone(&engine),
             intake: Arc::clone(&intake),
+            sla: Arc::clone(&sla),
             metrics: telemetry::prometheus(),
         };
         let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -72,6 +98,13 @@ impl Gateway {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         engine.spawn(&tracker, shutdown.clone());
+        Scanner {
+            store: Arc::clone(&store),
+            intake: Arc::clone(&intake),
+            sla: Arc::clone(&sla),
+            every: config.sla.scan_interval,
+        }
+        .spawn(&tracker, shutdown.clone());
         for poller in polled {
             poller.spawn(
                 Arc::clone(&store),
@@ -96,6 +129,8 @@ impl Gateway {
             addr,
             store,
             engine,
+            intake,
+            sla,
             shutdown,
             tracker,
             server,

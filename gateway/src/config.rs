@@ -32,6 +32,64 @@ pub struct Config {
     /// Where tickets that partners send to 12348 go on to, first match wins.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub sla: SlaConfig,
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+}
+
+/// Time limits, the working-day calendar, reminders and repeat-caller alerts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlaConfig {
+    /// Folder of `<year>.toml` working-day calendars.
+    #[serde(default = "defaults::calendar_dir")]
+    pub calendar_dir: PathBuf,
+    /// How often due and overdue clocks are looked for.
+    #[serde(default = "defaults::scan_interval", with = "humantime_serde")]
+    pub scan_interval: Duration,
+    /// The time limits (Shandong rules by default).
+    #[serde(default)]
+    pub policy: crate::sla::SlaPolicy,
+    /// Other limits for the clocks a given partner owns.
+    #[serde(default)]
+    pub partners: BTreeMap<String, crate::sla::SlaPolicy>,
+    /// 重复来电预警: this many tickets from one caller …
+    #[serde(default = "defaults::repeat_count")]
+    pub repeat_caller_count: u32,
+    /// … within this many days.
+    #[serde(default = "defaults::repeat_days")]
+    pub repeat_caller_days: u32,
+}
+
+impl Default for SlaConfig {
+    fn default() -> Self {
+        Self {
+            calendar_dir: defaults::calendar_dir(),
+            scan_interval: defaults::scan_interval(),
+            policy: crate::sla::SlaPolicy::default(),
+            partners: BTreeMap::new(),
+            repeat_caller_count: defaults::repeat_count(),
+            repeat_caller_days: defaults::repeat_days(),
+        }
+    }
+}
+
+/// Personal-data handling.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrivacyConfig {
+    /// Key of the keyed hash (HMAC-SHA256) of callers' phone numbers, used to match repeat callers
+    /// without keeping the plain number for it. Set your own; changing it breaks matching with
+    /// earlier tickets.
+    #[serde(default = "defaults::caller_hash_key")]
+    pub caller_hash_key: String,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            caller_hash_key: defaults::caller_hash_key(),
+        }
+    }
 }
 
 /// Sends tickets from partners on to another partner, e.g. a 12345 labour dispute to 12333.
@@ -198,7 +256,7 @@ impl Default for RetryConfig {
     }
 }
 
-mod defaults {
+pub mod defaults {
     use super::*;
     pub fn listen() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 8348))
@@ -211,6 +269,22 @@ mod defaults {
     }
     pub fn mappings_dir() -> PathBuf {
         PathBuf::from("mappings")
+    }
+    pub fn calendar_dir() -> PathBuf {
+        PathBuf::from("mappings/calendar")
+    }
+    pub fn scan_interval() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn repeat_count() -> u32 {
+        3
+    }
+    pub fn repeat_days() -> u32 {
+        30
+    }
+    pub const DEV_HASH_KEY: &str = "hotline-gateway-development-only-key";
+    pub fn caller_hash_key() -> String {
+        DEV_HASH_KEY.into()
     }
     pub fn poll_every() -> Duration {
         Duration::from_secs(5)
@@ -469,6 +543,26 @@ impl Config {
             if r.max_attempts == 0 {
                 bad(key("retry.max_attempts"), "must be at least 1".into());
             }
+        }
+        if let Err(problems) = crate::sla::Calendar::load_dir(&self.sla.calendar_dir) {
+            for p in problems.0 {
+                bad("sla.calendar_dir".into(), p);
+            }
+        }
+        if self.sla.scan_interval.is_zero() {
+            bad("sla.scan_interval".into(), "must be positive".into());
+        }
+        if self.sla.repeat_caller_count < 2 {
+            bad(
+                "sla.repeat_caller_count".into(),
+                "must be at least 2".into(),
+            );
+        }
+        if self.privacy.caller_hash_key.len() < 16 {
+            bad(
+                "privacy.caller_hash_key".into(),
+                "must be at least 16 characters".into(),
+            );
         }
         for (i, r) in self.routes.iter().enumerate() {
             if !self.partners.contains_key(&r.to) {

@@ -16,7 +16,8 @@ use serde_json::json;
 
 use crate::Gateway;
 use crate::config::{
-    AdapterKind, Config, PartnerConfig, RetryConfig, RouteConfig, ServerConfig, StoreConfig,
+    AdapterKind, Config, PartnerConfig, PrivacyConfig, RetryConfig, RouteConfig, ServerConfig,
+    SlaConfig, StoreConfig,
 };
 
 pub struct DemoOptions {
@@ -150,6 +151,14 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             ..StoreConfig::default()
         },
         mappings_dir: opts.mappings_dir.clone(),
+        sla: SlaConfig {
+            calendar_dir: opts.mappings_dir.join("calendar"),
+            scan_interval: Duration::from_secs(5),
+            ..SlaConfig::default()
+        },
+        privacy: PrivacyConfig {
+            caller_hash_key: "demo-caller-hash-key-2026".into(),
+        },
         partners,
         routes: vec![
             RouteConfig {

@@ -14,8 +14,10 @@ use uuid::Uuid;
 use crate::config::RouteConfig;
 use crate::delivery::DeliveryEngine;
 use crate::lifecycle;
+use crate::sla::{Change, Sla};
 use crate::store::{
-    Accepted, DeliveryQuery, LateAck, NewEvent, NewTicket, RefusedEvent, Store, StoreError,
+    Accepted, AlertKind, DeliveryQuery, LateAck, NewAlert, NewEvent, NewTicket, RefusedEvent,
+    Store, StoreError,
 };
 
 /// A ticket from a 12348 home system, to be dispatched to `target`.
@@ -45,6 +47,32 @@ pub struct Intake {
     store: Arc<dyn Store>,
     engine: Arc<DeliveryEngine>,
     routes: Vec<RouteConfig>,
+    sla: Arc<Sla>,
+    callers: CallerMatch,
+}
+
+/// How repeat callers are recognised: a keyed hash of the phone number, never the number.
+#[derive(Clone)]
+pub struct CallerMatch {
+    pub key: String,
+    pub count: u32,
+    pub days: u32,
+}
+
+impl CallerMatch {
+    /// HMAC-SHA256 of the phone number's digits (without a +86 prefix), hex.
+    pub fn hash(&self, phone: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+        let digits = digits
+            .strip_prefix("86")
+            .filter(|d| d.len() == 11)
+            .unwrap_or(&digits);
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.key.as_bytes())
+            .expect("HMAC takes keys of any length");
+        mac.update(digits.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
 }
 
 /// The partner a ticket from `origin` goes on to, by the first matching route.
@@ -73,12 +101,44 @@ impl Intake {
         store: Arc<dyn Store>,
         engine: Arc<DeliveryEngine>,
         routes: Vec<RouteConfig>,
+        sla: Arc<Sla>,
+        callers: CallerMatch,
     ) -> Self {
         Self {
             store,
             engine,
             routes,
+            sla,
+            callers,
         }
+    }
+
+    /// 重复来电预警: the same caller with `count` or more tickets within `days`, across all
+    /// partners, raises one alert linking them.
+    async fn check_repeat_caller(&self, ticket_id: Uuid, hash: &str) -> Result<(), StoreError> {
+        let since = chrono::Utc::now() - chrono::Duration::days(i64::from(self.callers.days));
+        let tickets = self.store.caller_tickets(hash, since).await?;
+        if tickets.len() >= self.callers.count as usize {
+            let raised = self
+                .store
+                .raise_alert(NewAlert {
+                    key: format!("repeat_caller:{ticket_id}"),
+                    kind: AlertKind::RepeatCaller,
+                    ticket_id: Some(ticket_id),
+                    party: None,
+                    message: format!(
+                        "重复来电预警 repeat caller: {} tickets within {} days",
+                        tickets.len(),
+                        self.callers.days
+                    ),
+                    detail: serde_json::json!({ "tickets": tickets }),
+                })
+                .await?;
+            if raised {
+                metrics::counter!("hotline_repeat_caller_alerts_total").increment(1);
+            }
+        }
+        Ok(())
     }
 
     /// Stores a home system's ticket and queues its dispatch; returns after the commit.
@@ -116,12 +176,17 @@ impl Intake {
                 note: req.note,
             },
         );
+        let hash = self.callers.hash(&ticket.draft.caller.phone);
         let accepted = self
             .store
             .accept_ticket(NewTicket {
                 keys: vec![format!("external_id:{external_id}")],
                 numbers: vec![(HOME.to_owned(), external_id)],
                 targets: vec![req.target.clone()],
+                caller_hash: Some(hash.clone()),
+                clocks: self
+                    .sla
+                    .on_dispatch(&ticket, &req.target, chrono::Utc::now()),
                 ticket,
                 event,
             })
@@ -129,6 +194,8 @@ impl Intake {
         if !accepted.is_duplicate() {
             metrics::counter!("hotline_tickets_accepted_total", "origin" => HOME).increment(1);
             self.engine.wake(&req.target);
+            self.check_repeat_caller(accepted.ticket_id(), &hash)
+                .await?;
         }
         Ok(accepted)
     }
@@ -161,6 +228,9 @@ impl Intake {
                 );
                 let mut keys = vec![format!("dispatch:{partner_number}")];
                 keys.extend(message_id.map(|m| format!("msg:{m}")));
+                let hash = self.callers.hash(&ticket.draft.caller.phone);
+                let party = targets.first().map(String::as_str).unwrap_or(HOME);
+                let clocks = self.sla.on_dispatch(&ticket, party, chrono::Utc::now());
                 let accepted = self
                     .store
                     .accept_ticket(NewTicket {
@@ -169,6 +239,8 @@ impl Intake {
                         targets: targets.clone(),
                         keys,
                         numbers: vec![(partner.to_owned(), partner_number)],
+                        caller_hash: Some(hash.clone()),
+                        clocks,
                     })
                     .await
                     .map_err(unavailable)?;
@@ -179,6 +251,9 @@ impl Intake {
                         tracing::info!(from = partner, to = %t, ticket = %accepted.ticket_id(), "ticket routed on");
                         self.engine.wake(t);
                     }
+                    self.check_repeat_caller(accepted.ticket_id(), &hash)
+                        .await
+                        .map_err(unavailable)?;
                 }
                 Ok(IngressReply::TicketAccepted {
                     ticket_id: accepted.ticket_id(),
@@ -309,6 +384,23 @@ impl Intake {
                 }
             };
             let targets = self.targets(&ticket, source, &route).await?;
+            let clocks = self.store.clocks(ticket_id).await?;
+            let to = match &route {
+                Route::To(t) => t.clone(),
+                _ => Vec::new(),
+            };
+            let now = chrono::Utc::now();
+            let ops = self.sla.ops_for(
+                &Change {
+                    ticket: &ticket,
+                    source,
+                    body: &body,
+                    status_after: status,
+                    to: &to,
+                    now,
+                },
+                &clocks,
+            );
             let result = self
                 .store
                 .record_event(NewEvent {
@@ -318,6 +410,7 @@ impl Intake {
                     targets: targets.clone(),
                     keys: keys.clone(),
                     numbers: numbers.clone(),
+                    clocks: ops,
                 })
                 .await;
             match result {

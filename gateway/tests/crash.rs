@@ -32,6 +32,9 @@ path = "{db}"
 lease = "5s"
 poll_interval = "100ms"
 
+[sla]
+calendar_dir = "{calendar}"
+
 [partners.{PARTNER}]
 adapter = "webhook"
 url = "{partner_url}"
@@ -46,21 +49,34 @@ factor = 2.0
 max_attempts = 50
 "#,
         db = dir.join("gateway.db").display(),
+        calendar = mappings_dir().join("calendar").display(),
     );
     let path = dir.join("gateway.toml");
     std::fs::write(&path, text).expect("config written");
     path
 }
 
-fn spawn(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("gateway process starts")
+/// The gateway process, killed when the test ends however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(config: &Path) -> Running {
+    Running(
+        Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("gateway process starts"),
+    )
 }
 
 async fn wait_ready(http: &reqwest::Client, base: &str) {
@@ -98,15 +114,15 @@ async fn sigkill_between_accept_and_delivery_loses_nothing() {
         let v: Value = r.json().await.unwrap();
         ids.push(v["id"].as_str().unwrap().to_owned());
     }
-    gw.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix
-    gw.wait().unwrap();
+    gw.0.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix
+    gw.0.wait().unwrap();
     assert!(
         sim.received().is_empty(),
         "nothing could be delivered before the kill"
     );
 
     sim.set_behaviour(Behaviour::Ack); // the partner is back
-    let mut gw = spawn(&config);
+    let _gw = spawn(&config);
     wait_ready(&http, &base).await;
     let delivered = wait_until(Duration::from_secs(30), || async {
         (sim.received().len() >= ids.len()).then_some(())
@@ -122,6 +138,7 @@ async fn sigkill_between_accept_and_delivery_loses_nothing() {
     let mut got: Vec<String> = sim
         .received()
         .iter()
+        .filter(|r| r.message_type == "dispatch")
         .map(|r| r.envelope["ticket"]["id"].as_str().unwrap().to_owned())
         .collect();
     got.sort();
@@ -146,8 +163,6 @@ async fn sigkill_between_accept_and_delivery_loses_nothing() {
         all_acked.is_some(),
         "every delivery recorded as acknowledged"
     );
-    gw.kill().ok();
-    gw.wait().ok();
 }
 
 #[test]
@@ -189,6 +204,7 @@ fn check_config_reports_problems_with_lines_and_fails() {
     let out = Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
         .args(["check-config", "--config"])
         .arg(&good)
+        .current_dir(mappings_dir().join(".."))
         .output()
         .unwrap();
     assert!(

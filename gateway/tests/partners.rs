@@ -96,6 +96,8 @@ async fn world() -> World {
             claim_batch: 16,
         },
         mappings_dir: mappings(),
+        sla: common::sla_config(),
+        privacy: Default::default(),
         partners,
         routes: vec![
             RouteConfig {
@@ -592,6 +594,8 @@ listen = "127.0.0.1:0"
 path = "{db}"
 [delivery]
 poll_interval = "50ms"
+[sla]
+calendar_dir = "{calendar}"
 [partners.hb12345]
 adapter = "mapped"
 mapping = "{folder}"
@@ -603,6 +607,7 @@ timeout = "2s"
         mappings = mappings().display(),
         db = dir.path().join("gw.db").display(),
         folder = folder.display(),
+        calendar = mappings().join("calendar").display(),
         url = hb.url(),
     );
     let config = Config::from_toml(&text, Vec::new()).unwrap_or_else(|p| panic!("{p:?}"));
@@ -698,6 +703,7 @@ async fn a_message_type_a_partner_does_not_take_is_skipped_with_the_reason() {
             targets: vec!["12315".into()],
             keys: vec![],
             numbers: vec![],
+            clocks: vec![],
         })
         .await
         .unwrap();

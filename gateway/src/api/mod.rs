@@ -5,6 +5,7 @@ mod deliveries;
 pub mod error;
 mod ingress;
 mod ops;
+mod sla;
 mod tickets;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub engine: Arc<DeliveryEngine>,
     pub intake: Arc<Intake>,
+    pub sla: Arc<crate::sla::Sla>,
     pub metrics: PrometheusHandle,
 }
 
@@ -58,6 +60,11 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(tickets::get_ticket))
         .routes(routes!(tickets::ticket_events))
         .routes(routes!(actions::act))
+        .routes(routes!(sla::clocks))
+        .routes(routes!(sla::alerts))
+        .routes(routes!(sla::ack_alert))
+        .routes(routes!(sla::reload_calendar))
+        .routes(routes!(sla::stats))
         .routes(routes!(deliveries::list_deliveries))
         .routes(routes!(deliveries::get_delivery))
         .routes(routes!(deliveries::retry_delivery))

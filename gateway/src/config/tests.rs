@@ -2,8 +2,13 @@ use super::*;
 
 const EXAMPLE: &str = include_str!("../../../deploy/config/gateway.example.toml");
 
+/// The repository's calendar, through the environment override (tests run in `gateway/`).
 fn no_env() -> Vec<(String, String)> {
-    Vec::new()
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../mappings/calendar");
+    vec![(
+        format!("{ENV_PREFIX}SLA__CALENDAR_DIR"),
+        dir.display().to_string(),
+    )]
 }
 
 #[test]
@@ -75,14 +80,15 @@ fn a_syntax_error_gives_its_line() {
 
 #[test]
 fn environment_overrides_apply_with_types() {
-    let env = vec![
+    let mut env = no_env();
+    env.extend([
         (format!("{ENV_PREFIX}DELIVERY__CLAIM_BATCH"), "7".to_owned()),
         (
             format!("{ENV_PREFIX}PARTNERS__DEMO__URL"),
             "http://10.0.0.1/x".to_owned(),
         ),
         ("UNRELATED".to_owned(), "1".to_owned()),
-    ];
+    ]);
     let c = Config::from_toml(EXAMPLE, env).unwrap();
     assert_eq!(c.delivery.claim_batch, 7);
     assert_eq!(c.partners["demo"].url, "http://10.0.0.1/x");
@@ -93,4 +99,19 @@ fn a_partner_timeout_must_fit_in_the_lease() {
     let text = EXAMPLE.replace("timeout = \"10s\"", "timeout = \"90s\"");
     let problems = Config::from_toml(&text, no_env()).unwrap_err();
     assert_eq!(problems[0].key, "partners.demo.timeout");
+}
+
+#[test]
+fn a_missing_calendar_folder_is_a_problem() {
+    let env = vec![(
+        format!("{ENV_PREFIX}SLA__CALENDAR_DIR"),
+        "/nonexistent/calendar".to_owned(),
+    )];
+    let problems = Config::from_toml(EXAMPLE, env).unwrap_err();
+    assert_eq!(problems[0].key, "sla.calendar_dir");
+    assert!(
+        problems[0].message.contains("/nonexistent/calendar"),
+        "{}",
+        problems[0].message
+    );
 }

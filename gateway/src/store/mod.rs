@@ -113,6 +113,48 @@ pub trait Store: Send + Sync + 'static {
     /// Outbox row counts by partner and status.
     async fn delivery_counts(&self) -> Result<Vec<StatusCount>>;
 
+    /// A ticket's SLA clocks, oldest first.
+    async fn clocks(&self, ticket_id: Uuid) -> Result<Vec<Clock>>;
+
+    /// Running clocks whose urge time or deadline has come and that are not yet marked so.
+    async fn clocks_due(
+        &self,
+        mark: ClockMark,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Clock>>;
+
+    /// Marks a clock urged or overdue; `false` when it already was (another scan did it).
+    async fn mark_clock(&self, id: Uuid, mark: ClockMark, at: DateTime<Utc>) -> Result<bool>;
+
+    /// Running clocks with a provisional deadline.
+    async fn provisional_clocks(&self) -> Result<Vec<Clock>>;
+
+    /// Applies clock changes outside of any event (a reloaded calendar).
+    async fn change_clocks(&self, ops: Vec<ClockOp>) -> Result<()>;
+
+    /// Clocks started in `[from, to)`, for statistics.
+    async fn clocks_started(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Clock>>;
+
+    /// Events of `kind` in `[from, to)`, for statistics.
+    async fn events_between(
+        &self,
+        kind: hotline_model::EventKind,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Event>>;
+
+    /// Raises an alert unless one with its key exists; `true` when raised.
+    async fn raise_alert(&self, alert: NewAlert) -> Result<bool>;
+
+    async fn alerts(&self, q: &AlertQuery) -> Result<Vec<Alert>>;
+
+    /// Acknowledges an alert; `None` when there is no such alert.
+    async fn ack_alert(&self, id: Uuid, by: &str) -> Result<Option<Alert>>;
+
+    /// Tickets of the caller with this phone hash created since `since`, oldest first.
+    async fn caller_tickets(&self, caller_hash: &str, since: DateTime<Utc>) -> Result<Vec<Uuid>>;
+
     /// Where polling of a partner's outbox resumes.
     async fn cursor(&self, partner: &str) -> Result<Option<String>>;
 

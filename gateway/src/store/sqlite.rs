@@ -389,6 +389,121 @@ async fn insert_event(
     Ok(ids)
 }
 
+const CLOCK_COLUMNS: &str = "id, ticket_id, kind, party, urgent, started_at, due_at, urge_at, \
+     provisional, extended_days, state, stopped_at, urged_at, overdue_at";
+
+fn opt_time(row: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>> {
+    row.try_get::<Option<i64>, _>(col)?.map(from_ms).transpose()
+}
+
+fn clock_from_row(row: &SqliteRow) -> Result<Clock> {
+    let kind: String = row.try_get("kind")?;
+    Ok(Clock {
+        id: get_uuid(row, "id")?,
+        ticket_id: get_uuid(row, "ticket_id")?,
+        kind: crate::sla::ClockKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("clock kind {kind}")))?,
+        party: row.try_get("party")?,
+        urgent: row.try_get::<i64, _>("urgent")? != 0,
+        started_at: from_ms(row.try_get("started_at")?)?,
+        due_at: from_ms(row.try_get("due_at")?)?,
+        urge_at: from_ms(row.try_get("urge_at")?)?,
+        provisional: row.try_get::<i64, _>("provisional")? != 0,
+        extended_days: row.try_get::<i64, _>("extended_days")? as u32,
+        state: get_enum(row, "state")?,
+        stopped_at: opt_time(row, "stopped_at")?,
+        urged_at: opt_time(row, "urged_at")?,
+        overdue_at: opt_time(row, "overdue_at")?,
+    })
+}
+
+async fn apply_clock_ops(
+    conn: &mut SqliteConnection,
+    ticket_id: Uuid,
+    ops: &[ClockOp],
+) -> Result<()> {
+    for op in ops {
+        match op {
+            ClockOp::Start(c) => {
+                sqlx::query(&format!(
+                    "INSERT INTO sla_clocks ({CLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', NULL, NULL, NULL)"
+                ))
+                .bind(c.id.to_string())
+                .bind(c.ticket_id.to_string())
+                .bind(c.kind.as_str())
+                .bind(&c.party)
+                .bind(c.urgent)
+                .bind(ms(c.started_at))
+                .bind(ms(c.due_at))
+                .bind(ms(c.urge_at))
+                .bind(c.provisional)
+                .bind(c.extended_days)
+                .execute(&mut *conn)
+                .await?;
+            }
+            ClockOp::Close { kind, party, at } | ClockOp::Stop { kind, party, at } => {
+                let state = if matches!(op, ClockOp::Stop { .. }) {
+                    "'stopped'"
+                } else {
+                    "CASE WHEN ?1 <= due_at THEN 'met' ELSE 'missed' END"
+                };
+                sqlx::query(&format!(
+                    "UPDATE sla_clocks SET state = {state}, stopped_at = ?1 \
+                     WHERE ticket_id = ?2 AND kind = ?3 AND (?4 IS NULL OR party = ?4) AND state = 'running'"
+                ))
+                .bind(ms(*at))
+                .bind(ticket_id.to_string())
+                .bind(kind.as_str())
+                .bind(party)
+                .execute(&mut *conn)
+                .await?;
+            }
+            ClockOp::Reschedule {
+                id,
+                due_at,
+                urge_at,
+                provisional,
+                extended_days,
+            } => {
+                sqlx::query(
+                    "UPDATE sla_clocks SET due_at = ?, urge_at = ?, provisional = ?, extended_days = ?, \
+                     urged_at = CASE WHEN ? > COALESCE(urged_at, 0) THEN NULL ELSE urged_at END, \
+                     overdue_at = CASE WHEN ? > COALESCE(overdue_at, 0) THEN NULL ELSE overdue_at END \
+                     WHERE id = ? AND state = 'running'",
+                )
+                .bind(ms(*due_at))
+                .bind(ms(*urge_at))
+                .bind(provisional)
+                .bind(extended_days)
+                .bind(ms(*urge_at))
+                .bind(ms(*due_at))
+                .bind(id.to_string())
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn alert_from_row(row: &SqliteRow) -> Result<Alert> {
+    let detail: String = row.try_get("detail")?;
+    Ok(Alert {
+        id: get_uuid(row, "id")?,
+        kind: get_enum(row, "kind")?,
+        ticket_id: row
+            .try_get::<Option<String>, _>("ticket_id")?
+            .map(|s| Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()?,
+        party: row.try_get("party")?,
+        message: row.try_get("message")?,
+        detail: serde_json::from_str(&detail)?,
+        created_at: from_ms(row.try_get("created_at")?)?,
+        acknowledged_at: opt_time(row, "acknowledged_at")?,
+        acknowledged_by: row.try_get("acknowledged_by")?,
+    })
+}
+
 async fn remember_partner_ref(
     conn: &mut SqliteConnection,
     delivery_id: Uuid,
@@ -419,7 +534,7 @@ impl Store for SqliteStore {
                 }
                 sqlx::query(
                     "INSERT INTO tickets (id, origin, external_id, status, kind, urgency, draft, \
-                     created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     created_at, updated_at, caller_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(t.id.to_string())
                 .bind(&t.origin)
@@ -430,10 +545,12 @@ impl Store for SqliteStore {
                 .bind(serde_json::to_string(&t.draft)?)
                 .bind(ms(t.created_at))
                 .bind(ms(t.updated_at))
+                .bind(&cmd.caller_hash)
                 .execute(&mut *conn)
                 .await?;
                 let deliveries =
                     insert_event(conn, &cmd.event, &cmd.keys, &cmd.numbers, &cmd.targets).await?;
+                apply_clock_ops(conn, t.id, &cmd.clocks).await?;
                 Ok(Accepted::Created {
                     ticket_id: t.id,
                     event_id: cmd.event.id,
@@ -479,6 +596,7 @@ impl Store for SqliteStore {
                 }
                 let deliveries =
                     insert_event(conn, e, &cmd.keys, &cmd.numbers, &cmd.targets).await?;
+                apply_clock_ops(conn, e.ticket_id, &cmd.clocks).await?;
                 Ok(Accepted::Created {
                     ticket_id: e.ticket_id,
                     event_id: e.id,
@@ -887,6 +1005,176 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn clocks(&self, ticket_id: Uuid) -> Result<Vec<Clock>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CLOCK_COLUMNS} FROM sla_clocks WHERE ticket_id = ? ORDER BY started_at, id"
+        ))
+        .bind(ticket_id.to_string())
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(clock_from_row).collect()
+    }
+
+    async fn clocks_due(
+        &self,
+        mark: ClockMark,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Clock>> {
+        let filter = match mark {
+            ClockMark::Urged => "urged_at IS NULL AND urge_at <= ? ORDER BY urge_at",
+            ClockMark::Overdue => "overdue_at IS NULL AND due_at < ? ORDER BY due_at",
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {CLOCK_COLUMNS} FROM sla_clocks WHERE state = 'running' AND {filter} LIMIT ?"
+        ))
+        .bind(ms(now))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(clock_from_row).collect()
+    }
+
+    async fn mark_clock(&self, id: Uuid, mark: ClockMark, at: DateTime<Utc>) -> Result<bool> {
+        let col = match mark {
+            ClockMark::Urged => "urged_at",
+            ClockMark::Overdue => "overdue_at",
+        };
+        self.write(move |conn| {
+            Box::pin(async move {
+                let r = sqlx::query(&format!(
+                    "UPDATE sla_clocks SET {col} = ? WHERE id = ? AND {col} IS NULL"
+                ))
+                .bind(ms(at))
+                .bind(id.to_string())
+                .execute(conn)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    async fn provisional_clocks(&self) -> Result<Vec<Clock>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CLOCK_COLUMNS} FROM sla_clocks WHERE state = 'running' AND provisional = 1"
+        ))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(clock_from_row).collect()
+    }
+
+    async fn change_clocks(&self, ops: Vec<ClockOp>) -> Result<()> {
+        self.write(move |conn| {
+            Box::pin(async move { apply_clock_ops(conn, Uuid::nil(), &ops).await })
+        })
+        .await
+    }
+
+    async fn clocks_started(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Clock>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CLOCK_COLUMNS} FROM sla_clocks WHERE started_at >= ? AND started_at < ?"
+        ))
+        .bind(ms(from))
+        .bind(ms(to))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(clock_from_row).collect()
+    }
+
+    async fn events_between(
+        &self,
+        kind: EventKind,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Event>> {
+        let rows = sqlx::query(
+            "SELECT body FROM events WHERE kind = ? AND at >= ? AND at < ? ORDER BY at",
+        )
+        .bind(kind.as_str())
+        .bind(ms(from))
+        .bind(ms(to))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(serde_json::from_str(r.try_get("body")?)?))
+            .collect()
+    }
+
+    async fn raise_alert(&self, a: NewAlert) -> Result<bool> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "INSERT OR IGNORE INTO alerts (id, key, kind, ticket_id, party, message, detail, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(Uuid::now_v7().to_string())
+                .bind(&a.key)
+                .bind(a.kind.as_str())
+                .bind(a.ticket_id.map(|t| t.to_string()))
+                .bind(&a.party)
+                .bind(&a.message)
+                .bind(a.detail.to_string())
+                .bind(ms(Utc::now()))
+                .execute(conn)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    async fn alerts(&self, q: &AlertQuery) -> Result<Vec<Alert>> {
+        let rows = sqlx::query(
+            "SELECT * FROM alerts WHERE (?1 IS NULL OR (?1 = 1) = (acknowledged_at IS NULL)) \
+             AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR ticket_id = ?3) \
+             ORDER BY created_at DESC, id DESC LIMIT ?4",
+        )
+        .bind(q.open)
+        .bind(q.kind.map(AlertKind::as_str))
+        .bind(q.ticket_id.map(|t| t.to_string()))
+        .bind(page_limit(q.limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    async fn ack_alert(&self, id: Uuid, by: &str) -> Result<Option<Alert>> {
+        let by = by.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ? \
+                     WHERE id = ? AND acknowledged_at IS NULL",
+                )
+                .bind(ms(Utc::now()))
+                .bind(&by)
+                .bind(id.to_string())
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query("SELECT * FROM alerts WHERE id = ?")
+                    .bind(id.to_string())
+                    .fetch_optional(conn)
+                    .await?
+                    .as_ref()
+                    .map(alert_from_row)
+                    .transpose()
+            })
+        })
+        .await
+    }
+
+    async fn caller_tickets(&self, caller_hash: &str, since: DateTime<Utc>) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "SELECT id FROM tickets WHERE caller_hash = ? AND created_at >= ? ORDER BY created_at, id",
+        )
+        .bind(caller_hash)
+        .bind(ms(since))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|r| get_uuid(r, "id")).collect()
     }
 
     async fn cursor(&self, partner: &str) -> Result<Option<String>> {

@@ -104,6 +104,9 @@ pub struct NewTicket {
     pub keys: Vec<String>,
     /// Numbers the origin knows the ticket by, as (system, number).
     pub numbers: Vec<(String, String)>,
+    /// Keyed hash of the caller's phone number, for repeat-caller matching.
+    pub caller_hash: Option<String>,
+    pub clocks: Vec<ClockOp>,
 }
 
 /// A new event on an existing ticket.
@@ -118,6 +121,7 @@ pub struct NewEvent {
     /// Idempotency keys within the event's source.
     pub keys: Vec<String>,
     pub numbers: Vec<(String, String)>,
+    pub clocks: Vec<ClockOp>,
 }
 
 /// What became of a new ticket or event.
@@ -235,4 +239,152 @@ pub struct RefusedEvent {
     pub reason: String,
     #[schema(value_type = String, format = DateTime)]
     pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockState {
+    Running,
+    /// Done in time.
+    Met,
+    /// Done, but late.
+    Missed,
+    /// No longer applies (returned, withdrawn, closed).
+    Stopped,
+}
+
+impl ClockState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Met => "met",
+            Self::Missed => "missed",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// An SLA clock: `party` must do `kind` by `due_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Clock {
+    pub id: Uuid,
+    pub ticket_id: Uuid,
+    pub kind: crate::sla::ClockKind,
+    /// `12348` or a partner id.
+    pub party: String,
+    pub urgent: bool,
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: DateTime<Utc>,
+    #[schema(value_type = String, format = DateTime)]
+    pub due_at: DateTime<Utc>,
+    /// When 催办 is due (the working day before the deadline).
+    #[schema(value_type = String, format = DateTime)]
+    pub urge_at: DateTime<Utc>,
+    /// The deadline reaches a year whose calendar is not loaded.
+    pub provisional: bool,
+    /// Working days added by approved extensions.
+    pub extended_days: u32,
+    pub state: ClockState,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub stopped_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub urged_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub overdue_at: Option<DateTime<Utc>>,
+}
+
+/// A change to a ticket's clocks, committed with the event that causes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClockOp {
+    Start(Clock),
+    /// The party did it: `met` if by the deadline, else `missed`.
+    Close {
+        kind: crate::sla::ClockKind,
+        party: Option<String>,
+        at: DateTime<Utc>,
+    },
+    /// The clock no longer applies.
+    Stop {
+        kind: crate::sla::ClockKind,
+        party: Option<String>,
+        at: DateTime<Utc>,
+    },
+    /// A new deadline (an approved extension, a loaded calendar).
+    Reschedule {
+        id: Uuid,
+        due_at: DateTime<Utc>,
+        urge_at: DateTime<Utc>,
+        provisional: bool,
+        extended_days: u32,
+    },
+}
+
+/// Which mark a scan sets on a clock, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockMark {
+    Urged,
+    Overdue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// 即将到期: a deadline is today or tomorrow (催办 sent).
+    DueSoon,
+    /// 已超期: a deadline passed (督办 raised).
+    Overdue,
+    /// 重复来电预警.
+    RepeatCaller,
+    /// A deadline reaches a year whose working-day calendar is not loaded.
+    CalendarMissing,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DueSoon => "due_soon",
+            Self::Overdue => "overdue",
+            Self::RepeatCaller => "repeat_caller",
+            Self::CalendarMissing => "calendar_missing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAlert {
+    /// Raising the same key again does nothing.
+    pub key: String,
+    pub kind: AlertKind,
+    pub ticket_id: Option<Uuid>,
+    pub party: Option<String>,
+    pub message: String,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Alert {
+    pub id: Uuid,
+    pub kind: AlertKind,
+    pub ticket_id: Option<Uuid>,
+    pub party: Option<String>,
+    pub message: String,
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_by: Option<String>,
+}
+
+/// Filters for listing alerts.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AlertQuery {
+    /// Only alerts nobody acknowledged yet.
+    #[serde(default)]
+    pub open: Option<bool>,
+    pub kind: Option<AlertKind>,
+    pub ticket_id: Option<Uuid>,
+    pub limit: Option<u32>,
 }

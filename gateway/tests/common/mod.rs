@@ -9,7 +9,8 @@ use contract_tests::samples::random_draft;
 use contract_tests::webhook_sim::{Behaviour, SimOptions, WebhookSim};
 use hotline_gateway::Gateway;
 use hotline_gateway::config::{
-    AdapterKind, Config, DeliveryConfig, PartnerConfig, RetryConfig, ServerConfig, StoreConfig,
+    AdapterKind, Config, DeliveryConfig, PartnerConfig, RetryConfig, ServerConfig, SlaConfig,
+    StoreConfig,
 };
 use hotline_gateway::store::{Delivery, DeliveryStatus};
 use serde_json::{Value, json};
@@ -69,33 +70,49 @@ pub struct Harness {
     _dir: tempfile::TempDir,
 }
 
+/// A configuration for tests: one partner, fast polling, a database in `dir`.
+pub fn test_config(dir: &tempfile::TempDir, url: String, retry: RetryConfig) -> Config {
+    let mut partners = BTreeMap::new();
+    partners.insert(PARTNER.to_owned(), partner_config(url, retry));
+    Config {
+        server: ServerConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            max_body_bytes: 64 * 1024,
+            ..ServerConfig::default()
+        },
+        store: StoreConfig {
+            path: dir.path().join("gateway.db"),
+            ..StoreConfig::default()
+        },
+        delivery: DeliveryConfig {
+            lease: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(50),
+            claim_batch: 16,
+        },
+        partners,
+        sla: sla_config(),
+        ..Config::default()
+    }
+}
+
 pub const PARTNER: &str = "p1";
 
 impl Harness {
     pub async fn start(behaviour: Behaviour, retry: RetryConfig) -> Self {
+        Self::start_with(behaviour, retry, |_| {}).await
+    }
+
+    /// Starts with the configuration changed by `tweak`.
+    pub async fn start_with(
+        behaviour: Behaviour,
+        retry: RetryConfig,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let sim = start_sim(PARTNER).await;
         sim.set_behaviour(behaviour);
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut partners = BTreeMap::new();
-        partners.insert(PARTNER.to_owned(), partner_config(sim.url(), retry));
-        let config = Config {
-            server: ServerConfig {
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                max_body_bytes: 64 * 1024,
-                ..ServerConfig::default()
-            },
-            store: StoreConfig {
-                path: dir.path().join("gateway.db"),
-                ..StoreConfig::default()
-            },
-            delivery: DeliveryConfig {
-                lease: Duration::from_secs(10),
-                poll_interval: Duration::from_millis(50),
-                claim_batch: 16,
-            },
-            partners,
-            ..Config::default()
-        };
+        let mut config = test_config(&dir, sim.url(), retry);
+        tweak(&mut config);
         let gateway = Gateway::start(config).await.expect("gateway starts");
         let base = gateway.base_url();
         sim.set_gateway(&base);
@@ -105,6 +122,30 @@ impl Harness {
             base,
             http: reqwest::Client::new(),
             _dir: dir,
+        }
+    }
+
+    /// Stops the gateway and starts it again on the same database and configuration.
+    pub async fn restart(self, tweak: impl FnOnce(&mut Config)) -> Self {
+        let Harness {
+            gateway,
+            sim,
+            http,
+            _dir,
+            ..
+        } = self;
+        gateway.shutdown().await.expect("clean shutdown");
+        let mut config = test_config(&_dir, sim.url(), fast_retry(5));
+        tweak(&mut config);
+        let gateway = Gateway::start(config).await.expect("gateway restarts");
+        let base = gateway.base_url();
+        sim.set_gateway(&base);
+        Self {
+            gateway,
+            sim,
+            base,
+            http,
+            _dir,
         }
     }
 
@@ -187,4 +228,17 @@ pub fn first_delivery(created: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no delivery in {created}"))
         .to_owned()
+}
+
+/// The repository's folder of partner mappings.
+pub fn mappings_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../mappings")
+}
+
+/// SLA settings with the repository's calendar.
+pub fn sla_config() -> SlaConfig {
+    SlaConfig {
+        calendar_dir: mappings_dir().join("calendar"),
+        ..SlaConfig::default()
+    }
 }

@@ -24,6 +24,8 @@ pub fn new_ticket(external_id: &str, targets: &[&str]) -> NewTicket {
     NewTicket {
         keys: vec![format!("external_id:{external_id}")],
         numbers: vec![(HOME.into(), external_id.into())],
+        caller_hash: None,
+        clocks: vec![],
         targets: targets.iter().map(|s| s.to_string()).collect(),
         ticket,
         event,
@@ -38,6 +40,7 @@ fn urge(ticket_id: Uuid) -> NewEvent {
         targets: vec![P.into()],
         keys: vec![],
         numbers: vec![],
+        clocks: vec![],
     }
 }
 
@@ -449,6 +452,7 @@ pub async fn events_on_unknown_tickets_are_refused_and_statuses_move(store: Arc<
         targets: vec![],
         keys: vec!["msg:m1".into()],
         numbers: vec![(P.into(), "P-9".into())],
+        clocks: vec![],
     };
     assert!(
         !store
