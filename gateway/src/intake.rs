@@ -14,10 +14,10 @@ use uuid::Uuid;
 use crate::config::RouteConfig;
 use crate::delivery::DeliveryEngine;
 use crate::lifecycle;
-use crate::sla::{Change, Sla};
+use crate::sla::{Change, ClockKind, Sla};
 use crate::store::{
-    Accepted, AlertKind, DeliveryQuery, LateAck, NewAlert, NewEvent, NewTicket, RefusedEvent,
-    Store, StoreError,
+    Accepted, AlertKind, Clock, ClockState, DeliveryQuery, LateAck, NewAlert, NewEvent, NewTicket,
+    RefusedEvent, Store, StoreError,
 };
 
 /// A ticket from a 12348 home system, to be dispatched to `target`.
@@ -25,8 +25,12 @@ use crate::store::{
 pub struct CreateTicket {
     /// The home system's own ticket number. A repeat returns the first ticket.
     pub external_id: String,
-    /// Partner id to dispatch the ticket to.
+    /// Partner id to dispatch the ticket to; with `assisting`, the lead unit (主办).
     pub target: String,
+    /// 联办: partners that assist the lead (协办). They get the ticket too; the lead gives the
+    /// one reply, and an assisting partner's answer is recorded as progress.
+    #[serde(default)]
+    pub assisting: Vec<String>,
     pub ticket: TicketDraft,
     /// Units the partner should hand the ticket to.
     #[serde(default)]
@@ -159,6 +163,17 @@ impl Intake {
                 ),
             ));
         }
+        for (i, a) in req.assisting.iter().enumerate() {
+            if self.engine.partner(a).is_none()
+                || *a == req.target
+                || req.assisting[..i].contains(a)
+            {
+                problems.push(FieldError::new(
+                    format!("assisting[{i}]"),
+                    format!("`{a}` must be a configured partner other than the target, named once"),
+                ));
+            }
+        }
         problems.extend(req.ticket.problems().into_iter().map(|p| FieldError {
             field: format!("ticket.{}", p.field),
             reason: p.reason,
@@ -177,23 +192,30 @@ impl Intake {
             },
         );
         let hash = self.callers.hash(&ticket.draft.caller.phone);
+        let now = chrono::Utc::now();
+        let mut clocks = self.sla.on_dispatch(&ticket, &req.target, now);
+        for a in &req.assisting {
+            clocks.push(self.sla.start(&ticket, ClockKind::Receipt, a, now));
+        }
+        let mut targets = vec![req.target.clone()];
+        targets.extend(req.assisting.iter().cloned());
         let accepted = self
             .store
             .accept_ticket(NewTicket {
                 keys: vec![format!("external_id:{external_id}")],
                 numbers: vec![(HOME.to_owned(), external_id)],
-                targets: vec![req.target.clone()],
+                targets: targets.clone(),
                 caller_hash: Some(hash.clone()),
-                clocks: self
-                    .sla
-                    .on_dispatch(&ticket, &req.target, chrono::Utc::now()),
+                clocks,
                 ticket,
                 event,
             })
             .await?;
         if !accepted.is_duplicate() {
             metrics::counter!("hotline_tickets_accepted_total", "origin" => HOME).increment(1);
-            self.engine.wake(&req.target);
+            for t in &targets {
+                self.engine.wake(t);
+            }
             self.check_repeat_caller(accepted.ticket_id(), &hash)
                 .await?;
         }
@@ -364,6 +386,8 @@ impl Intake {
                 .ticket(ticket_id)
                 .await?
                 .ok_or(ApplyError::UnknownTicket)?;
+            let clocks = self.store.clocks(ticket_id).await?;
+            let body = assisting_answer(&clocks, source, body.clone());
             let status = match lifecycle::next(ticket.status, &body) {
                 Ok(s) => s,
                 Err(illegal) => {
@@ -384,7 +408,6 @@ impl Intake {
                 }
             };
             let targets = self.targets(&ticket, source, &route).await?;
-            let clocks = self.store.clocks(ticket_id).await?;
             let to = match &route {
                 Route::To(t) => t.clone(),
                 _ => Vec::new(),
@@ -490,6 +513,31 @@ impl Intake {
 fn unavailable(e: StoreError) -> IngressError {
     tracing::error!(error = %e, "store failed on partner ingress");
     IngressError::unavailable("temporarily unable to store the message; send it again")
+}
+
+/// 联办: a reply from a partner while another party (the lead, 主办) owns the reply clock is an
+/// assisting unit's answer (协办), recorded as progress; only the lead's reply completes the ticket.
+fn assisting_answer(clocks: &[Clock], source: &str, body: EventBody) -> EventBody {
+    let lead_elsewhere = clocks
+        .iter()
+        .any(|c| c.kind == ClockKind::Reply && c.state == ClockState::Running && c.party != source);
+    let leads = clocks
+        .iter()
+        .any(|c| c.kind == ClockKind::Reply && c.party == source);
+    let assists = clocks
+        .iter()
+        .any(|c| c.kind == ClockKind::Receipt && c.party == source);
+    match body {
+        EventBody::Reply { content, unit } if lead_elsewhere && assists && !leads => {
+            EventBody::Progress {
+                note: format!(
+                    "协办单位答复 assisting unit's answer{}: {content}",
+                    unit.map(|u| format!(" ({u})")).unwrap_or_default()
+                ),
+            }
+        }
+        other => other,
+    }
 }
 
 /// Where a message's deliveries go.

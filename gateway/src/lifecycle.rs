@@ -8,7 +8,7 @@
 //!    │                                                        replied ─callback(satisfied)→ closed
 //!    │                                                        replied ─callback(unsatisfied)→ called_back
 //!    └─reply (answered at once)→ replied              called_back / replied ─reopen→ reopened
-//! any open state ─withdraw→ withdrawn;  urge / supervise keep the state
+//! any open state ─withdraw→ withdrawn, ─merge→ merged (并单);  urge / supervise keep the state
 //! ```
 //! `closed`, `withdrawn` and `merged` are final. Whatever system causes a message, the same
 //! machine applies; an illegal message is refused with the reason and recorded.
@@ -96,6 +96,7 @@ pub fn next(from: TicketStatus, body: &EventBody) -> Result<TicketStatus, Illega
             _ => refuse("only a replied ticket can be reopened"),
         },
         EventBody::Withdraw { .. } => Ok(S::Withdrawn),
+        EventBody::Merge { .. } => Ok(S::Merged),
     }
 }
 
@@ -136,6 +137,9 @@ mod tests {
             },
             EventKind::Reopen => EventBody::Reopen { reason: "r".into() },
             EventKind::Withdraw => EventBody::Withdraw { reason: None },
+            EventKind::Merge => EventBody::Merge {
+                into: uuid::Uuid::nil(),
+            },
         }
     }
 
@@ -162,6 +166,7 @@ mod tests {
             (S::Received, K::Dispatch, S::Dispatched),
             (S::Received, K::Reply, S::Replied),
             (S::Received, K::Withdraw, S::Withdrawn),
+            (S::Received, K::Merge, S::Merged),
             (S::Dispatched, K::Dispatch, S::Dispatched),
             (S::Dispatched, K::Receipt, S::Receipted),
             (S::Dispatched, K::Return, S::Returned),
@@ -171,6 +176,7 @@ mod tests {
             (S::Dispatched, K::Urge, S::Dispatched),
             (S::Dispatched, K::Supervise, S::Dispatched),
             (S::Dispatched, K::Withdraw, S::Withdrawn),
+            (S::Dispatched, K::Merge, S::Merged),
             (S::Receipted, K::Return, S::Returned),
             (S::Receipted, K::ExtensionRequest, S::ExtensionRequested),
             (S::Receipted, K::Progress, S::InProgress),
@@ -178,6 +184,7 @@ mod tests {
             (S::Receipted, K::Urge, S::Receipted),
             (S::Receipted, K::Supervise, S::Receipted),
             (S::Receipted, K::Withdraw, S::Withdrawn),
+            (S::Receipted, K::Merge, S::Merged),
             (S::InProgress, K::Return, S::Returned),
             (S::InProgress, K::ExtensionRequest, S::ExtensionRequested),
             (S::InProgress, K::Progress, S::InProgress),
@@ -185,20 +192,25 @@ mod tests {
             (S::InProgress, K::Urge, S::InProgress),
             (S::InProgress, K::Supervise, S::InProgress),
             (S::InProgress, K::Withdraw, S::Withdrawn),
+            (S::InProgress, K::Merge, S::Merged),
             (S::Returned, K::Dispatch, S::Dispatched),
             (S::Returned, K::Withdraw, S::Withdrawn),
+            (S::Returned, K::Merge, S::Merged),
             (S::ExtensionRequested, K::ExtensionDecision, S::InProgress),
             (S::ExtensionRequested, K::Progress, S::InProgress),
             (S::ExtensionRequested, K::Reply, S::Replied),
             (S::ExtensionRequested, K::Urge, S::ExtensionRequested),
             (S::ExtensionRequested, K::Supervise, S::ExtensionRequested),
             (S::ExtensionRequested, K::Withdraw, S::Withdrawn),
+            (S::ExtensionRequested, K::Merge, S::Merged),
             (S::Replied, K::Callback, S::Closed), // satisfied
             (S::Replied, K::Reopen, S::Reopened),
             (S::Replied, K::Withdraw, S::Withdrawn),
+            (S::Replied, K::Merge, S::Merged),
             (S::CalledBack, K::Callback, S::Closed),
             (S::CalledBack, K::Reopen, S::Reopened),
             (S::CalledBack, K::Withdraw, S::Withdrawn),
+            (S::CalledBack, K::Merge, S::Merged),
             (S::Reopened, K::Dispatch, S::Dispatched),
             (S::Reopened, K::Receipt, S::Receipted),
             (S::Reopened, K::Return, S::Returned),
@@ -208,6 +220,7 @@ mod tests {
             (S::Reopened, K::Urge, S::Reopened),
             (S::Reopened, K::Supervise, S::Reopened),
             (S::Reopened, K::Withdraw, S::Withdrawn),
+            (S::Reopened, K::Merge, S::Merged),
         ];
         let mut legal_count = 0;
         for from in ALL {

@@ -1036,3 +1036,100 @@ async fn actions_check_their_input_and_repeat_safely() {
     assert_eq!(s, 409);
     w.gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn joint_handling_one_lead_reply_and_assisting_answers_as_progress() {
+    let w = world().await;
+    let body = serde_json::json!({
+        "external_id": "SD12348-LB-1", "target": "12315", "assisting": ["12333"],
+        "ticket": contract_tests::samples::random_draft(),
+    });
+    let (s, created) = {
+        let r = w
+            .http
+            .post(format!("{}/api/v1/tickets", w.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(s, 201, "{created}");
+    assert_eq!(
+        created["deliveries"].as_array().unwrap().len(),
+        2,
+        "lead and assisting unit"
+    );
+    let t = created["id"].as_str().unwrap().to_owned();
+    assert!(
+        eventually(WAIT, || !w.s12315.received().is_empty()
+            && !w.s12333.received().is_empty())
+        .await
+    );
+    let clocks = w.get(&format!("/api/v1/tickets/{t}/clocks")).await;
+    let owners: Vec<String> = clocks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}:{}",
+                c["kind"].as_str().unwrap(),
+                c["party"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(owners, ["receipt:12315", "reply:12315", "receipt:12333"]);
+
+    // The assisting unit answers: recorded as progress, the ticket is not replied.
+    let n12333 = w.s12333.received()[0].partner_number.clone();
+    let answer = serde_json::json!({
+        "message": {"id": "12333-R-1"}, "ticket": {"id": t, "partner_number": n12333},
+        "event": {"content": "人社部门已约谈用人单位", "unit": "市中区人社局"},
+    });
+    let (s, a) = w.s12333.send("reply", &answer).await.unwrap();
+    assert_eq!(s, 200, "{a}");
+    assert_eq!(status_of(&w, &t).await, "in_progress");
+    let timeline = w.get(&format!("/api/v1/tickets/{t}/events")).await;
+    let progress = timeline["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["entry"] == "event" && e["event"]["kind"] == "progress")
+        .expect("the assisting answer as progress");
+    assert!(
+        progress["event"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("人社部门已约谈用人单位")
+    );
+    // The lead replies: one reply for the ticket.
+    let n12315 = w.s12315.received()[0].partner_number.clone();
+    let reply = serde_json::json!({
+        "message": {"id": "12315-R-9"}, "ticket": {"id": t, "partner_number": n12315},
+        "event": {"content": "经联合处理，已督促商家退款"},
+    });
+    let (s, _) = w.s12315.send("reply", &reply).await.unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(status_of(&w, &t).await, "replied");
+
+    let (s, bad) = {
+        let mut b = body.clone();
+        b["external_id"] = "SD12348-LB-2".into();
+        b["assisting"] = serde_json::json!(["12315"]);
+        let r = w
+            .http
+            .post(format!("{}/api/v1/tickets", w.base))
+            .json(&b)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(
+        (s, bad["field"].as_str()),
+        (422, Some("assisting[0]")),
+        "{bad}"
+    );
+    w.gateway.shutdown().await.unwrap();
+}

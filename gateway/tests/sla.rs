@@ -491,3 +491,58 @@ async fn stats_per_partner_as_json_and_csv() {
     assert_eq!((s, body["field"].as_str()), (422, Some("from")));
     h.gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_repeat_is_merged_into_the_open_ticket_on_request() {
+    let h = Harness::start(Behaviour::Ack, fast_retry(5)).await;
+    let (first, _) = dispatched(&h, "MG-1").await;
+    let (repeat, _) = dispatched(&h, "MG-2").await;
+    let (s, body) = h
+        .post_json(
+            &format!("/api/v1/tickets/{repeat}/actions/merge"),
+            &json!({"into": first}),
+        )
+        .await;
+    assert_eq!(
+        (s, body["status"].as_str()),
+        (202, Some("merged")),
+        "{body}"
+    );
+    let (_, clocks) = h.get(&format!("/api/v1/tickets/{repeat}/clocks")).await;
+    assert!(
+        clocks
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["state"] == "stopped"),
+        "{clocks}"
+    );
+    let (_, timeline) = h.get(&format!("/api/v1/tickets/{repeat}/events")).await;
+    assert!(
+        timeline.to_string().contains(&first),
+        "the merge names the ticket it joined"
+    );
+    // Merged is final; merging into itself or into a finished ticket is refused.
+    let (s, _) = h
+        .post_json(
+            &format!("/api/v1/tickets/{repeat}/actions/urge"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, 409);
+    let (s, body) = h
+        .post_json(
+            &format!("/api/v1/tickets/{first}/actions/merge"),
+            &json!({"into": first}),
+        )
+        .await;
+    assert_eq!((s, body["field"].as_str()), (422, Some("into")));
+    let (s, body) = h
+        .post_json(
+            &format!("/api/v1/tickets/{first}/actions/merge"),
+            &json!({"into": repeat}),
+        )
+        .await;
+    assert_eq!((s, body["field"].as_str()), (422, Some("into")), "{body}");
+    h.gateway.shutdown().await.unwrap();
+}

@@ -31,10 +31,12 @@ pub enum EventKind {
     Reopen,
     /// 撤单.
     Withdraw,
+    /// 并单: the ticket repeats another open one and is merged into it.
+    Merge,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         Self::Dispatch,
         Self::Receipt,
         Self::Return,
@@ -47,6 +49,7 @@ impl EventKind {
         Self::Callback,
         Self::Reopen,
         Self::Withdraw,
+        Self::Merge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +66,7 @@ impl EventKind {
             Self::Callback => "callback",
             Self::Reopen => "reopen",
             Self::Withdraw => "withdraw",
+            Self::Merge => "merge",
         }
     }
 }
@@ -154,6 +158,10 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    Merge {
+        /// The open ticket this one is merged into.
+        into: Uuid,
+    },
 }
 
 impl EventBody {
@@ -171,6 +179,7 @@ impl EventBody {
             Self::Callback { .. } => EventKind::Callback,
             Self::Reopen { .. } => EventKind::Reopen,
             Self::Withdraw { .. } => EventKind::Withdraw,
+            Self::Merge { .. } => EventKind::Merge,
         }
     }
 }

@@ -43,6 +43,9 @@ pub struct ActionRequest {
     /// `callback`: the caller's satisfaction.
     #[serde(default)]
     pub satisfaction: Option<Satisfaction>,
+    /// `merge` (并单): the open ticket this one repeats.
+    #[serde(default)]
+    pub into: Option<Uuid>,
 }
 
 /// The actions, as they appear in the path.
@@ -59,6 +62,7 @@ pub const ACTIONS: &[&str] = &[
     "callback",
     "reopen",
     "withdraw",
+    "merge",
 ];
 
 fn need<T: Clone>(v: &Option<T>, field: &str, action: &str) -> Result<T, FieldError> {
@@ -129,6 +133,9 @@ pub fn body_of(action: &str, r: &ActionRequest) -> Result<Option<EventBody>, Fie
         "withdraw" => EventBody::Withdraw {
             reason: r.reason.clone(),
         },
+        "merge" => EventBody::Merge {
+            into: need(&r.into, "into", action)?,
+        },
         _ => return Ok(None),
     }))
 }
@@ -147,7 +154,7 @@ pub struct ActionDone {
 
 /// Act on a ticket: dispatch (改派), receipt (签收), return (退回), extend (延期申请),
 /// approve-extension (延期审批), progress, reply (办结), urge (催办), supervise (督办),
-/// callback (回访), reopen (退回重办), withdraw (撤单).
+/// callback (回访), reopen (退回重办), withdraw (撤单), merge (并单, into another open ticket).
 ///
 /// The message goes to the other side of the ticket (the partner it came from, or the partners it
 /// was dispatched to; `dispatch` goes to `target`). A repeated `Idempotency-Key` changes nothing.
@@ -178,6 +185,19 @@ pub async fn act(
                 ACTIONS.join(", ")
             ))
         })?;
+    if let EventBody::Merge { into } = &body {
+        let open = state
+            .store
+            .ticket(*into)
+            .await?
+            .is_some_and(|t| crate::lifecycle::is_open(t.status));
+        if *into == id || !open {
+            return Err(ApiError::invalid(vec![FieldError::new(
+                "into",
+                "must be another ticket that is still open",
+            )]));
+        }
+    }
     let route = if action == "dispatch" {
         let target = req.target.clone().unwrap_or_default();
         if state.engine.partner(&target).is_none() {

@@ -184,6 +184,9 @@ impl Sla {
             EventBody::Withdraw { .. } => stop_all(&mut ops),
             _ => {}
         }
+        if status_after == TicketStatus::Merged {
+            stop_all(&mut ops); // the ticket it joined carries the clocks
+        }
         if status_after == TicketStatus::Closed {
             // Whatever still runs does not apply any more.
             for kind in ClockKind::ALL {
