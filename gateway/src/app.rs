@@ -69,6 +69,7 @@ impl Gateway {
             config.sla.calendar_dir.clone(),
             config.sla.policy.clone(),
             config.sla.partners.clone(),
+            config.sla.kinds.clone(),
         ));
         if config.privacy.caller_hash_key == crate::config::defaults::DEV_HASH_KEY {
             tracing::warn!("privacy.caller_hash_key is the development default; set your own");

@@ -53,6 +53,9 @@ pub struct SlaConfig {
     /// Other limits for the clocks a given partner owns.
     #[serde(default)]
     pub partners: BTreeMap<String, crate::sla::SlaPolicy>,
+    /// Other limits for tickets of a kind (`consultation`, `complaint` ...); a partner's own win.
+    #[serde(default)]
+    pub kinds: BTreeMap<hotline_model::TicketKind, crate::sla::SlaPolicy>,
     /// 重复来电预警: this many tickets from one caller …
     #[serde(default = "defaults::repeat_count")]
     pub repeat_caller_count: u32,
@@ -68,6 +71,7 @@ impl Default for SlaConfig {
             scan_interval: defaults::scan_interval(),
             policy: crate::sla::SlaPolicy::default(),
             partners: BTreeMap::new(),
+            kinds: BTreeMap::new(),
             repeat_caller_count: defaults::repeat_count(),
             repeat_caller_days: defaults::repeat_days(),
         }

@@ -546,3 +546,94 @@ async fn a_repeat_is_merged_into_the_open_ticket_on_request() {
     assert_eq!((s, body["field"].as_str()), (422, Some("into")), "{body}");
     h.gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn policies_per_kind_and_per_partner() {
+    use hotline_gateway::sla::SlaPolicy;
+    use hotline_model::TicketKind;
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(5), |c| {
+        c.sla.kinds.insert(
+            TicketKind::Consultation,
+            SlaPolicy {
+                reply_days: 2,
+                ..SlaPolicy::default()
+            },
+        );
+    })
+    .await;
+    let cal = h.gateway.sla.calendar();
+    for (kind, days) in [(TicketKind::Consultation, 2), (TicketKind::Complaint, 5)] {
+        let mut draft = random_draft();
+        draft.kind = kind;
+        let body =
+            json!({"external_id": format!("K-{kind:?}"), "target": PARTNER, "ticket": draft});
+        let (_, created) = h.post_json("/api/v1/tickets", &body).await;
+        let (_, clocks) = h
+            .get(&format!(
+                "/api/v1/tickets/{}/clocks",
+                created["id"].as_str().unwrap()
+            ))
+            .await;
+        let reply = clock(&clocks, "reply");
+        let started = time(&reply["started_at"]).with_timezone(&hotline_gateway::sla::beijing());
+        assert_eq!(
+            time(&reply["due_at"]),
+            cal.add_working_days(started, days).at,
+            "{kind:?}"
+        );
+    }
+    h.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn alert_counts_per_party_and_stats_per_unit() {
+    let h = Harness::start(Behaviour::Ack, fast_retry(5)).await;
+    let (a, clocks) = dispatched(&h, "U-1").await;
+    let (b, _) = dispatched(&h, "U-2").await;
+    // Both tickets' receipt clocks run out: two overdue alerts for the partner.
+    let late = time(&clock(&clocks, "receipt")["due_at"]) + chrono::Duration::hours(2);
+    scanner(&h).scan(late).await.unwrap();
+    let (_, summary) = h.get("/api/v1/alerts/summary").await;
+    let overdue = summary
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "overdue")
+        .expect("overdue count");
+    assert_eq!(
+        (overdue["party"].as_str(), overdue["open"].as_u64()),
+        (Some(PARTNER), Some(2)),
+        "{summary}"
+    );
+
+    for (i, t) in [&a, &b].into_iter().enumerate() {
+        let unit = if i == 0 {
+            "历下区司法局"
+        } else {
+            "市中区司法局"
+        };
+        let reply = EventBody::Reply {
+            content: "已办结".into(),
+            unit: Some(unit.into()),
+        };
+        h.sim
+            .send_event(t.parse().unwrap(), &format!("u-{i}"), &reply)
+            .await
+            .unwrap();
+    }
+    h.post_json(
+        &format!("/api/v1/tickets/{a}/actions/callback"),
+        &json!({"satisfaction": "very_satisfied"}),
+    )
+    .await;
+    let (s, units) = h.get("/api/v1/stats/units").await;
+    assert_eq!(s, 200, "{units}");
+    assert_eq!(
+        units,
+        json!([
+            {"unit": "历下区司法局", "partner": PARTNER, "replied": 1, "satisfaction": {"very_satisfied": 1}},
+            {"unit": "市中区司法局", "partner": PARTNER, "replied": 1, "satisfaction": {}},
+        ])
+    );
+    h.gateway.shutdown().await.unwrap();
+}

@@ -62,6 +62,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(actions::act))
         .routes(routes!(sla::clocks))
         .routes(routes!(sla::alerts))
+        .routes(routes!(sla::alert_summary))
+        .routes(routes!(sla::unit_stats))
         .routes(routes!(sla::ack_alert))
         .routes(routes!(sla::reload_calendar))
         .routes(routes!(sla::stats))

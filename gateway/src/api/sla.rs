@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::error::{ApiError, ErrorBody, ValidJson, ValidPath, ValidQuery};
 use super::{AppState, OPS, TICKETS};
 use crate::sla::ClockKind;
-use crate::store::{Alert, AlertQuery, Clock, ClockState};
+use crate::store::{Alert, AlertCount, AlertQuery, Clock, ClockState};
 
 /// A ticket's SLA clocks: who must do what by when, and whether they did.
 #[utoipa::path(get, path = "/api/v1/tickets/{id}/clocks", tag = TICKETS,
@@ -46,6 +46,15 @@ pub struct Acknowledge {
     /// Who acknowledges it.
     #[serde(default)]
     pub by: Option<String>,
+}
+
+/// Open alerts counted by kind and by the party that must act.
+#[utoipa::path(get, path = "/api/v1/alerts/summary", tag = OPS,
+    responses((status = 200, body = Vec<AlertCount>)))]
+pub async fn alert_summary(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<AlertCount>>, ApiError> {
+    Ok(Json(state.store.open_alert_counts().await?))
 }
 
 /// Acknowledge an alert.
@@ -289,4 +298,74 @@ pub async fn stats(
             .into_response());
     }
     Ok(Json(rows).into_response())
+}
+
+/// Figures for one handling unit (承办单位), as named in replies.
+#[derive(Debug, Default, Clone, Serialize, ToSchema)]
+pub struct UnitStats {
+    pub unit: String,
+    /// The system the unit answered through.
+    pub partner: String,
+    pub replied: u64,
+    /// Callbacks on its replies, by satisfaction level.
+    pub satisfaction: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PeriodQuery {
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub from: Option<DateTime<Utc>>,
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Per handling unit: replies and satisfaction over the period (default the last 30 days).
+#[utoipa::path(get, path = "/api/v1/stats/units", tag = OPS, params(PeriodQuery),
+    responses((status = 200, body = Vec<UnitStats>), (status = 400, body = ErrorBody)))]
+pub async fn unit_stats(
+    State(state): State<AppState>,
+    ValidQuery(q): ValidQuery<PeriodQuery>,
+) -> Result<Json<Vec<UnitStats>>, ApiError> {
+    let to = q.to.unwrap_or_else(Utc::now);
+    let from = q.from.unwrap_or(to - chrono::Duration::days(30));
+    let mut units: BTreeMap<(String, String), UnitStats> = BTreeMap::new();
+    let mut unit_of = BTreeMap::new();
+    for e in state
+        .store
+        .events_between(EventKind::Reply, from, to)
+        .await?
+    {
+        let EventBody::Reply {
+            unit: Some(unit), ..
+        } = &e.body
+        else {
+            continue;
+        };
+        let key = (unit.clone(), e.source.clone());
+        units
+            .entry(key.clone())
+            .or_insert_with(|| UnitStats {
+                unit: unit.clone(),
+                partner: e.source.clone(),
+                ..Default::default()
+            })
+            .replied += 1;
+        unit_of.insert(e.ticket_id, key);
+    }
+    for e in state
+        .store
+        .events_between(EventKind::Callback, from, to)
+        .await?
+    {
+        let EventBody::Callback { satisfaction, .. } = e.body else {
+            continue;
+        };
+        if let Some(s) = unit_of.get(&e.ticket_id).and_then(|k| units.get_mut(k)) {
+            *s.satisfaction
+                .entry(satisfaction_name(satisfaction).to_owned())
+                .or_default() += 1;
+        }
+    }
+    Ok(Json(units.into_values().collect()))
 }

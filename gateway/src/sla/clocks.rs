@@ -33,7 +33,9 @@ impl Sla {
         let cal = self.calendar();
         let urgent = ticket.draft.urgency == Urgency::Urgent;
         let from = now.with_timezone(&beijing());
-        let due = self.policy(party).due(&cal, kind, from, urgent);
+        let due = self
+            .policy(party, Some(ticket.draft.kind))
+            .due(&cal, kind, from, urgent);
         ClockOp::Start(Clock {
             id: Uuid::now_v7(),
             ticket_id: ticket.id,
@@ -140,7 +142,7 @@ impl Sla {
                 ..
             } => {
                 for c in running(ClockKind::Reply) {
-                    let policy = self.policy(&c.party);
+                    let policy = self.policy(&c.party, Some(ticket.draft.kind));
                     let room = policy
                         .extension_cap_days
                         .saturating_sub(policy.reply_days + c.extended_days);

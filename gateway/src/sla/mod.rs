@@ -14,6 +14,8 @@ pub use calendar::{Calendar, CalendarProblems, Deadline, beijing};
 pub use clocks::Change;
 pub use policy::{ClockKind, SlaPolicy, urge_at};
 
+use hotline_model::TicketKind;
+
 use crate::store::{ClockOp, Store, StoreError};
 
 /// The SLA rules in force: the calendar (reloadable) and the policies.
@@ -22,6 +24,7 @@ pub struct Sla {
     calendar_dir: PathBuf,
     default: SlaPolicy,
     per_party: BTreeMap<String, SlaPolicy>,
+    per_kind: BTreeMap<TicketKind, SlaPolicy>,
 }
 
 impl Sla {
@@ -30,12 +33,14 @@ impl Sla {
         calendar_dir: PathBuf,
         default: SlaPolicy,
         per_party: BTreeMap<String, SlaPolicy>,
+        per_kind: BTreeMap<TicketKind, SlaPolicy>,
     ) -> Self {
         Self {
             calendar: RwLock::new(Arc::new(calendar)),
             calendar_dir,
             default,
             per_party,
+            per_kind,
         }
     }
 
@@ -43,9 +48,13 @@ impl Sla {
         Arc::clone(&self.calendar.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// The policy for the party that must act.
-    pub fn policy(&self, party: &str) -> &SlaPolicy {
-        self.per_party.get(party).unwrap_or(&self.default)
+    /// The policy for the party that must act on a ticket of `kind`: the party's own, else the
+    /// kind's, else the default.
+    pub fn policy(&self, party: &str, kind: Option<TicketKind>) -> &SlaPolicy {
+        self.per_party
+            .get(party)
+            .or_else(|| kind.and_then(|k| self.per_kind.get(&k)))
+            .unwrap_or(&self.default)
     }
 
     /// Reads the calendar folder again and recomputes every provisional deadline; returns how
@@ -56,7 +65,8 @@ impl Sla {
         let cal = self.calendar();
         let mut ops = Vec::new();
         for c in store.provisional_clocks().await? {
-            let policy = self.policy(&c.party);
+            let kind = store.ticket(c.ticket_id).await?.map(|t| t.draft.kind);
+            let policy = self.policy(&c.party, kind);
             let Some(days) = policy.working_days(c.kind, c.urgent) else {
                 continue;
             };

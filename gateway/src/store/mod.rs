@@ -149,6 +149,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn alerts(&self, q: &AlertQuery) -> Result<Vec<Alert>>;
 
+    /// Open alerts counted by kind and party.
+    async fn open_alert_counts(&self) -> Result<Vec<AlertCount>>;
+
     /// Acknowledges an alert; `None` when there is no such alert.
     async fn ack_alert(&self, id: Uuid, by: &str) -> Result<Option<Alert>>;
 

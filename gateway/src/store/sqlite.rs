@@ -1141,6 +1141,24 @@ impl Store for SqliteStore {
         rows.iter().map(alert_from_row).collect()
     }
 
+    async fn open_alert_counts(&self) -> Result<Vec<AlertCount>> {
+        let rows = sqlx::query(
+            "SELECT kind, party, COUNT(*) AS n FROM alerts WHERE acknowledged_at IS NULL \
+             GROUP BY kind, party ORDER BY kind, party",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AlertCount {
+                    kind: get_enum(r, "kind")?,
+                    party: r.try_get("party")?,
+                    open: r.try_get::<i64, _>("n")? as u64,
+                })
+            })
+            .collect()
+    }
+
     async fn ack_alert(&self, id: Uuid, by: &str) -> Result<Option<Alert>> {
         let by = by.to_owned();
         self.write(move |conn| {

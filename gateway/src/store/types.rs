@@ -388,3 +388,11 @@ pub struct AlertQuery {
     pub ticket_id: Option<Uuid>,
     pub limit: Option<u32>,
 }
+
+/// Open alerts of one kind for one party.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AlertCount {
+    pub kind: AlertKind,
+    pub party: Option<String>,
+    pub open: u64,
+}
