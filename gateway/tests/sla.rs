@@ -588,6 +588,15 @@ async fn policies_per_kind_and_per_partner() {
 #[tokio::test]
 async fn alert_counts_per_party_and_stats_per_unit() {
     let h = Harness::start(Behaviour::Ack, fast_retry(5)).await;
+    let mut draft = random_draft();
+    draft.units = vec!["历下区人社局".into()];
+    let (_, created) = h
+        .post_json(
+            "/api/v1/tickets",
+            &json!({"external_id": "U-0", "target": PARTNER, "ticket": draft}),
+        )
+        .await;
+    let unit_ticket = created["id"].as_str().unwrap().to_owned();
     let (a, clocks) = dispatched(&h, "U-1").await;
     let (b, _) = dispatched(&h, "U-2").await;
     // Both tickets' receipt clocks run out: two overdue alerts for the partner.

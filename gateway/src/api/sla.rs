@@ -48,7 +48,7 @@ pub struct Acknowledge {
     pub by: Option<String>,
 }
 
-/// Open alerts counted by kind and by the party that must act.
+/// Open alerts counted by kind, by the party that must act and by unit (涉及单位).
 #[utoipa::path(get, path = "/api/v1/alerts/summary", tag = OPS,
     responses((status = 200, body = Vec<AlertCount>)))]
 pub async fn alert_summary(

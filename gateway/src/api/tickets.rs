@@ -2,7 +2,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use hotline_model::{Event, Ticket};
+use hotline_model::{Event, EventKind, Ticket};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -134,9 +134,21 @@ impl TimelineEntry {
     }
 }
 
+/// How often things happened to a ticket (催办次数, 是否督办, 退回次数 …).
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Counts {
+    pub urged: u32,
+    pub supervised: u32,
+    pub returned: u32,
+    pub extensions: u32,
+    pub reopened: u32,
+    pub refused: u32,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Timeline {
     pub ticket_id: Uuid,
+    pub counts: Counts,
     /// Events, attempts and acknowledgements in time order.
     pub entries: Vec<TimelineEntry>,
     /// Where each delivery of the ticket stands now.
@@ -164,6 +176,17 @@ pub async fn ticket_events(
             ..Default::default()
         })
         .await?;
+    let mut counts = Counts::default();
+    for e in &events {
+        match e.kind() {
+            EventKind::Urge => counts.urged += 1,
+            EventKind::Supervise => counts.supervised += 1,
+            EventKind::Return => counts.returned += 1,
+            EventKind::ExtensionRequest => counts.extensions += 1,
+            EventKind::Reopen => counts.reopened += 1,
+            _ => {}
+        }
+    }
     let mut entries: Vec<TimelineEntry> = events
         .into_iter()
         .map(|event| TimelineEntry::Event {
@@ -193,6 +216,7 @@ pub async fn ticket_events(
         }
     }
     for refused in state.store.refusals(id).await? {
+        counts.refused += 1;
         entries.push(TimelineEntry::Refused {
             at: refused.at,
             refused,
@@ -201,6 +225,7 @@ pub async fn ticket_events(
     entries.sort_by_key(TimelineEntry::at);
     Ok(Json(Timeline {
         ticket_id: id,
+        counts,
         entries,
         deliveries,
     }))

@@ -1143,8 +1143,9 @@ impl Store for SqliteStore {
 
     async fn open_alert_counts(&self) -> Result<Vec<AlertCount>> {
         let rows = sqlx::query(
-            "SELECT kind, party, COUNT(*) AS n FROM alerts WHERE acknowledged_at IS NULL \
-             GROUP BY kind, party ORDER BY kind, party",
+            "SELECT a.kind, a.party, json_extract(t.draft, '$.units[0]') AS unit, COUNT(*) AS n \
+             FROM alerts a LEFT JOIN tickets t ON t.id = a.ticket_id \
+             WHERE a.acknowledged_at IS NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
         )
         .fetch_all(&self.read)
         .await?;
@@ -1153,6 +1154,7 @@ impl Store for SqliteStore {
                 Ok(AlertCount {
                     kind: get_enum(r, "kind")?,
                     party: r.try_get("party")?,
+                    unit: r.try_get("unit")?,
                     open: r.try_get::<i64, _>("n")? as u64,
                 })
             })

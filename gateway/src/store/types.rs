@@ -394,5 +394,7 @@ pub struct AlertQuery {
 pub struct AlertCount {
     pub kind: AlertKind,
     pub party: Option<String>,
+    /// The ticket's first unit involved (涉及单位), if any.
+    pub unit: Option<String>,
     pub open: u64,
 }
