@@ -596,7 +596,7 @@ async fn alert_counts_per_party_and_stats_per_unit() {
             &json!({"external_id": "U-0", "target": PARTNER, "ticket": draft}),
         )
         .await;
-    let unit_ticket = created["id"].as_str().unwrap().to_owned();
+    assert!(created["id"].is_string(), "{created}");
     let (a, clocks) = dispatched(&h, "U-1").await;
     let (b, _) = dispatched(&h, "U-2").await;
     // Both tickets' receipt clocks run out: two overdue alerts for the partner.
