@@ -387,7 +387,8 @@ async fn a_year_without_a_calendar_is_provisional_until_it_is_loaded() {
         .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["years"], json!([2025, 2026]));
-    assert!(body["recomputed"].as_u64().unwrap() >= 2, "{body}");
+    // The reply clock at least (an urgent ticket's receipt hour is never provisional).
+    assert!(body["recomputed"].as_u64().unwrap() >= 1, "{body}");
     let (_, clocks) = h.get(&format!("/api/v1/tickets/{id}/clocks")).await;
     let reply = clock(&clocks, "reply");
     assert_eq!(reply["provisional"], false);
