@@ -59,61 +59,45 @@ impl Scanner {
     /// One scan at `now`.
     pub async fn scan(&self, now: DateTime<Utc>) -> Result<ScanReport, StoreError> {
         let mut report = ScanReport::default();
-        for c in self.store.clocks_due(ClockMark::Urged, now, 500).await? {
-            // 催办 is about the result: only reply clocks are urged; the others are escalated
-            // when overdue.
-            if c.kind != ClockKind::Reply {
-                self.store.mark_clock(c.id, ClockMark::Urged, now).await?;
-                continue;
+        for mark in [ClockMark::Urged, ClockMark::Overdue] {
+            for c in self.store.clocks_due(mark, now, 500).await? {
+                // 催办 is about the result: only reply clocks are urged; the others are
+                // escalated when overdue.
+                if mark == ClockMark::Urged && c.kind != ClockKind::Reply {
+                    self.store.mark_clock(c.id, mark, now).await?;
+                    continue;
+                }
+                let due = c.due_at.with_timezone(&beijing()).format("%Y-%m-%d %H:%M");
+                let what = kind_zh(c.kind);
+                let (key, body, alert, text) = match mark {
+                    ClockMark::Urged => (
+                        "sla-urge",
+                        EventBody::Urge {
+                            note: Some(format!("自动催办：{what}将于 {due} 到期")),
+                        },
+                        AlertKind::DueSoon,
+                        format!("即将到期 due soon: {what} by {due}"),
+                    ),
+                    ClockMark::Overdue => (
+                        "sla-supervise",
+                        EventBody::Supervise {
+                            note: Some(format!("督办：{what}已于 {due} 超期")),
+                        },
+                        AlertKind::Overdue,
+                        format!("已超期 overdue: {what} was due {due}"),
+                    ),
+                };
+                if self.message(&c, key, body).await? {
+                    match mark {
+                        ClockMark::Urged => report.urged += 1,
+                        ClockMark::Overdue => report.supervised += 1,
+                    }
+                    metrics::counter!("hotline_sla_messages_total", "party" => c.party.clone(), "kind" => key)
+                        .increment(1);
+                }
+                report.alerts += self.alert(&c, alert, text).await? as usize;
+                self.store.mark_clock(c.id, mark, now).await?;
             }
-            let due = c.due_at.with_timezone(&beijing()).format("%Y-%m-%d %H:%M");
-            if self
-                .message(
-                    &c,
-                    "sla-urge",
-                    EventBody::Urge {
-                        note: Some(format!("自动催办：{}将于 {due} 到期", kind_zh(c.kind))),
-                    },
-                )
-                .await?
-            {
-                report.urged += 1;
-                metrics::counter!("hotline_sla_urges_total", "party" => c.party.clone())
-                    .increment(1);
-            }
-            report.alerts += self
-                .alert(
-                    &c,
-                    AlertKind::DueSoon,
-                    format!("即将到期 due soon: {} by {due}", kind_zh(c.kind)),
-                )
-                .await? as usize;
-            self.store.mark_clock(c.id, ClockMark::Urged, now).await?;
-        }
-        for c in self.store.clocks_due(ClockMark::Overdue, now, 500).await? {
-            let due = c.due_at.with_timezone(&beijing()).format("%Y-%m-%d %H:%M");
-            if self
-                .message(
-                    &c,
-                    "sla-supervise",
-                    EventBody::Supervise {
-                        note: Some(format!("督办：{}已于 {due} 超期", kind_zh(c.kind))),
-                    },
-                )
-                .await?
-            {
-                report.supervised += 1;
-                metrics::counter!("hotline_sla_supervisions_total", "party" => c.party.clone())
-                    .increment(1);
-            }
-            report.alerts += self
-                .alert(
-                    &c,
-                    AlertKind::Overdue,
-                    format!("已超期 overdue: {} was due {due}", kind_zh(c.kind)),
-                )
-                .await? as usize;
-            self.store.mark_clock(c.id, ClockMark::Overdue, now).await?;
         }
         // Provisional deadlines: ask ops, once per year, to load that year's calendar.
         let cal = self.sla.calendar();

@@ -111,21 +111,10 @@ impl Harness {
         let sim = start_sim(PARTNER).await;
         sim.set_behaviour(behaviour);
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = test_config(&dir, sim.url(), retry);
-        tweak(&mut config);
-        let gateway = Gateway::start(config).await.expect("gateway starts");
-        let base = gateway.base_url();
-        sim.set_gateway(&base);
-        Self {
-            gateway,
-            sim,
-            base,
-            http: reqwest::Client::new(),
-            _dir: dir,
-        }
+        Self::boot(sim, dir, reqwest::Client::new(), retry, tweak).await
     }
 
-    /// Stops the gateway and starts it again on the same database and configuration.
+    /// Stops the gateway and starts it again on the same database.
     pub async fn restart(self, tweak: impl FnOnce(&mut Config)) -> Self {
         let Harness {
             gateway,
@@ -135,9 +124,19 @@ impl Harness {
             ..
         } = self;
         gateway.shutdown().await.expect("clean shutdown");
-        let mut config = test_config(&_dir, sim.url(), fast_retry(5));
+        Self::boot(sim, _dir, http, fast_retry(5), tweak).await
+    }
+
+    async fn boot(
+        sim: WebhookSim,
+        dir: tempfile::TempDir,
+        http: reqwest::Client,
+        retry: RetryConfig,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
+        let mut config = test_config(&dir, sim.url(), retry);
         tweak(&mut config);
-        let gateway = Gateway::start(config).await.expect("gateway restarts");
+        let gateway = Gateway::start(config).await.expect("gateway starts");
         let base = gateway.base_url();
         sim.set_gateway(&base);
         Self {
@@ -145,7 +144,7 @@ impl Harness {
             sim,
             base,
             http,
-            _dir,
+            _dir: dir,
         }
     }
 
