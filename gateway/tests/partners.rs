@@ -1133,3 +1133,23 @@ async fn joint_handling_one_lead_reply_and_assisting_answers_as_progress() {
     );
     w.gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_oversized_partner_message_is_refused_in_its_dialect() {
+    let w = world().await;
+    let huge = format!(
+        "<GDXX><XXLX>GD01</XXLX><SQNR>{}</SQNR></GDXX>",
+        "长".repeat(600_000)
+    );
+    let r = w
+        .http
+        .post(format!("{}/partners/12345/messages", w.base))
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("<XYXX><JGDM>1001</JGDM>"), "{text}");
+    w.gateway.shutdown().await.unwrap();
+}

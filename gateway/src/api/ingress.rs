@@ -2,10 +2,11 @@
 //! dialect; intake stores.
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hotline_adapters::{InboundRequest, WireResponse};
+use hotline_adapters::{InboundRequest, IngressError, WireResponse};
 
 use super::AppState;
 use super::error::ApiError;
@@ -15,12 +16,23 @@ pub async fn partner_ingress(
     Path((partner, rest)): Path<(String, String)>,
     method: Method,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let Some(p) = state.engine.partner(&partner) else {
         return ApiError::not_found(format!("no partner `{partner}`")).into_response();
     };
     let adapter = &p.adapter;
+    // Even a body too large to read is refused in the partner's own dialect.
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => {
+            let err = IngressError {
+                status: r.status(),
+                ..IngressError::malformed(None, r.body_text())
+            };
+            return into_response(reject(adapter.as_ref(), &partner, &err));
+        }
+    };
     let req = InboundRequest {
         method,
         path: rest,
