@@ -49,6 +49,8 @@ struct Inner {
     outbox: Mutex<Vec<Value>>,
     acked: Mutex<Vec<String>>,
     refused: Mutex<Vec<(String, String)>>,
+    /// Sign for (签收) and reply to (办结) each ticket taken, this long apart.
+    auto_reply: Mutex<Option<Duration>>,
 }
 
 #[derive(Clone)]
@@ -84,6 +86,7 @@ impl MappedSim {
             outbox: Mutex::default(),
             acked: Mutex::default(),
             refused: Mutex::default(),
+            auto_reply: Mutex::default(),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
@@ -122,6 +125,12 @@ impl MappedSim {
     /// Puts an item in the outbox as it is, e.g. a broken one.
     pub fn queue_raw(&self, item: Value) {
         lock(&self.inner.outbox).push(item);
+    }
+
+    /// Makes the partner sign for and then reply to every ticket it takes, `delay` apart (sent, or
+    /// queued in the outbox of a polled partner).
+    pub fn set_auto_reply(&self, delay: Option<Duration>) {
+        *lock(&self.inner.auto_reply) = delay;
     }
 
     /// Outbox items the gateway acknowledged as taken.
@@ -379,6 +388,45 @@ fn handle(sim: &Arc<Inner>, headers: &HeaderMap, body: &[u8]) -> (Response, Stri
             .or_insert_with(|| format!("{}-SIM-{next:06}", sim.partner))
             .clone()
     };
+    let first_dispatch = translation.message_type == "dispatch"
+        && !lock(&sim.received)
+            .iter()
+            .any(|r| r.message_id == message_id);
+    if let (true, Some(delay)) = (first_dispatch, *lock(&sim.auto_reply)) {
+        let (sim, number) = (Arc::clone(sim), number.clone());
+        let ticket = doc["ticket"]["id"].clone();
+        tokio::spawn(async move {
+            for (kind, event) in [
+                ("receipt", serde_json::json!({"unit": "模拟承办单位"})),
+                (
+                    "reply",
+                    serde_json::json!({"content": "已按规定办理并答复来电人", "unit": "模拟承办单位"}),
+                ),
+            ] {
+                tokio::time::sleep(delay).await;
+                if !sim.mapping.supports(kind) {
+                    continue;
+                }
+                let msg = serde_json::json!({
+                    "message": {"id": format!("{}-{kind}-{number}", sim.partner)},
+                    "ticket": {"id": ticket, "partner_number": number},
+                    "event": event,
+                });
+                let sent = if sim.profile.poll.is_some() {
+                    sim.mapping
+                        .encode(kind, &msg, false)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|(b, _)| Ok(serde_json::from_slice::<Value>(&b)?))
+                        .map(|item| lock(&sim.outbox).push(item))
+                } else {
+                    sim.send(kind, &msg).await.map(|_| ())
+                };
+                if let Err(e) = sent {
+                    tracing::warn!(error = %e, "simulated {kind} failed");
+                }
+            }
+        });
+    }
     {
         let mut received = lock(&sim.received);
         if !received.iter().any(|r| r.message_id == message_id) {

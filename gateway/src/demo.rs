@@ -109,6 +109,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         })
         .await?;
         sim.set_behaviour(behaviour.clone());
+        sim.set_auto_reply(Some(Duration::from_secs(4)));
         let mut p = partner(
             AdapterKind::Mapped,
             sim.url(),
@@ -264,6 +265,9 @@ async fn trickle(base: String, sims: Vec<MappedSim>, down: WebhookSim, interval:
             Ok(r) => tracing::warn!(status = %r.status(), "demo ticket refused"),
             Err(e) => tracing::warn!(error = %e, "demo ticket not sent"),
         }
+        if n % 5 == 0 {
+            home_handles_partner_tickets(&client, &base).await;
+        }
         if n % 2 == 0 {
             let from = &sims[(n as usize / 2) % sims.len()];
             let doc = partner_ticket(from.partner(), n, &run);
@@ -275,6 +279,60 @@ async fn trickle(base: String, sims: Vec<MappedSim>, down: WebhookSim, interval:
             if let Err(e) = sent {
                 tracing::warn!(partner = from.partner(), error = %e, "demo inbound ticket not sent");
             }
+        }
+    }
+}
+
+/// The home side's share of the work: sign for the tickets partners sent to 12348, then reply.
+async fn home_handles_partner_tickets(client: &reqwest::Client, base: &str) {
+    for (status, action, body) in [
+        (
+            "receipted",
+            "reply",
+            json!({"content": "已为来电人解答法律问题", "unit": "12348热线"}),
+        ),
+        ("dispatched", "receipt", json!({"unit": "12348热线"})),
+    ] {
+        let url = format!("{base}/api/v1/tickets?status={status}&limit=20");
+        let Ok(tickets) = async {
+            client
+                .get(url)
+                .send()
+                .await?
+                .json::<Vec<serde_json::Value>>()
+                .await
+        }
+        .await
+        else {
+            continue;
+        };
+        let mut acted = 0;
+        for t in tickets.iter().filter(|t| t["origin"] != "12348") {
+            let Some(id) = t["id"].as_str() else { continue };
+            // Only where 12348 itself must act (not tickets routed on to another partner).
+            let clocks = async {
+                client
+                    .get(format!("{base}/api/v1/tickets/{id}/clocks"))
+                    .send()
+                    .await?
+                    .json::<Vec<serde_json::Value>>()
+                    .await
+            }
+            .await
+            .unwrap_or_default();
+            if !clocks
+                .iter()
+                .any(|c| c["party"] == "12348" && c["state"] == "running")
+                || acted == 3
+            {
+                continue;
+            }
+            acted += 1;
+            let _ = client
+                .post(format!("{base}/api/v1/tickets/{id}/actions/{action}"))
+                .json(&body)
+                .send()
+                .await;
         }
     }
 }
