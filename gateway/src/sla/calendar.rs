@@ -187,14 +187,7 @@ fn is_weekend(d: NaiveDate) -> bool {
 mod tests {
     use super::*;
 
-    fn cal() -> Calendar {
-        Calendar::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../mappings/calendar"))
-            .unwrap()
-    }
-
-    fn t(s: &str) -> DateTime<FixedOffset> {
-        DateTime::parse_from_rfc3339(s).unwrap()
-    }
+    use crate::sla::testing::{cal, t};
 
     fn d(s: &str) -> NaiveDate {
         s.parse().unwrap()

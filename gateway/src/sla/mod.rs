@@ -6,6 +6,24 @@ mod clocks;
 pub mod policy;
 pub mod scan;
 
+/// Helpers shared by the SLA unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use chrono::{DateTime, FixedOffset};
+
+    use super::Calendar;
+
+    /// The repository's calendar.
+    pub fn cal() -> Calendar {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../mappings/calendar");
+        Calendar::load_dir(&dir).expect("the shipped calendar loads")
+    }
+
+    pub fn t(s: &str) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339(s).expect("an RFC 3339 time")
+    }
+}
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};

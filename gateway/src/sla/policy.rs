@@ -156,18 +156,9 @@ pub fn urge_at(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
 
-    fn cal() -> Calendar {
-        Calendar::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../mappings/calendar"))
-            .unwrap()
-    }
-
-    fn t(s: &str) -> DateTime<FixedOffset> {
-        DateTime::parse_from_rfc3339(s).unwrap()
-    }
+    use crate::sla::testing::{cal, t};
 
     #[test]
     fn each_default_policy_across_weekends_holidays_and_make_up_days() {
