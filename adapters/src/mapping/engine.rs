@@ -1,10 +1,10 @@
 //! Translation between a partner document and the canonical document, driven by a [`Mapping`].
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone};
+use chrono::{DateTime, FixedOffset, TimeZone};
 use serde_json::{Map, Number, Value};
 
 use super::spec::{Format, JsonType, Kind, Overflow, Required};
-use super::{DocPath, Field, Mapping, Message, Seg, TimeFormat, xml};
+use super::{DocPath, Field, Mapping, Message, TimeFormat, xml};
 
 /// A decoded partner message in canonical terms.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,27 +35,19 @@ fn field_err(field: &str, reason: impl Into<String>) -> TranslateError {
     }
 }
 
-fn key_of(seg: &Seg) -> String {
-    match seg {
-        Seg::Key(k) => k.clone(),
-        Seg::Attr(a) => format!("@{a}"),
-    }
-}
-
 pub(crate) fn get_doc<'v>(v: &'v Value, path: &DocPath) -> Option<&'v Value> {
-    path.iter().try_fold(v, |at, seg| at.get(key_of(seg)))
+    path.iter().try_fold(v, |at, key| at.get(key.as_str()))
 }
 
 pub(crate) fn set_doc(v: &mut Value, path: &DocPath, value: Value) {
-    set_keys(v, path.iter().map(key_of), value);
+    set_keys(v, path, value);
 }
 
 fn get_canonical<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
     path.iter().try_fold(v, |at, k| at.get(k))
 }
 
-fn set_keys(v: &mut Value, keys: impl IntoIterator<Item = String>, value: Value) {
-    let keys: Vec<String> = keys.into_iter().collect();
+fn set_keys(v: &mut Value, keys: &[String], value: Value) {
     let Some((last, parents)) = keys.split_last() else {
         return;
     };
@@ -67,9 +59,12 @@ fn set_keys(v: &mut Value, keys: impl IntoIterator<Item = String>, value: Value)
         let Value::Object(map) = at else {
             unreachable!("made an object above")
         };
+        if !map.contains_key(k.as_str()) {
+            map.insert(k.clone(), Value::Object(Map::new()));
+        }
         at = map
-            .entry(k.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
+            .get_mut(k.as_str())
+            .expect("present: inserted just above");
     }
     if !at.is_object() {
         *at = Value::Object(Map::new());
@@ -276,7 +271,7 @@ impl Mapping {
         match &self.time {
             TimeFormat::Rfc3339 => local.to_rfc3339(),
             TimeFormat::EpochMillis => t.timestamp_millis().to_string(),
-            TimeFormat::Pattern(p) => local.format(p).to_string(),
+            TimeFormat::Pattern(_, items) => local.format_with_items(items.iter()).to_string(),
         }
     }
 
@@ -293,8 +288,10 @@ impl Mapping {
                     .single()
                     .ok_or_else(|| field_err(label, format!("`{s}` is out of range")))?
             }
-            TimeFormat::Pattern(p) => {
-                let naive = NaiveDateTime::parse_from_str(s, p)
+            TimeFormat::Pattern(p, items) => {
+                let mut parsed = chrono::format::Parsed::new();
+                let naive = chrono::format::parse(&mut parsed, s, items.iter())
+                    .and_then(|()| parsed.to_naive_datetime_with_offset(0))
                     .map_err(|e| field_err(label, format!("`{s}` does not match `{p}`: {e}")))?;
                 self.zone
                     .from_local_datetime(&naive)
@@ -378,7 +375,7 @@ impl Mapping {
             let Some(raw) = raw else {
                 if let Some(d) = &f.default {
                     let v = self.to_canonical(f, d, &mut warnings)?;
-                    set_keys(&mut out, f.canonical.iter().cloned(), v);
+                    set_keys(&mut out, &f.canonical, v);
                 } else if required_in(f.required, inbound) {
                     return Err(field_err(&f.label, "is required"));
                 }
@@ -402,11 +399,11 @@ impl Mapping {
                     if f.list { Value::Array(vec![v]) } else { v }
                 }
             };
-            set_keys(&mut out, f.canonical.iter().cloned(), v);
+            set_keys(&mut out, &f.canonical, v);
         }
         set_keys(
             &mut out,
-            ["message".to_owned(), "type".to_owned()],
+            &["message".to_owned(), "type".to_owned()],
             Value::String(kind.clone()),
         );
         Ok(Translation {

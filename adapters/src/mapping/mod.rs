@@ -64,28 +64,18 @@ pub fn is_message_type(name: &str) -> bool {
     name == "ack" || name.parse::<hotline_model::EventKind>().is_ok()
 }
 
-/// One segment of a path in a partner document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Seg {
-    Key(String),
-    Attr(String),
-}
-
-pub(crate) type DocPath = Vec<Seg>;
+/// A path in a partner document: its keys in order. An XML attribute's key is `@name`, as in
+/// the document tree.
+pub(crate) type DocPath = Vec<String>;
 
 fn parse_path(s: &str) -> Result<DocPath, String> {
     if s.is_empty() {
         return Err("empty path".into());
     }
     s.split('.')
-        .map(|part| {
-            if part.is_empty() {
-                Err(format!("empty segment in `{s}`"))
-            } else if let Some(a) = part.strip_prefix('@') {
-                Ok(Seg::Attr(a.to_owned()))
-            } else {
-                Ok(Seg::Key(part.to_owned()))
-            }
+        .map(|part| match part {
+            "" | "@" => Err(format!("empty segment in `{s}`")),
+            key => Ok(key.to_owned()),
         })
         .collect()
 }
@@ -94,7 +84,8 @@ fn parse_path(s: &str) -> Result<DocPath, String> {
 pub(crate) enum TimeFormat {
     Rfc3339,
     EpochMillis,
-    Pattern(String),
+    /// A strftime pattern, parsed once.
+    Pattern(String, Vec<Item<'static>>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -248,14 +239,17 @@ fn compile(spec: MappingSpec, bad: &mut dyn FnMut(String, String)) -> Mapping {
         "rfc3339" => TimeFormat::Rfc3339,
         "epoch_millis" => TimeFormat::EpochMillis,
         pattern => {
-            match StrftimeItems::new(pattern).parse() {
-                Ok(items) if !items.iter().any(|i| matches!(i, Item::Error)) => {}
-                _ => bad(
-                    "time_format".into(),
-                    format!("`{pattern}` is not a valid strftime pattern"),
-                ),
-            }
-            TimeFormat::Pattern(pattern.to_owned())
+            let items = match StrftimeItems::new(pattern).parse_to_owned() {
+                Ok(items) if !items.iter().any(|i| matches!(i, Item::Error)) => items,
+                _ => {
+                    bad(
+                        "time_format".into(),
+                        format!("`{pattern}` is not a valid strftime pattern"),
+                    );
+                    Vec::new()
+                }
+            };
+            TimeFormat::Pattern(pattern.to_owned(), items)
         }
     };
     let zone = spec.time_zone.parse::<FixedOffset>().unwrap_or_else(|_| {
