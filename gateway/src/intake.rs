@@ -576,3 +576,104 @@ pub enum ApplyError {
 fn once_only(kind: EventKind) -> bool {
     matches!(kind, EventKind::Receipt | EventKind::Withdraw)
 }
+
+#[cfg(test)]
+mod tests {
+    use hotline_model::{Caller, TicketKind, Urgency};
+
+    use super::*;
+
+    fn draft(kind: TicketKind, class: Option<&str>, region: &str) -> TicketDraft {
+        TicketDraft {
+            kind,
+            urgency: Urgency::Normal,
+            caller: Caller {
+                name: "张三".into(),
+                phone: "13800138000".into(),
+                id_number: None,
+            },
+            confidential: false,
+            region_code: region.into(),
+            address: None,
+            classification_code: class.map(Into::into),
+            title: "t".into(),
+            content: "c".into(),
+            remarks: None,
+            received_at: "2026-11-23T09:00:00+08:00".parse().unwrap(),
+            units: vec![],
+        }
+    }
+
+    #[test]
+    fn routes_match_by_origin_kind_classification_and_region_first_match_wins() {
+        let routes = vec![
+            RouteConfig {
+                from: Some("12345".into()),
+                kinds: vec![TicketKind::Complaint],
+                to: "12315".into(),
+                ..Default::default()
+            },
+            RouteConfig {
+                classification_prefix: Some("9.".into()),
+                region_prefix: Some("3701".into()),
+                to: "12333".into(),
+                ..Default::default()
+            },
+        ];
+        let r = |origin, d: &TicketDraft| route(&routes, origin, d);
+        assert_eq!(
+            r(
+                "12345",
+                &draft(TicketKind::Complaint, Some("9.1"), "370102")
+            )
+            .as_deref(),
+            Some("12315")
+        );
+        assert_eq!(
+            r(
+                "12338",
+                &draft(TicketKind::Complaint, Some("3.2"), "370102")
+            ),
+            None,
+            "from 12345 only"
+        );
+        assert_eq!(
+            r("12338", &draft(TicketKind::Help, Some("9.3"), "370102")).as_deref(),
+            Some("12333")
+        );
+        assert_eq!(
+            r("12338", &draft(TicketKind::Help, Some("9.3"), "420102")),
+            None,
+            "another province"
+        );
+        assert_eq!(
+            r("12338", &draft(TicketKind::Help, None, "370102")),
+            None,
+            "no classification"
+        );
+        assert_eq!(
+            r("12333", &draft(TicketKind::Help, Some("9.3"), "370102")),
+            None,
+            "never back to its origin"
+        );
+    }
+
+    #[test]
+    fn caller_hashes_ignore_formatting_and_depend_on_the_key() {
+        let m = CallerMatch {
+            key: "k".repeat(20),
+            count: 3,
+            days: 30,
+        };
+        let h = m.hash("13912345678");
+        assert_eq!(h, m.hash("+86 139-1234-5678"));
+        assert_eq!(h.len(), 64);
+        assert!(!h.contains("13912345678"));
+        assert_ne!(h, m.hash("13912345679"));
+        let other = CallerMatch {
+            key: "x".repeat(20),
+            ..m.clone()
+        };
+        assert_ne!(h, other.hash("13912345678"));
+    }
+}
