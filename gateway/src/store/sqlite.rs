@@ -687,12 +687,33 @@ impl Store for SqliteStore {
             .bind(page_limit(q.limit))
             .fetch_all(&mut *conn)
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let numbers = numbers_of(&mut conn, get_uuid(row, "id")?).await?;
-            out.push(ticket_from_row(row, numbers)?);
+        // Every listed ticket's numbers in one query.
+        let ids: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>("id"))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut numbers: std::collections::HashMap<String, BTreeMap<String, String>> =
+            std::collections::HashMap::new();
+        if !ids.is_empty() {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "SELECT ticket_id, system, number FROM ticket_numbers WHERE ticket_id IN (",
+            );
+            let mut list = qb.separated(", ");
+            for id in &ids {
+                list.push_bind(id);
+            }
+            qb.push(")");
+            for r in qb.build().fetch_all(&mut *conn).await? {
+                numbers
+                    .entry(r.try_get("ticket_id")?)
+                    .or_default()
+                    .insert(r.try_get("system")?, r.try_get("number")?);
+            }
         }
-        Ok(out)
+        rows.iter()
+            .zip(&ids)
+            .map(|(row, id)| ticket_from_row(row, numbers.remove(id).unwrap_or_default()))
+            .collect()
     }
 
     async fn events(&self, ticket_id: Uuid) -> Result<Vec<Event>> {
