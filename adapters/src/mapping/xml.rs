@@ -10,6 +10,8 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use serde_json::{Map, Value};
 
+use super::engine::scalar;
+
 /// Deepest element nesting accepted.
 pub const MAX_DEPTH: usize = 32;
 /// Most elements accepted in one document.
@@ -188,15 +190,6 @@ pub fn write(root: &str, content: &Value, encoding: &str) -> Result<String, XmlE
         .map_err(io)?;
     write_element(&mut w, root, content)?;
     String::from_utf8(w.into_inner()).map_err(|e| XmlError(e.to_string()))
-}
-
-fn scalar(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
 }
 
 fn write_element(w: &mut Writer<Vec<u8>>, name: &str, v: &Value) -> Result<(), XmlError> {
