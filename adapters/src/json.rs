@@ -14,6 +14,12 @@ pub struct JsonError {
     pub reason: String,
 }
 
+/// serde names a missing field only in its message (``missing field `x` at …``): the field's
+/// name, and what follows it.
+pub fn missing_field(message: &str) -> Option<(&str, &str)> {
+    message.strip_prefix("missing field `")?.split_once('`')
+}
+
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, JsonError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(de).map_err(|e| {
@@ -22,9 +28,7 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, JsonError> {
         let mut field = (path != "." && path != "?").then_some(path);
         let mut reason = inner.to_string();
         // serde names a missing field only in its message; put it in the path.
-        if let Some(rest) = reason.strip_prefix("missing field `")
-            && let Some((name, tail)) = rest.split_once('`')
-        {
+        if let Some((name, tail)) = missing_field(&reason) {
             field = Some(match field {
                 Some(parent) => format!("{parent}.{name}"),
                 None => name.to_owned(),

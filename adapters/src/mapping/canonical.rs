@@ -61,10 +61,7 @@ impl Mapping {
                 let draft: TicketDraft = serde_path_to_error::deserialize(ticket).map_err(|e| {
                     let path = e.path().to_string();
                     let inner = e.into_inner().to_string();
-                    match inner
-                        .strip_prefix("missing field `")
-                        .and_then(|r| r.split_once('`'))
-                    {
+                    match crate::json::missing_field(&inner) {
                         Some((name, _)) => {
                             let at = if path == "." {
                                 name.to_owned()
@@ -136,10 +133,7 @@ impl Mapping {
                 let body: EventBody = serde_path_to_error::deserialize(Value::Object(event))
                     .map_err(|e| {
                         let inner = e.into_inner().to_string();
-                        match inner
-                            .strip_prefix("missing field `")
-                            .and_then(|r| r.split_once('`'))
-                        {
+                        match crate::json::missing_field(&inner) {
                             Some((name, _)) => {
                                 self.fault(&t, &format!("event.{name}"), "is required")
                             }
