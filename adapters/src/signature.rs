@@ -85,7 +85,8 @@ fn mac(scheme: Scheme, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 fn header(name: &str) -> Result<HeaderName, SignatureError> {
