@@ -2,7 +2,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use hotline_model::{Event, EventBody, EventKind, Ticket, TicketDraft};
+use hotline_model::{
+    Event, EventBody, EventKind, Ticket, TicketDraft, TransferAnswer, TransferOffer,
+};
 use http::{HeaderMap, Method, StatusCode};
 use uuid::Uuid;
 
@@ -177,14 +179,32 @@ pub enum Inbound {
         accepted: bool,
         reason: Option<String>,
     },
+    /// The partner offers us a caller on a three-way call (转接 to 12348).
+    Transfer {
+        message_id: Option<String>,
+        offer: Box<TransferOffer>,
+    },
 }
 
 /// What the gateway did with an inbound message, for the adapter to answer in its dialect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IngressReply {
-    TicketAccepted { ticket_id: Uuid, duplicate: bool },
-    EventRecorded { ticket_id: Uuid, duplicate: bool },
-    AckApplied { known: bool },
+    TicketAccepted {
+        ticket_id: Uuid,
+        duplicate: bool,
+    },
+    EventRecorded {
+        ticket_id: Uuid,
+        duplicate: bool,
+    },
+    AckApplied {
+        known: bool,
+    },
+    /// Our answer to the partner's transfer offer `offer_id`.
+    Transfer {
+        offer_id: String,
+        answer: TransferAnswer,
+    },
 }
 
 /// A refused inbound message: the status, a stable code, the field at fault and why.
@@ -291,6 +311,21 @@ pub trait Adapter: Send + Sync + 'static {
             "partner {} is not polled",
             self.partner()
         )))
+    }
+
+    /// Whether the partner's CTI takes three-way call transfers through this adapter.
+    fn transfers(&self) -> bool {
+        false
+    }
+
+    /// Offers the partner's CTI a caller and waits for its answer. Transport failures and
+    /// partner errors come back as refusals (`unreachable`, `partner_error`), so the caller can
+    /// always be told what happens next.
+    async fn offer_transfer(&self, _offer: &TransferOffer) -> TransferAnswer {
+        TransferAnswer::refused(
+            hotline_model::RefusalReason::PartnerError,
+            format!("partner {} takes no transfers", self.partner()),
+        )
     }
 
     /// Tells the partner which polled items were taken, and which were refused and why.

@@ -60,3 +60,25 @@ pub fn check(path: &Path, actual: &[u8]) -> Result<(), String> {
         ))
     }
 }
+
+/// The sample names of a message type: `T`, and `T.<variant>` for every
+/// `mappings/canonical/T.<variant>.json` (e.g. `transfer_answer.refused`).
+pub fn sample_names(message_type: &str) -> Vec<String> {
+    let mut names = vec![message_type.to_owned()];
+    let prefix = format!("{message_type}.");
+    let mut variants: Vec<String> = std::fs::read_dir(mappings_dir().join("canonical"))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .filter_map(|f| {
+                    let stem = f.strip_suffix(".json")?;
+                    let variant = stem.strip_prefix(&prefix)?;
+                    (!variant.is_empty()).then(|| stem.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    variants.sort();
+    names.extend(variants);
+    names
+}

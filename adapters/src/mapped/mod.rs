@@ -9,14 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hotline_model::EventKind;
+use hotline_model::{EventKind, RefusalReason, TransferAnswer, TransferOffer};
 use http::{HeaderValue, Method, StatusCode};
 use serde_json::{Map, Value};
 
 use crate::http::{HttpTransport, body_snippet, classify_status};
 use crate::mapping::spec::Format;
 use crate::mapping::{
-    Mapping, MappingProblem, MappingProblems, TranslateError, outbound_document, xml,
+    Mapping, MappingProblem, MappingProblems, TRANSFER_TYPES, TranslateError, answer_document,
+    offer_document, outbound_document, xml,
 };
 use crate::signature::Signer;
 use crate::{
@@ -43,6 +44,8 @@ pub struct MappedSettings {
     /// Polled partners: their outbox, and where to acknowledge what was taken.
     pub poll_url: Option<String>,
     pub poll_ack_url: Option<String>,
+    /// The partner CTI's endpoint for transfer offers.
+    pub transfer_url: Option<String>,
 }
 
 pub struct MappedAdapter {
@@ -55,6 +58,7 @@ pub struct MappedAdapter {
     ack_timeout: Duration,
     poll_url: Option<String>,
     poll_ack_url: Option<String>,
+    transfer_url: Option<String>,
 }
 
 /// Loads a partner folder: the compiled mapping and the profile.
@@ -123,6 +127,7 @@ impl MappedAdapter {
             ack_timeout: s.ack_timeout,
             poll_url: s.poll_url,
             poll_ack_url: s.poll_ack_url,
+            transfer_url: s.transfer_url,
         })
     }
 
@@ -216,6 +221,44 @@ impl MappedAdapter {
         }
         serde_json::from_slice(&resp.body)
             .map_err(|e| TransportError::Other(format!("malformed answer: {e}")))
+    }
+}
+
+impl MappedAdapter {
+    /// Reads the partner CTI's answer to an offer: a `transfer_answer` in its dialect, or one of
+    /// its error answers.
+    fn read_transfer_answer(&self, offer: &TransferOffer, resp: &WireResponse) -> TransferAnswer {
+        let decoded = self
+            .mapping
+            .decode(&resp.body)
+            .and_then(|t| self.mapping.into_answer(t));
+        match decoded {
+            Ok((id, answer)) if id == offer.id => answer,
+            Ok((id, _)) => TransferAnswer::refused(
+                RefusalReason::PartnerError,
+                format!("the answer names transfer `{id}`, not `{}`", offer.id),
+            ),
+            Err(e) => {
+                let status = resp.status;
+                let coded = self.answer_doc(&resp.body).ok().and_then(|doc| {
+                    let a = &self.profile.ack;
+                    let code = Self::read(&doc, &a.code)?;
+                    let text = a.message.as_deref().and_then(|p| Self::read(&doc, p));
+                    Some(format!("partner code {code}: {}", text.unwrap_or_default()))
+                });
+                let detail = match coded {
+                    Some(c) => format!("HTTP {status}, {c}"),
+                    None => format!("HTTP {status}, {e}: {}", body_snippet(&resp.body)),
+                };
+                let reason = if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+                {
+                    RefusalReason::Unreachable
+                } else {
+                    RefusalReason::PartnerError
+                };
+                TransferAnswer::refused(reason, detail)
+            }
+        }
     }
 }
 
@@ -387,6 +430,16 @@ impl Adapter for MappedAdapter {
                     "no message with that id was sent to you",
                 ));
             }
+            IngressReply::Transfer { offer_id, answer } => {
+                let doc = answer_document(offer_id, answer, &uuid::Uuid::now_v7().to_string());
+                return match self.mapping.encode("transfer_answer", &doc, false) {
+                    Ok((body, _)) => self.answer(StatusCode::OK, body),
+                    Err(e) => self.reject(&IngressError::unavailable(format!(
+                        "cannot answer the transfer in partner {}'s format: {e}",
+                        self.partner
+                    ))),
+                };
+            }
         };
         self.answer(StatusCode::OK, self.write_answer(&code, message, number))
     }
@@ -405,6 +458,52 @@ impl Adapter for MappedAdapter {
             None => err.reason.clone(),
         };
         self.answer(err.status, self.write_answer(code, &text, None))
+    }
+
+    fn transfers(&self) -> bool {
+        self.transfer_url.is_some() && TRANSFER_TYPES.iter().all(|t| self.mapping.supports(t))
+    }
+
+    async fn offer_transfer(&self, offer: &TransferOffer) -> TransferAnswer {
+        let Some(url) = self.transfer_url.as_ref().filter(|_| self.transfers()) else {
+            return TransferAnswer::refused(
+                RefusalReason::PartnerError,
+                format!("partner {} takes no transfers", self.partner),
+            );
+        };
+        let doc = offer_document(offer, &uuid::Uuid::now_v7().to_string());
+        let body = match self
+            .mapping
+            .encode("transfer_request", &doc, offer.ticket.confidential)
+        {
+            Ok((body, _)) => body,
+            Err(e) => {
+                return TransferAnswer::refused(
+                    RefusalReason::PartnerError,
+                    format!(
+                        "cannot write the offer in partner {}'s format: {e}",
+                        self.partner
+                    ),
+                );
+            }
+        };
+        let mut headers = http::HeaderMap::new();
+        if let Ok(ct) = HeaderValue::try_from(self.profile.content_type.as_str()) {
+            headers.insert(http::header::CONTENT_TYPE, ct);
+        }
+        if let Err(e) = self.signer.sign(&mut headers, &body) {
+            return TransferAnswer::refused(RefusalReason::PartnerError, e.0);
+        }
+        let req = WireRequest {
+            method: Method::POST,
+            url: url.clone(),
+            headers,
+            body: body.into(),
+        };
+        match self.transport.send(req).await {
+            Ok(resp) => self.read_transfer_answer(offer, &resp),
+            Err(e) => TransferAnswer::refused(RefusalReason::Unreachable, e.to_string()),
+        }
     }
 
     fn polled(&self) -> bool {

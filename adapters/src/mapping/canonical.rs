@@ -1,7 +1,9 @@
 //! The canonical document: what mappings translate to and from.
 
 use chrono::FixedOffset;
-use hotline_model::{EventBody, TicketDraft};
+use hotline_model::{
+    EventBody, RefusalReason, TicketDraft, TransferAnswer, TransferGrant, TransferOffer,
+};
 use serde_json::{Map, Value, json};
 
 use super::Mapping;
@@ -27,7 +29,133 @@ pub fn outbound_document(msg: &OutboundMessage, partner: &str) -> Value {
     })
 }
 
+/// The canonical document of a transfer offer.
+pub fn offer_document(offer: &TransferOffer, message_id: &str) -> Value {
+    json!({
+        "message": {
+            "id": message_id,
+            "type": "transfer_request",
+            "sent_at": now_beijing(),
+        },
+        "transfer": {
+            "id": offer.id,
+            "call_id": offer.call_id,
+            "agent_id": offer.agent_id,
+            "ticket_number": offer.ticket_number,
+        },
+        "ticket": serde_json::to_value(&offer.ticket).unwrap_or_else(|_| json!({})),
+    })
+}
+
+/// The canonical document of the answer to the transfer offer `transfer_id`.
+pub fn answer_document(transfer_id: &str, answer: &TransferAnswer, message_id: &str) -> Value {
+    let transfer = match answer {
+        TransferAnswer::Granted(g) => json!({
+            "id": transfer_id,
+            "granted": true,
+            "dial_target": g.dial_target,
+            "token": g.token,
+            "expires_at": g.expires_at.map(|t| t.to_rfc3339()),
+            "partner_ref": g.partner_ref,
+        }),
+        TransferAnswer::Refused {
+            reason,
+            detail,
+            ticket_number,
+        } => json!({
+            "id": transfer_id,
+            "granted": false,
+            "reason": reason.as_str(),
+            "detail": detail,
+            "ticket_number": ticket_number,
+        }),
+    };
+    json!({
+        "message": {
+            "id": message_id,
+            "type": "transfer_answer",
+            "sent_at": now_beijing(),
+        },
+        "transfer": transfer,
+    })
+}
+
+fn now_beijing() -> String {
+    let beijing = FixedOffset::east_opt(8 * 3600).expect("valid offset");
+    chrono::Utc::now().with_timezone(&beijing).to_rfc3339()
+}
+
 impl Mapping {
+    /// A decoded `transfer_answer`: the id of the offer it answers, and the answer.
+    pub fn into_answer(&self, t: Translation) -> Result<(String, TransferAnswer), TranslateError> {
+        if t.message_type != "transfer_answer" {
+            return Err(self.fault(
+                &t,
+                "message.type",
+                format!("expected a transfer answer, got `{}`", t.message_type),
+            ));
+        }
+        let tr = &t.doc["transfer"];
+        let text = |k: &str| tr.get(k).and_then(Value::as_str).map(str::to_owned);
+        let id = text("id").ok_or_else(|| self.fault(&t, "transfer.id", "is required"))?;
+        let granted = tr
+            .get("granted")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| self.fault(&t, "transfer.granted", "is required"))?;
+        let answer = if granted {
+            let dial_target = text("dial_target").ok_or_else(|| {
+                self.fault(&t, "transfer.dial_target", "is required when granted")
+            })?;
+            let expires_at = text("expires_at")
+                .map(|s| {
+                    chrono::DateTime::parse_from_rfc3339(&s)
+                        .map_err(|e| self.fault(&t, "transfer.expires_at", e.to_string()))
+                })
+                .transpose()?;
+            TransferAnswer::Granted(TransferGrant {
+                dial_target,
+                token: text("token"),
+                expires_at,
+                partner_ref: text("partner_ref"),
+            })
+        } else {
+            let reason = text("reason")
+                .ok_or_else(|| self.fault(&t, "transfer.reason", "is required when refused"))?
+                .parse::<RefusalReason>()
+                .map_err(|e| self.fault(&t, "transfer.reason", e))?;
+            TransferAnswer::Refused {
+                reason,
+                detail: text("detail"),
+                ticket_number: text("ticket_number"),
+            }
+        };
+        Ok((id, answer))
+    }
+
+    /// The `ticket` part of a decoded message as a checked draft.
+    fn draft(&self, t: &Translation) -> Result<TicketDraft, TranslateError> {
+        let ticket = t.doc.get("ticket").cloned().unwrap_or_else(|| json!({}));
+        let draft: TicketDraft = serde_path_to_error::deserialize(ticket).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            match crate::json::missing_field(&inner) {
+                Some((name, _)) => {
+                    let at = if path == "." {
+                        name.to_owned()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    self.fault(t, &format!("ticket.{at}"), "is required")
+                }
+                None => self.fault(t, &format!("ticket.{path}"), inner),
+            }
+        })?;
+        if let Some(p) = draft.problems().into_iter().next() {
+            return Err(self.fault(t, &format!("ticket.{}", p.field), p.reason));
+        }
+        Ok(draft)
+    }
+
     /// The partner's name for a canonical field in a message type, for error messages.
     pub fn partner_name(&self, message_type: &str, canonical: &str) -> String {
         self.messages
@@ -57,25 +185,7 @@ impl Mapping {
         let partner_number = text(&["ticket", "partner_number"]);
         match t.message_type.as_str() {
             "dispatch" => {
-                let ticket = doc.get("ticket").cloned().unwrap_or_else(|| json!({}));
-                let draft: TicketDraft = serde_path_to_error::deserialize(ticket).map_err(|e| {
-                    let path = e.path().to_string();
-                    let inner = e.into_inner().to_string();
-                    match crate::json::missing_field(&inner) {
-                        Some((name, _)) => {
-                            let at = if path == "." {
-                                name.to_owned()
-                            } else {
-                                format!("{path}.{name}")
-                            };
-                            self.fault(&t, &format!("ticket.{at}"), "is required")
-                        }
-                        None => self.fault(&t, &format!("ticket.{path}"), inner),
-                    }
-                })?;
-                if let Some(p) = draft.problems().into_iter().next() {
-                    return Err(self.fault(&t, &format!("ticket.{}", p.field), p.reason));
-                }
+                let draft = self.draft(&t)?;
                 let partner_number = partner_number
                     .ok_or_else(|| self.fault(&t, "ticket.partner_number", "is required"))?;
                 Ok(Inbound::Ticket {
@@ -84,6 +194,28 @@ impl Mapping {
                     draft: Box::new(draft),
                 })
             }
+            "transfer_request" => {
+                let id = text(&["transfer", "id"])
+                    .ok_or_else(|| self.fault(&t, "transfer.id", "is required"))?;
+                let call_id = text(&["transfer", "call_id"])
+                    .ok_or_else(|| self.fault(&t, "transfer.call_id", "is required"))?;
+                let offer = TransferOffer {
+                    id,
+                    call_id,
+                    agent_id: text(&["transfer", "agent_id"]),
+                    ticket_number: text(&["transfer", "ticket_number"]),
+                    ticket: self.draft(&t)?,
+                };
+                Ok(Inbound::Transfer {
+                    message_id,
+                    offer: Box::new(offer),
+                })
+            }
+            "transfer_answer" => Err(self.fault(
+                &t,
+                "message.type",
+                "a transfer answer comes only as the answer to our offer",
+            )),
             "ack" => {
                 let id = text(&["message", "ref"])
                     .ok_or_else(|| self.fault(&t, "message.ref", "is required"))?;

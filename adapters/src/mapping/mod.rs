@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use chrono::FixedOffset;
 use chrono::format::{Item, StrftimeItems};
 
-pub use canonical::outbound_document;
+pub use canonical::{answer_document, offer_document, outbound_document};
 pub use engine::{TranslateError, Translation};
 pub use spec::{Encoding, Format, MappingSpec};
 use spec::{FieldSpec, JsonType, Kind, Overflow, Required};
@@ -57,11 +57,28 @@ pub const CANONICAL_FIELDS: &[&str] = &[
     "event.approved",
     "event.content",
     "event.satisfaction",
+    "transfer.id",
+    "transfer.call_id",
+    "transfer.agent_id",
+    "transfer.ticket_number",
+    "transfer.granted",
+    "transfer.reason",
+    "transfer.detail",
+    "transfer.dial_target",
+    "transfer.token",
+    "transfer.expires_at",
+    "transfer.partner_ref",
 ];
 
-/// Message types a mapping may describe: the canonical event kinds, and `ack`.
+/// The message types of three-way call transfers: an offer, and the answer to it.
+pub const TRANSFER_TYPES: [&str; 2] = ["transfer_request", "transfer_answer"];
+
+/// Message types a mapping may describe: the canonical event kinds, `ack`, and the transfer
+/// messages.
 pub fn is_message_type(name: &str) -> bool {
-    name == "ack" || name.parse::<hotline_model::EventKind>().is_ok()
+    name == "ack"
+        || TRANSFER_TYPES.contains(&name)
+        || name.parse::<hotline_model::EventKind>().is_ok()
 }
 
 /// A path in a partner document: its keys in order. An XML attribute's key is `@name`, as in

@@ -4,10 +4,12 @@
 
 mod event;
 mod ticket;
+mod transfer;
 pub mod validate;
 
 pub use event::{Event, EventBody, EventKind, Satisfaction};
 pub use ticket::{Caller, Ticket, TicketDraft, TicketKind, TicketStatus, Urgency};
+pub use transfer::{RefusalReason, TransferAnswer, TransferGrant, TransferOffer};
 pub use validate::FieldError;
 
 /// The system id of the 12348 home systems (the side that calls `/api/v1`).
