@@ -15,6 +15,7 @@ use crate::intake::{CallerMatch, Intake};
 use crate::sla::scan::Scanner;
 use crate::sla::{Calendar, Sla};
 use crate::store::{SqliteStore, Store};
+use crate::transfer::{Timers, Transfers};
 use crate::{partners, telemetry};
 
 /// A running gateway.
@@ -24,6 +25,7 @@ pub struct Gateway {
     pub engine: Arc<DeliveryEngine>,
     pub intake: Arc<Intake>,
     pub sla: Arc<Sla>,
+    pub transfers: Arc<Transfers>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     server: JoinHandle<std::io::Result<()>>,
@@ -85,7 +87,15 @@ impl Gateway {
                 days: config.sla.repeat_caller_days,
             },
         ));
+        let transfers = Arc::new(Transfers::new(
+            Arc::clone(&store),
+            Arc::clone(&engine),
+            Arc::clone(&intake),
+            Arc::clone(&sla),
+            config.transfers.clone(),
+        ));
         let state = AppState {
+            transfers: Arc::clone(&transfers),
             store: Arc::clone(&store),
             engine: Arc::clone(&engine),
             intake: Arc::clone(&intake),
@@ -104,6 +114,11 @@ impl Gateway {
             intake: Arc::clone(&intake),
             sla: Arc::clone(&sla),
             every: config.sla.scan_interval,
+        }
+        .spawn(&tracker, shutdown.clone());
+        Timers {
+            transfers: Arc::clone(&transfers),
+            every: config.transfers.scan_interval,
         }
         .spawn(&tracker, shutdown.clone());
         for poller in polled {
@@ -132,6 +147,7 @@ impl Gateway {
             engine,
             intake,
             sla,
+            transfers,
             shutdown,
             tracker,
             server,

@@ -36,6 +36,46 @@ pub struct Config {
     pub sla: SlaConfig,
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    #[serde(default)]
+    pub transfers: TransfersConfig,
+}
+
+/// Three-way call transfers (三方通话).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransfersConfig {
+    /// The 12348 CTI: asked about partners' transfers (`POST <url>/transfers`) and told how
+    /// transfers ended (`POST <url>/transfer-events`). Without it, partners' offers are refused.
+    #[serde(default)]
+    pub home_cti_url: Option<String>,
+    /// Sent to the home CTI as `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub home_cti_token: Option<String>,
+    /// The longest a partner's (or the home CTI's) answer to an offer is awaited; then the
+    /// transfer is refused as `unreachable` and the ticket is filed.
+    #[serde(default = "defaults::answer_timeout", with = "humantime_serde")]
+    pub answer_timeout: Duration,
+    /// Granted but not connected within this → expired, and the ticket is filed.
+    #[serde(default = "defaults::connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// How often timers and pending fallbacks are looked at.
+    #[serde(default = "defaults::transfer_scan", with = "humantime_serde")]
+    pub scan_interval: Duration,
+    /// Business hours by partner id; a partner without an entry takes transfers around the clock.
+    #[serde(default)]
+    pub hours: BTreeMap<String, crate::transfer::hours::BusinessHours>,
+}
+
+impl Default for TransfersConfig {
+    fn default() -> Self {
+        Self {
+            home_cti_url: None,
+            home_cti_token: None,
+            answer_timeout: defaults::answer_timeout(),
+            connect_timeout: defaults::connect_timeout(),
+            scan_interval: defaults::transfer_scan(),
+            hours: BTreeMap::new(),
+        }
+    }
 }
 
 /// Time limits, the working-day calendar, reminders and repeat-caller alerts.
@@ -216,6 +256,9 @@ pub struct PartnerConfig {
     /// Polled partners: where taken items are acknowledged.
     #[serde(default)]
     pub poll_ack_url: Option<String>,
+    /// `mapped`: the partner CTI's endpoint for three-way call transfer offers.
+    #[serde(default)]
+    pub transfer_url: Option<String>,
     #[serde(default = "defaults::poll_every", with = "humantime_serde")]
     pub poll_interval: Duration,
     /// Deadline of one delivery request.
@@ -331,6 +374,15 @@ pub mod defaults {
     }
     pub fn jitter() -> bool {
         true
+    }
+    pub fn answer_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn transfer_scan() -> Duration {
+        Duration::from_secs(1)
     }
 }
 
@@ -480,13 +532,15 @@ impl Config {
                     "12348 is the home system, not a partner".into(),
                 );
             }
-            match reqwest::Url::parse(&p.url) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-                Ok(u) => bad(
-                    key("url"),
-                    format!("scheme `{}` is not http or https", u.scheme()),
-                ),
-                Err(e) => bad(key("url"), format!("not a URL: {e}")),
+            check_url(&key("url"), &p.url, &mut bad);
+            if let Some(u) = &p.transfer_url {
+                check_url(&key("transfer_url"), u, &mut bad);
+                if p.adapter != AdapterKind::Mapped {
+                    bad(
+                        key("transfer_url"),
+                        "only `mapped` partners take transfers".into(),
+                    );
+                }
             }
             for (name, secret) in [
                 ("signing_secret", &p.signing_secret),
@@ -568,6 +622,27 @@ impl Config {
                 "must be at least 16 characters".into(),
             );
         }
+        let t = &self.transfers;
+        if let Some(u) = &t.home_cti_url {
+            check_url("transfers.home_cti_url", u, &mut bad);
+        }
+        for (name, d) in [
+            ("answer_timeout", t.answer_timeout),
+            ("connect_timeout", t.connect_timeout),
+            ("scan_interval", t.scan_interval),
+        ] {
+            if d.is_zero() {
+                bad(format!("transfers.{name}"), "must be positive".into());
+            }
+        }
+        for id in t.hours.keys() {
+            if !self.partners.contains_key(id) {
+                bad(
+                    format!("transfers.hours.{id}"),
+                    format!("no partner `{id}` is configured"),
+                );
+            }
+        }
         for (i, r) in self.routes.iter().enumerate() {
             if !self.partners.contains_key(&r.to) {
                 bad(
@@ -590,6 +665,17 @@ impl Config {
     /// The mapping folder of a `mapped` partner.
     pub fn mapping_folder(&self, id: &str, p: &PartnerConfig) -> PathBuf {
         self.mappings_dir.join(p.mapping.as_deref().unwrap_or(id))
+    }
+}
+
+fn check_url(key: &str, url: &str, bad: &mut impl FnMut(String, String)) {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+        Ok(u) => bad(
+            key.to_owned(),
+            format!("scheme `{}` is not http or https", u.scheme()),
+        ),
+        Err(e) => bad(key.to_owned(), format!("not a URL: {e}")),
     }
 }
 

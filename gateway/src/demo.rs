@@ -59,6 +59,7 @@ fn partner(adapter: AdapterKind, url: String, signing: String, verify: String) -
         app_id: "hotline-12348".into(),
         poll_url: None,
         poll_ack_url: None,
+        transfer_url: None,
         poll_interval: Duration::from_secs(2),
         timeout: Duration::from_secs(5),
         ack_timeout: Duration::from_secs(60),

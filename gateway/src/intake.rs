@@ -229,6 +229,10 @@ impl Intake {
         inbound: Inbound,
     ) -> Result<IngressReply, IngressError> {
         match inbound {
+            Inbound::Transfer { .. } => Err(IngressError::invalid(
+                "type",
+                "a transfer offer needs an answer at once: send it to the ingress, not the outbox",
+            )),
             Inbound::Ticket {
                 message_id,
                 partner_number,

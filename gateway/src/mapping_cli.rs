@@ -29,6 +29,21 @@ pub fn test(dir: &Path, message: &str, decode: bool, file: &Path) -> anyhow::Res
         for w in &t.warnings {
             out.push_str(&format!("\n警告 warning: {w}"));
         }
+        if t.message_type == "transfer_answer" {
+            let (id, answer) = mapping.into_answer(t)?;
+            let what = match answer {
+                hotline_model::TransferAnswer::Granted(g) => {
+                    format!("granted, dial {}", g.dial_target)
+                }
+                hotline_model::TransferAnswer::Refused { reason, .. } => {
+                    format!("refused ({reason})")
+                }
+            };
+            out.push_str(&format!(
+                "\n正确 OK: a valid answer to transfer {id}: {what}"
+            ));
+            return Ok(out);
+        }
         let summary = match mapping.into_inbound(t)? {
             Inbound::Ticket {
                 partner_number,
@@ -52,6 +67,10 @@ pub fn test(dir: &Path, message: &str, decode: bool, file: &Path) -> anyhow::Res
             } => {
                 format!("an acknowledgement of message {message_id} (accepted: {accepted})")
             }
+            Inbound::Transfer { offer, .. } => format!(
+                "a valid transfer offer {} for call {} ({:?})",
+                offer.id, offer.call_id, offer.ticket.kind
+            ),
         };
         out.push_str(&format!("\n正确 OK: {summary}"));
     } else {

@@ -44,6 +44,7 @@ fn adapter(config: &Config, id: &str, p: &PartnerConfig) -> anyhow::Result<Arc<d
             ack_timeout: p.ack_timeout,
             poll_url: p.poll_url.clone(),
             poll_ack_url: p.poll_ack_url.clone(),
+            transfer_url: p.transfer_url.clone(),
         })?),
     })
 }

@@ -73,6 +73,7 @@ async fn world() -> World {
                 app_id: "hotline-12348".into(),
                 poll_url: polled.then(|| s.outbox_url()),
                 poll_ack_url: polled.then(|| s.outbox_ack_url()),
+                transfer_url: None,
                 poll_interval: Duration::from_millis(100),
                 timeout: Duration::from_secs(2),
                 ack_timeout: Duration::from_secs(30),

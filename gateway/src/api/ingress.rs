@@ -6,7 +6,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hotline_adapters::{InboundRequest, IngressError, WireResponse};
+use hotline_adapters::{Inbound, InboundRequest, IngressError, WireResponse};
 
 use super::AppState;
 use super::error::ApiError;
@@ -40,6 +40,12 @@ pub async fn partner_ingress(
         body,
     };
     let wire = match adapter.decode(&req) {
+        Ok(Inbound::Transfer { offer, .. }) => {
+            match state.transfers.offered(&partner, *offer).await {
+                Ok(reply) => adapter.respond(&reply),
+                Err(e) => reject(adapter.as_ref(), &partner, &e),
+            }
+        }
         Ok(inbound) => match state.intake.partner_message(&partner, inbound).await {
             Ok(reply) => adapter.respond(&reply),
             Err(e) => reject(adapter.as_ref(), &partner, &e),

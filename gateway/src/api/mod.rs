@@ -7,6 +7,7 @@ mod ingress;
 mod ops;
 mod sla;
 mod tickets;
+mod transfers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,7 @@ pub use tickets::{Timeline, TimelineEntry};
 pub const TICKETS: &str = "tickets";
 pub const DELIVERIES: &str = "deliveries";
 pub const OPS: &str = "ops";
+pub const TRANSFERS: &str = "transfers";
 
 #[derive(Clone)]
 pub struct AppState {
@@ -37,6 +39,7 @@ pub struct AppState {
     pub engine: Arc<DeliveryEngine>,
     pub intake: Arc<Intake>,
     pub sla: Arc<crate::sla::Sla>,
+    pub transfers: Arc<crate::transfer::Transfers>,
     pub metrics: PrometheusHandle,
 }
 
@@ -67,6 +70,13 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(sla::ack_alert))
         .routes(routes!(sla::reload_calendar))
         .routes(routes!(sla::stats))
+        .routes(routes!(
+            transfers::start_transfer,
+            transfers::list_transfers
+        ))
+        .routes(routes!(transfers::get_transfer))
+        .routes(routes!(transfers::report_event))
+        .routes(routes!(transfers::transfer_stats))
         .routes(routes!(deliveries::list_deliveries))
         .routes(routes!(deliveries::get_delivery))
         .routes(routes!(deliveries::retry_delivery))

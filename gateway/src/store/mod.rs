@@ -16,6 +16,8 @@ use uuid::Uuid;
 pub use sqlite::SqliteStore;
 pub use types::*;
 
+pub use crate::transfer::record::{Transfer, TransferEntry, TransferInsert, TransferQuery};
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -163,6 +165,34 @@ pub trait Store: Send + Sync + 'static {
 
     /// Remembers where polling of a partner's outbox resumes.
     async fn set_cursor(&self, partner: &str, cursor: &str) -> Result<()>;
+
+    /// Stores a new transfer with its first log entry. An inbound transfer the partner already
+    /// offered (same partner and `partner_ref`) is not stored again.
+    async fn insert_transfer(
+        &self,
+        transfer: &Transfer,
+        entry: TransferEntry,
+    ) -> Result<TransferInsert>;
+
+    /// Stores a changed transfer, with its log entries, if it is still at `transfer.version - 1`;
+    /// [`StoreError::StatusChanged`] otherwise.
+    async fn update_transfer(&self, transfer: &Transfer, entries: Vec<TransferEntry>)
+    -> Result<()>;
+
+    /// Adds a log entry on its own (a late or rejected event). `false` when an entry with the
+    /// same key exists.
+    async fn record_transfer_entry(&self, entry: TransferEntry) -> Result<bool>;
+
+    async fn transfer(&self, id: Uuid) -> Result<Option<Transfer>>;
+
+    /// A transfer's log, oldest first.
+    async fn transfer_entries(&self, id: Uuid) -> Result<Vec<TransferEntry>>;
+
+    /// Transfers with work to do: a timer run out by `now`, a fallback ticket to file, the home
+    /// CTI to tell.
+    async fn transfers_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Transfer>>;
+
+    async fn transfers(&self, q: &TransferQuery) -> Result<Vec<Transfer>>;
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<()>;

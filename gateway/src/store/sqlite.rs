@@ -486,6 +486,24 @@ async fn apply_clock_ops(
     Ok(())
 }
 
+async fn insert_transfer_entry(conn: &mut SqliteConnection, e: &TransferEntry) -> Result<bool> {
+    let r = sqlx::query(
+        "INSERT OR IGNORE INTO transfer_entries (transfer_id, kind, at, recorded_at, source, \
+         outcome, detail, key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.transfer_id.to_string())
+    .bind(&e.kind)
+    .bind(ms(e.at))
+    .bind(ms(e.recorded_at))
+    .bind(&e.source)
+    .bind(e.outcome.as_str())
+    .bind(&e.detail)
+    .bind(&e.key)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 fn alert_from_row(row: &SqliteRow) -> Result<Alert> {
     let detail: String = row.try_get("detail")?;
     Ok(Alert {
@@ -1245,6 +1263,157 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn insert_transfer(
+        &self,
+        transfer: &Transfer,
+        entry: TransferEntry,
+    ) -> Result<TransferInsert> {
+        let t = transfer.clone();
+        self.write(move |conn| {
+            Box::pin(async move {
+                if t.direction == crate::transfer::record::Direction::Inbound
+                    && let Some(r) = &t.partner_ref
+                {
+                    let existing: Option<String> = sqlx::query_scalar(
+                        "SELECT id FROM transfers WHERE direction = 'inbound' AND partner = ? \
+                         AND partner_ref = ?",
+                    )
+                    .bind(&t.partner)
+                    .bind(r)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if let Some(id) = existing {
+                        let id =
+                            Uuid::from_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        return Ok(TransferInsert::Duplicate(id));
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO transfers (id, direction, partner, call_id, partner_ref, state, \
+                     requested_at, deadline_at, fallback_ticket_id, fallback_due, notify_pending, \
+                     version, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(t.id.to_string())
+                .bind(t.direction.as_str())
+                .bind(&t.partner)
+                .bind(&t.call_id)
+                .bind(&t.partner_ref)
+                .bind(t.state.as_str())
+                .bind(ms(t.requested_at))
+                .bind(t.deadline_at.map(ms))
+                .bind(t.fallback_ticket_id.map(|u| u.to_string()))
+                .bind(t.fallback_due())
+                .bind(t.notify_pending)
+                .bind(t.version)
+                .bind(serde_json::to_string(&t)?)
+                .execute(&mut *conn)
+                .await?;
+                insert_transfer_entry(conn, &entry).await?;
+                Ok(TransferInsert::New(t.id))
+            })
+        })
+        .await
+    }
+
+    async fn update_transfer(
+        &self,
+        transfer: &Transfer,
+        entries: Vec<TransferEntry>,
+    ) -> Result<()> {
+        let t = transfer.clone();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "UPDATE transfers SET partner_ref = ?, state = ?, deadline_at = ?, \
+                     fallback_ticket_id = ?, fallback_due = ?, notify_pending = ?, version = ?, \
+                     doc = ? WHERE id = ? AND version = ?",
+                )
+                .bind(&t.partner_ref)
+                .bind(t.state.as_str())
+                .bind(t.deadline_at.map(ms))
+                .bind(t.fallback_ticket_id.map(|u| u.to_string()))
+                .bind(t.fallback_due())
+                .bind(t.notify_pending)
+                .bind(t.version)
+                .bind(serde_json::to_string(&t)?)
+                .bind(t.id.to_string())
+                .bind(t.version - 1)
+                .execute(&mut *conn)
+                .await?;
+                if r.rows_affected() != 1 {
+                    return Err(StoreError::StatusChanged);
+                }
+                for e in &entries {
+                    insert_transfer_entry(conn, e).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn record_transfer_entry(&self, entry: TransferEntry) -> Result<bool> {
+        self.write(move |conn| Box::pin(async move { insert_transfer_entry(conn, &entry).await }))
+            .await
+    }
+
+    async fn transfer(&self, id: Uuid) -> Result<Option<Transfer>> {
+        let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM transfers WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+    }
+
+    async fn transfer_entries(&self, id: Uuid) -> Result<Vec<TransferEntry>> {
+        let rows = sqlx::query("SELECT * FROM transfer_entries WHERE transfer_id = ? ORDER BY seq")
+            .bind(id.to_string())
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TransferEntry {
+                    transfer_id: get_uuid(r, "transfer_id")?,
+                    kind: r.try_get("kind")?,
+                    at: from_ms(r.try_get("at")?)?,
+                    recorded_at: from_ms(r.try_get("recorded_at")?)?,
+                    source: r.try_get("source")?,
+                    outcome: get_enum(r, "outcome")?,
+                    detail: r.try_get("detail")?,
+                    key: r.try_get("key")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn transfers_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Transfer>> {
+        let docs: Vec<String> = sqlx::query_scalar(
+            "SELECT doc FROM transfers WHERE deadline_at <= ?1 OR fallback_due = 1 \
+             OR notify_pending = 1 ORDER BY requested_at LIMIT ?2",
+        )
+        .bind(ms(now))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        docs.iter().map(|d| Ok(serde_json::from_str(d)?)).collect()
+    }
+
+    async fn transfers(&self, q: &TransferQuery) -> Result<Vec<Transfer>> {
+        let docs: Vec<String> = sqlx::query_scalar(
+            "SELECT doc FROM transfers WHERE (?1 IS NULL OR partner = ?1) \
+             AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR direction = ?3) \
+             AND (?4 IS NULL OR requested_at >= ?4) ORDER BY requested_at DESC, id DESC LIMIT ?5",
+        )
+        .bind(&q.partner)
+        .bind(q.state.map(|s| s.as_str()))
+        .bind(q.direction.map(|d| d.as_str()))
+        .bind(q.since.map(ms))
+        .bind(page_limit(q.limit))
+        .fetch_all(&self.read)
+        .await?;
+        docs.iter().map(|d| Ok(serde_json::from_str(d)?)).collect()
     }
 
     async fn ping(&self) -> Result<()> {

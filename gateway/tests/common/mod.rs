@@ -39,6 +39,7 @@ pub fn partner_config(url: String, retry: RetryConfig) -> PartnerConfig {
         app_id: "hotline-12348".into(),
         poll_url: None,
         poll_ack_url: None,
+        transfer_url: None,
         poll_interval: Duration::from_secs(5),
         timeout: Duration::from_secs(2),
         ack_timeout: Duration::from_secs(30),
