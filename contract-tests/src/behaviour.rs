@@ -60,3 +60,16 @@ impl Behaviour {
         now
     }
 }
+
+/// How a simulated call centre answers transfer offers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CtiBehaviour {
+    /// Takes the call: a dial target, a one-time token, an expiry a minute ahead.
+    Grant,
+    /// Declines with this reason.
+    Refuse(hotline_model::RefusalReason),
+    /// Answers after this long (longer than the gateway waits: a CTI that never answers).
+    Silent(Duration),
+    /// Answers with one of its error answers (HTTP 500 where the dialect mirrors statuses).
+    Error,
+}

@@ -5,6 +5,7 @@
 
 pub mod behaviour;
 pub mod golden;
+pub mod home_cti_sim;
 pub mod mapped_sim;
 pub mod samples;
 pub mod webhook_sim;

@@ -15,14 +15,18 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use chrono::Timelike;
 use hotline_adapters::mapped::load_folder;
 use hotline_adapters::mapped::profile::{AckStyle, HttpStatusPolicy, Profile};
 use hotline_adapters::mapping::spec::Format;
-use hotline_adapters::mapping::{Mapping, TranslateError, read_text, write_text, xml};
+use hotline_adapters::mapping::{
+    Mapping, TranslateError, answer_document, read_text, write_text, xml,
+};
 use hotline_adapters::signature::Signer;
+use hotline_model::{TransferAnswer, TransferGrant};
 use serde_json::{Map, Value};
 
-pub use crate::behaviour::{Behaviour, Hit, Received};
+pub use crate::behaviour::{Behaviour, CtiBehaviour, Hit, Received};
 
 pub struct MappedSimOptions<'a> {
     /// The partner folder, e.g. `mappings/12345`.
@@ -51,6 +55,10 @@ struct Inner {
     refused: Mutex<Vec<(String, String)>>,
     /// Sign for (签收) and reply to (办结) each ticket taken, this long apart.
     auto_reply: Mutex<Option<Duration>>,
+    /// The CTI side: how transfer offers are answered, and the offers received.
+    cti: Mutex<CtiBehaviour>,
+    offers: Mutex<Vec<Received>>,
+    offer_raw: Mutex<Vec<Vec<u8>>>,
 }
 
 #[derive(Clone)]
@@ -87,6 +95,9 @@ impl MappedSim {
             acked: Mutex::default(),
             refused: Mutex::default(),
             auto_reply: Mutex::default(),
+            cti: Mutex::new(CtiBehaviour::Grant),
+            offers: Mutex::default(),
+            offer_raw: Mutex::default(),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
@@ -94,6 +105,7 @@ impl MappedSim {
             .route("/inbox", post(inbox))
             .route("/outbox", axum::routing::get(outbox))
             .route("/outbox/ack", post(outbox_ack))
+            .route("/cti", post(cti))
             .with_state(Arc::clone(&inner));
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -105,6 +117,45 @@ impl MappedSim {
 
     pub fn url(&self) -> String {
         format!("http://{}/inbox", self.addr)
+    }
+
+    /// The partner CTI's endpoint for transfer offers.
+    pub fn cti_url(&self) -> String {
+        format!("http://{}/cti", self.addr)
+    }
+
+    pub fn set_cti(&self, b: CtiBehaviour) {
+        *lock(&self.inner.cti) = b;
+    }
+
+    /// Transfer offers received, decoded to canonical documents.
+    pub fn offers(&self) -> Vec<Received> {
+        lock(&self.inner.offers).clone()
+    }
+
+    /// The exact bytes of every transfer offer received.
+    pub fn offer_bytes(&self) -> Vec<Vec<u8>> {
+        lock(&self.inner.offer_raw).clone()
+    }
+
+    /// Offers a caller to 12348 (an inbound transfer), signed as the partner. Returns the HTTP
+    /// status, and the gateway's answer decoded (strictly, as what we send) when it is one.
+    pub async fn offer_transfer(
+        &self,
+        canonical: &Value,
+    ) -> anyhow::Result<(u16, Result<(String, TransferAnswer), String>)> {
+        let (body, _) = self
+            .inner
+            .mapping
+            .encode("transfer_request", canonical, false)?;
+        let (status, bytes) = self.inner.post_signed(body).await?;
+        let answer = self
+            .inner
+            .mapping
+            .decode_sent(&bytes)
+            .and_then(|t| self.inner.mapping.into_answer(t))
+            .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&bytes)));
+        Ok((status, answer))
     }
 
     pub fn outbox_url(&self) -> String {
@@ -197,6 +248,11 @@ impl Inner {
     }
 
     async fn send_raw(&self, body: Vec<u8>) -> anyhow::Result<(u16, Value)> {
+        let (status, bytes) = self.post_signed(body).await?;
+        Ok((status, self.read_answer(&bytes).unwrap_or(Value::Null)))
+    }
+
+    async fn post_signed(&self, body: Vec<u8>) -> anyhow::Result<(u16, Bytes)> {
         let base = lock(&self.gateway)
             .clone()
             .ok_or_else(|| anyhow::anyhow!("simulator has no gateway URL"))?;
@@ -211,8 +267,7 @@ impl Inner {
             .send()
             .await?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await?;
-        Ok((status, self.read_answer(&bytes).unwrap_or(Value::Null)))
+        Ok((status, resp.bytes().await?))
     }
 
     fn read_answer(&self, bytes: &[u8]) -> Result<Value, String> {
@@ -465,6 +520,98 @@ fn handle(sim: &Arc<Inner>, headers: &HeaderMap, body: &[u8]) -> (Response, Stri
         sim.answer(StatusCode::OK, &success, "成功", Some(&number)),
         message_id,
     )
+}
+
+/// The partner CTI: checks the offer as strictly as a delivery, then answers it as told.
+async fn cti(State(sim): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    let codes = &sim.profile.reply.error_codes;
+    if let Err(e) = sim.signer.verify_ours(&headers, &body) {
+        return sim.answer(StatusCode::UNAUTHORIZED, &codes.bad_signature, &e.0, None);
+    }
+    let t = match sim.mapping.decode_sent(&body) {
+        Ok(t) if t.message_type == "transfer_request" => t,
+        Ok(t) => {
+            let reason = format!("`{}` is not a transfer offer", t.message_type);
+            return sim.answer(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &codes.invalid,
+                &reason,
+                None,
+            );
+        }
+        Err(e) => {
+            return sim.answer(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &codes.invalid,
+                &e.to_string(),
+                None,
+            );
+        }
+    };
+    let offer_id = t.doc["transfer"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let n = {
+        let mut offers = lock(&sim.offers);
+        offers.push(Received {
+            message_id: t.doc["message"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            message_type: t.message_type.clone(),
+            envelope: t.doc.clone(),
+            partner_number: String::new(),
+        });
+        lock(&sim.offer_raw).push(body.to_vec());
+        offers.len()
+    };
+    let behaviour = lock(&sim.cti).clone();
+    let answer = match behaviour {
+        CtiBehaviour::Grant => TransferAnswer::Granted(TransferGrant {
+            dial_target: format!("sip:zj{n:04}@cti.{}.sim", sim.partner),
+            token: Some(format!("TK{n:06}")),
+            expires_at: Some(
+                (chrono::Utc::now() + chrono::Duration::seconds(60))
+                    .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("offset"))
+                    .with_nanosecond(0)
+                    .expect("whole seconds"),
+            ),
+            partner_ref: Some(format!("{}-ZJ-{n:06}", sim.partner)),
+        }),
+        CtiBehaviour::Refuse(reason) => TransferAnswer::Refused {
+            reason,
+            detail: Some(format!("模拟拒绝 simulated: {reason}")),
+            ticket_number: None,
+        },
+        CtiBehaviour::Silent(d) => {
+            tokio::time::sleep(d).await;
+            TransferAnswer::refused(hotline_model::RefusalReason::Busy, "answered too late")
+        }
+        CtiBehaviour::Error => {
+            return sim.answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &codes.unavailable,
+                "模拟系统故障 simulated CTI fault",
+                None,
+            );
+        }
+    };
+    let doc = answer_document(&offer_id, &answer, &format!("{}-A-{n}", sim.partner));
+    match sim.mapping.encode("transfer_answer", &doc, false) {
+        Ok((bytes, _)) => (
+            StatusCode::OK,
+            [("content-type", sim.profile.content_type.clone())],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => sim.answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &codes.unavailable,
+            &e.to_string(),
+            None,
+        ),
+    }
 }
 
 /// Waits until `f` holds or `within` passes.

@@ -7,6 +7,7 @@ use contract_tests::golden::partner_dirs;
 use contract_tests::xsd;
 use hotline_adapters::mapped::{MappedAdapter, MappedSettings};
 use hotline_adapters::{Adapter, IngressError, IngressReply};
+use hotline_model::{RefusalReason, TransferAnswer, TransferGrant};
 use uuid::Uuid;
 
 #[test]
@@ -25,6 +26,7 @@ fn every_answer_we_give_an_xml_partner_is_valid_against_its_schema() {
             ack_timeout: Duration::from_secs(1),
             poll_url: None,
             poll_ack_url: None,
+            transfer_url: None,
         })
         .unwrap();
         let Some(schema) = adapter.mapping().schema_file(&dir) else {
@@ -40,6 +42,24 @@ fn every_answer_we_give_an_xml_partner_is_valid_against_its_schema() {
                 duplicate: true,
             }),
             adapter.respond(&IngressReply::AckApplied { known: true }),
+            adapter.respond(&IngressReply::Transfer {
+                offer_id: "ZJ12345-20261123-0031".into(),
+                answer: TransferAnswer::Granted(TransferGrant {
+                    dial_target: "sip:12348-queue-7@cti.12348.sd.gov.cn".into(),
+                    token: Some("H000007".into()),
+                    expires_at: chrono::DateTime::parse_from_rfc3339("2026-11-23T10:06:00+08:00")
+                        .ok(),
+                    partner_ref: None,
+                }),
+            }),
+            adapter.respond(&IngressReply::Transfer {
+                offer_id: "ZJ12345-20261123-0032".into(),
+                answer: TransferAnswer::Refused {
+                    reason: RefusalReason::NoAgent,
+                    detail: Some("无可用坐席".into()),
+                    ticket_number: Some(Uuid::now_v7().to_string()),
+                },
+            }),
             adapter.reject(&IngressError::invalid(
                 "SQLX",
                 "unknown code `9` (code table `kind`)",
@@ -57,5 +77,5 @@ fn every_answer_we_give_an_xml_partner_is_valid_against_its_schema() {
             checked += 1;
         }
     }
-    assert!(checked >= 14, "{checked}");
+    assert!(checked >= 18, "{checked}");
 }

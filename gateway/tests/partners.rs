@@ -99,6 +99,7 @@ async fn world() -> World {
         mappings_dir: mappings(),
         sla: common::sla_config(),
         privacy: Default::default(),
+        transfers: Default::default(),
         partners,
         routes: vec![
             RouteConfig {

@@ -176,85 +176,59 @@ pub fn step(state: TransferState, event: CallEvent, originator_left: bool) -> St
 
 #[cfg(test)]
 mod tests {
-    use super::CallEvent::*;
-    use super::TransferState::*;
+    use super::CallEvent as E;
+    use super::TransferState as S;
     use super::*;
+
+    fn moved(to: S) -> Step {
+        Step::Move(to)
+    }
 
     #[test]
     fn the_path_that_succeeds() {
+        assert_eq!(step(S::Granted, E::Ringing, false), moved(S::Ringing));
+        assert_eq!(step(S::Ringing, E::Connected, false), moved(S::Connected));
         assert_eq!(
-            step(Granted, Ringing, false),
-            Step::Move(TransferState::Ringing)
+            step(S::Connected, E::OriginatorLeft, false),
+            moved(S::Connected)
         );
-        assert_eq!(
-            step(TransferState::Ringing, Connected, false),
-            Step::Move(TransferState::Connected)
-        );
-        assert_eq!(
-            step(TransferState::Connected, OriginatorLeft, false),
-            Step::Move(TransferState::Connected)
-        );
-        assert_eq!(
-            step(TransferState::Connected, Completed, true),
-            Step::Move(TransferState::Completed)
-        );
+        assert_eq!(step(S::Connected, E::Completed, true), moved(S::Completed));
     }
 
     #[test]
     fn connected_before_ringing_is_accepted_and_the_late_ringing_changes_nothing() {
-        assert_eq!(
-            step(Granted, Connected, false),
-            Step::Move(TransferState::Connected)
-        );
-        assert_eq!(step(TransferState::Connected, Ringing, false), Step::Late);
-        assert_eq!(step(TransferState::Completed, Connected, true), Step::Late);
-        assert_eq!(
-            step(TransferState::Connected, OriginatorLeft, true),
-            Step::Late
-        );
+        assert_eq!(step(S::Granted, E::Connected, false), moved(S::Connected));
+        assert_eq!(step(S::Connected, E::Ringing, false), Step::Late);
+        assert_eq!(step(S::Completed, E::Connected, true), Step::Late);
+        assert_eq!(step(S::Connected, E::OriginatorLeft, true), Step::Late);
+        assert_eq!(step(S::Granted, E::Completed, false), moved(S::Completed));
     }
 
     #[test]
     fn completed_after_failed_is_rejected() {
-        assert!(matches!(
-            step(TransferState::Failed, Completed, false),
-            Step::Reject(_)
-        ));
-        assert!(matches!(
-            step(TransferState::Completed, Failed, false),
-            Step::Reject(_)
-        ));
-        assert!(matches!(step(Expired, Connected, false), Step::Reject(_)));
-        assert!(matches!(step(Refused, Ringing, false), Step::Reject(_)));
-        assert!(matches!(step(Requested, Ringing, false), Step::Reject(_)));
+        let rejected = |s, e| matches!(step(s, e, false), Step::Reject(_));
+        assert!(rejected(S::Failed, E::Completed));
+        assert!(rejected(S::Completed, E::Failed));
+        assert!(rejected(S::Expired, E::Connected));
+        assert!(rejected(S::Refused, E::Ringing));
+        assert!(rejected(S::Requested, E::Ringing));
     }
 
     #[test]
     fn a_failure_ends_any_live_transfer() {
-        for s in [Granted, TransferState::Ringing, TransferState::Connected] {
-            assert_eq!(step(s, Failed, false), Step::Move(TransferState::Failed));
+        for s in [S::Granted, S::Ringing, S::Connected] {
+            assert_eq!(step(s, E::Failed, false), moved(S::Failed));
         }
     }
 
     #[test]
     fn which_states_end_and_which_file_a_ticket() {
-        let ended: Vec<_> = TransferState::ALL
-            .into_iter()
-            .filter(|s| s.is_terminal())
-            .collect();
-        assert_eq!(
-            ended,
-            [
-                Refused,
-                TransferState::Completed,
-                TransferState::Failed,
-                Expired
-            ]
-        );
-        assert!(!TransferState::Completed.needs_fallback());
-        assert!(Expired.needs_fallback());
-        for s in TransferState::ALL {
-            assert_eq!(s.as_str().parse::<TransferState>(), Ok(s));
+        let ended: Vec<_> = S::ALL.into_iter().filter(|s| s.is_terminal()).collect();
+        assert_eq!(ended, [S::Refused, S::Completed, S::Failed, S::Expired]);
+        let fallback: Vec<_> = S::ALL.into_iter().filter(|s| s.needs_fallback()).collect();
+        assert_eq!(fallback, [S::Refused, S::Failed, S::Expired]);
+        for s in S::ALL {
+            assert_eq!(s.as_str().parse::<S>(), Ok(s));
         }
     }
 }
