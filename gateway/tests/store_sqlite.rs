@@ -31,6 +31,9 @@ suite!(
     retries_wait_for_their_time_and_dead_letters_wait_for_ops,
     late_acks_complete_deliveries_and_win_races,
     events_on_unknown_tickets_are_refused_and_statuses_move,
+    transfers_change_only_from_the_version_they_were_read_at,
+    a_partner_offering_the_same_transfer_twice_gets_the_first,
+    transfers_with_work_to_do_are_found,
 );
 
 #[tokio::test]

@@ -6,6 +6,8 @@ use std::time::Duration;
 use chrono::Utc;
 use contract_tests::samples::random_draft;
 use hotline_gateway::store::*;
+use hotline_gateway::transfer::machine::TransferState;
+use hotline_gateway::transfer::record::{Direction, EntryOutcome};
 use hotline_model::{Event, EventBody, HOME, Ticket, TicketStatus};
 use uuid::Uuid;
 
@@ -469,4 +471,194 @@ pub async fn events_on_unknown_tickets_are_refused_and_statuses_move(store: Arc<
         Some("P-9")
     );
     assert_eq!(store.events(t).await.unwrap().len(), 2);
+}
+
+fn transfer(direction: Direction, partner_ref: Option<&str>) -> Transfer {
+    let now = Utc::now();
+    let id = Uuid::now_v7();
+    Transfer {
+        id,
+        direction,
+        partner: "12333".into(),
+        call_id: format!("CALL-{id}"),
+        state: TransferState::Requested,
+        offer: hotline_model::TransferOffer {
+            id: partner_ref.map_or_else(|| id.to_string(), str::to_owned),
+            call_id: format!("CALL-{id}"),
+            agent_id: None,
+            ticket_number: None,
+            ticket: random_draft(),
+        },
+        grant: None,
+        reason: None,
+        detail: None,
+        partner_ref: partner_ref.map(str::to_owned),
+        requested_at: now,
+        answered_at: None,
+        ringing_at: None,
+        connected_at: None,
+        originator_left_at: None,
+        ended_at: None,
+        deadline_at: Some(now + chrono::Duration::seconds(60)),
+        fallback_ticket_id: None,
+        notify_pending: false,
+        version: 1,
+        updated_at: now,
+    }
+}
+
+fn entry(t: &Transfer, kind: &str, key: Option<&str>) -> TransferEntry {
+    let mut e = TransferEntry::new(t.id, kind, "cti", EntryOutcome::Applied);
+    e.key = key.map(str::to_owned);
+    e
+}
+
+pub async fn transfers_change_only_from_the_version_they_were_read_at(store: Arc<dyn Store>) {
+    let t = transfer(Direction::Outbound, None);
+    assert_eq!(
+        store
+            .insert_transfer(&t, entry(&t, "requested", None))
+            .await
+            .unwrap(),
+        TransferInsert::New(t.id)
+    );
+    assert_eq!(store.transfer(t.id).await.unwrap().as_ref(), Some(&t));
+
+    let mut granted = t.clone();
+    granted.state = TransferState::Granted;
+    granted.version = 2;
+    store
+        .update_transfer(&granted, vec![entry(&t, "granted", None)])
+        .await
+        .unwrap();
+    // A second writer that read version 1 loses, and writes nothing.
+    let mut stale = t.clone();
+    stale.state = TransferState::Refused;
+    stale.version = 2;
+    assert!(matches!(
+        store
+            .update_transfer(&stale, vec![entry(&t, "refused", None)])
+            .await,
+        Err(StoreError::StatusChanged)
+    ));
+    let now = store.transfer(t.id).await.unwrap().unwrap();
+    assert_eq!((now.state, now.version), (TransferState::Granted, 2));
+    let kinds: Vec<_> = store
+        .transfer_entries(t.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["requested", "granted"]);
+
+    // Keyed entries are kept once.
+    assert!(
+        store
+            .record_transfer_entry(entry(&t, "ringing", Some("k1")))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_transfer_entry(entry(&t, "ringing", Some("k1")))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.transfer_entries(t.id).await.unwrap().len(), 3);
+}
+
+pub async fn a_partner_offering_the_same_transfer_twice_gets_the_first(store: Arc<dyn Store>) {
+    let first = transfer(Direction::Inbound, Some("ZJ-1"));
+    let again = transfer(Direction::Inbound, Some("ZJ-1"));
+    store
+        .insert_transfer(&first, entry(&first, "requested", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .insert_transfer(&again, entry(&again, "requested", None))
+            .await
+            .unwrap(),
+        TransferInsert::Duplicate(first.id)
+    );
+    assert!(store.transfer(again.id).await.unwrap().is_none());
+    // Outbound transfers carry the partner's reference too, and may repeat it.
+    let out1 = transfer(Direction::Outbound, Some("ZJ-1"));
+    let out2 = transfer(Direction::Outbound, Some("ZJ-1"));
+    for t in [&out1, &out2] {
+        assert_eq!(
+            store
+                .insert_transfer(t, entry(t, "requested", None))
+                .await
+                .unwrap(),
+            TransferInsert::New(t.id)
+        );
+    }
+    let inbound = store
+        .transfers(&TransferQuery {
+            direction: Some(Direction::Inbound),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(inbound.len(), 1);
+}
+
+pub async fn transfers_with_work_to_do_are_found(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let mut soon = transfer(Direction::Outbound, None);
+    soon.deadline_at = Some(now - chrono::Duration::seconds(1));
+    let mut later = transfer(Direction::Outbound, None);
+    later.deadline_at = Some(now + chrono::Duration::seconds(60));
+    let mut fallback = transfer(Direction::Outbound, None);
+    fallback.state = TransferState::Refused;
+    fallback.deadline_at = None;
+    let mut tell = transfer(Direction::Outbound, None);
+    tell.state = TransferState::Completed;
+    tell.deadline_at = None;
+    tell.notify_pending = true;
+    let mut done = transfer(Direction::Outbound, None);
+    done.state = TransferState::Expired;
+    done.deadline_at = None;
+    done.fallback_ticket_id = Some(Uuid::now_v7());
+    for t in [&soon, &later, &fallback, &tell, &done] {
+        store
+            .insert_transfer(t, entry(t, "requested", None))
+            .await
+            .unwrap();
+    }
+    let mut due: Vec<_> = store
+        .transfers_due(now, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    due.sort();
+    let mut expected = vec![soon.id, fallback.id, tell.id];
+    expected.sort();
+    assert_eq!(due, expected);
+    // Once the fallback ticket is filed, the refused transfer has nothing left to do.
+    let mut filed = fallback.clone();
+    filed.fallback_ticket_id = Some(Uuid::now_v7());
+    filed.version = 2;
+    store.update_transfer(&filed, vec![]).await.unwrap();
+    assert!(
+        !store
+            .transfers_due(now, 100)
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.id == fallback.id)
+    );
+    let refused = store
+        .transfers(&TransferQuery {
+            state: Some(TransferState::Refused),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].fallback_ticket_id, filed.fallback_ticket_id);
 }
