@@ -40,19 +40,6 @@ struct World {
     _dir: tempfile::TempDir,
 }
 
-/// Business hours that are closed now: they open in two hours.
-fn closed_now() -> BusinessHours {
-    let now = Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
-    let at = |h: i64| (now + chrono::Duration::hours(h)).time();
-    let fmt = |t: chrono::NaiveTime| t.format("%H:%M").to_string();
-    toml::from_str(&format!(
-        "open = \"{}\"\nclose = \"{}\"",
-        fmt(at(2)),
-        fmt(at(3))
-    ))
-    .unwrap()
-}
-
 async fn world(connect_timeout: Duration) -> World {
     let mut sims = BTreeMap::new();
     for p in ["12345", "12315", "12333", "12338"] {
@@ -115,7 +102,7 @@ async fn world(connect_timeout: Duration) -> World {
             answer_timeout: Duration::from_secs(1),
             connect_timeout,
             scan_interval: Duration::from_millis(100),
-            hours: BTreeMap::from([("12338".to_owned(), closed_now())]),
+            hours: BTreeMap::from([("12338".to_owned(), BusinessHours::closed_at(Utc::now(), 2))]),
         },
         ..Config::default()
     };

@@ -37,6 +37,23 @@ impl BusinessHours {
     }
 }
 
+impl BusinessHours {
+    /// Hours that are closed at `now`: they open `hours` later, for an hour. For demos and tests
+    /// that need a partner outside its hours whatever the time of day.
+    pub fn closed_at(now: DateTime<Utc>, hours: i64) -> Self {
+        let local = now.with_timezone(&beijing());
+        let at = |h: i64| {
+            let t = (local + chrono::Duration::hours(h)).time();
+            NaiveTime::from_hms_opt(t.hour(), t.minute(), 0).unwrap_or(t)
+        };
+        Self {
+            open: at(hours),
+            close: at(hours + 1),
+            working_days_only: false,
+        }
+    }
+}
+
 mod hhmm {
     use chrono::NaiveTime;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -99,6 +116,15 @@ mod tests {
         assert!(h.is_open(at("2026-11-23T23:00:00+08:00"), &c));
         assert!(h.is_open(at("2026-11-24T07:59:00+08:00"), &c));
         assert!(!h.is_open(at("2026-11-24T12:00:00+08:00"), &c));
+    }
+
+    #[test]
+    fn hours_closed_now_are_closed_now_and_open_later() {
+        let c = cal();
+        let now = Utc::now();
+        let h = BusinessHours::closed_at(now, 2);
+        assert!(!h.is_open(now, &c));
+        assert!(h.is_open(now + chrono::Duration::minutes(150), &c));
     }
 
     #[test]

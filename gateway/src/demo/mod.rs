@@ -1,13 +1,16 @@
 //! `hotline-gateway demo`: the gateway on SQLite with simulated partners on loopback and a steady
 //! trickle of tickets both ways, so that everything can be watched working on one machine.
 
+mod transfers;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
-use contract_tests::behaviour::Behaviour;
+use contract_tests::behaviour::{Behaviour, CtiBehaviour};
+use contract_tests::home_cti_sim::HomeCtiSim;
 use contract_tests::mapped_sim::{MappedSim, MappedSimOptions};
 use contract_tests::samples::random_draft;
 use contract_tests::webhook_sim::{SimOptions, WebhookSim};
@@ -17,8 +20,9 @@ use serde_json::json;
 use crate::Gateway;
 use crate::config::{
     AdapterKind, Config, PartnerConfig, PrivacyConfig, RetryConfig, RouteConfig, ServerConfig,
-    SlaConfig, StoreConfig,
+    SlaConfig, StoreConfig, TransfersConfig,
 };
+use crate::transfer::hours::BusinessHours;
 
 pub struct DemoOptions {
     pub data_dir: PathBuf,
@@ -121,6 +125,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             p.poll_url = Some(sim.outbox_url());
             p.poll_ack_url = Some(sim.outbox_ack_url());
         }
+        // Their call centres: 12345 is always busy; the others take transfers.
+        p.transfer_url = Some(sim.cti_url());
+        if *id == "12345" {
+            sim.set_cti(CtiBehaviour::Refuse(hotline_model::RefusalReason::Busy));
+        }
         partners.insert((*id).to_owned(), p);
         sims.push(sim);
     }
@@ -143,7 +152,17 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         partner(AdapterKind::Webhook, down.url(), ours, theirs),
     );
 
+    // The 12348 CTI: takes the partners' callers and hears how transfers ended.
+    let home_cti = HomeCtiSim::start(None).await?;
+    let closed = BusinessHours::closed_at(chrono::Utc::now(), 2);
     let config = Config {
+        transfers: TransfersConfig {
+            home_cti_url: Some(home_cti.url()),
+            answer_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(20),
+            hours: BTreeMap::from([("12338".to_owned(), closed.clone())]),
+            ..TransfersConfig::default()
+        },
         server: ServerConfig {
             listen: opts.listen,
             ..ServerConfig::default()
@@ -207,6 +226,15 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         down.url()
     );
     println!("  路由 routes: 12345 投诉 → 12315；12345 劳动争议 (9.*) → 12333");
+    println!("  三方通话 transfers:       {base}/api/v1/transfers");
+    println!("  转接统计 transfer stats:  {base}/api/v1/stats/transfers");
+    println!(
+        "    → 12333 接通 completed；→ 12345 坐席忙转工单 busy → ticket；→ 12315 未接通超时转工单 \
+         expired → ticket；→ 12338 非营业时间 ({}–{}) 直接转工单 closed → ticket；12345 → 12348 转入 inbound",
+        closed.open.format("%H:%M"),
+        closed.close.format("%H:%M")
+    );
+    println!("    本地 CTI 模拟 home CTI:  {}", home_cti.url());
     println!(
         "  每 {:?} 从 12348 发出一张工单，各合作方也向 12348 转办工单。",
         opts.interval
@@ -218,10 +246,16 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     println!("  按 Ctrl-C 停止 press Ctrl-C to stop.");
     println!();
 
+    let calls = tokio::spawn(transfers::run(
+        base.clone(),
+        sims.clone(),
+        opts.interval * 2,
+    ));
     let trickle = tokio::spawn(trickle(base, sims, down, opts.interval));
     tokio::signal::ctrl_c().await?;
     println!("正在停止 stopping…");
     trickle.abort();
+    calls.abort();
     gateway.shutdown().await
 }
 
