@@ -272,6 +272,10 @@ async fn ops_endpoints_and_the_generated_openapi_document() {
         "/api/v1/stats",
         "/api/v1/stats/units",
         "/api/v1/admin/calendar/reload",
+        "/api/v1/transfers",
+        "/api/v1/transfers/{id}",
+        "/api/v1/transfers/{id}/events",
+        "/api/v1/stats/transfers",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -283,6 +287,8 @@ async fn ops_endpoints_and_the_generated_openapi_document() {
     }
     assert!(paths["/api/v1/tickets"]["post"]["responses"]["422"].is_object());
     assert!(doc["components"]["schemas"]["TicketDraft"].is_object());
+    assert!(paths["/api/v1/transfers/{id}/events"]["post"]["responses"]["409"].is_object());
+    assert!(doc["components"]["schemas"]["TransferState"].is_object());
     assert_eq!(
         doc,
         serde_json::to_value(hotline_gateway::api::openapi()).unwrap()

@@ -115,3 +115,31 @@ fn a_missing_calendar_folder_is_a_problem() {
         problems[0].message
     );
 }
+
+#[test]
+fn transfer_settings_are_checked() {
+    let text = r#"
+[partners.p1]
+adapter = "webhook"
+url = "http://127.0.0.1:9/"
+transfer_url = "ftp://cti"
+signing_secret = "whsec_c2lnbmluZy1zZWNyZXQtZm9yLWRlbW8hIQ=="
+verify_secret = "whsec_dmVyaWZ5LXNlY3JldC1mb3ItZGVtbyEhIQ=="
+
+[transfers]
+connect_timeout = "0s"
+
+[transfers.hours.nobody]
+open = "08:30"
+close = "17:30"
+"#;
+    let problems = Config::from_toml(text, no_env()).unwrap_err();
+    let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"partners.p1.transfer_url"), "{problems:?}");
+    assert!(keys.contains(&"transfers.connect_timeout"), "{problems:?}");
+    assert!(keys.contains(&"transfers.hours.nobody"), "{problems:?}");
+    let bad_time = "[transfers.hours.p1]\nopen = \"8h\"\nclose = \"17:30\"\n";
+    let problems = Config::from_toml(bad_time, no_env()).unwrap_err();
+    assert!(problems[0].message.contains("not a time like 08:30"), "{problems:?}");
+    assert_eq!(problems[0].key, "transfers.hours.p1.open");
+}
