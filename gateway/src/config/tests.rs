@@ -140,6 +140,9 @@ close = "17:30"
     assert!(keys.contains(&"transfers.hours.nobody"), "{problems:?}");
     let bad_time = "[transfers.hours.p1]\nopen = \"8h\"\nclose = \"17:30\"\n";
     let problems = Config::from_toml(bad_time, no_env()).unwrap_err();
-    assert!(problems[0].message.contains("not a time like 08:30"), "{problems:?}");
+    assert!(
+        problems[0].message.contains("not a time like 08:30"),
+        "{problems:?}"
+    );
     assert_eq!(problems[0].key, "transfers.hours.p1.open");
 }
