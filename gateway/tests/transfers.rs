@@ -593,6 +593,48 @@ async fn an_inbound_transfer_from_12345_is_answered_by_the_home_cti() {
 }
 
 #[tokio::test]
+async fn every_partner_offers_transfers_in_its_own_dialect() {
+    let w = world(Duration::from_secs(5)).await;
+    let offer: Value = serde_json::from_slice(
+        &std::fs::read(mappings().join("canonical/transfer_request.json")).unwrap(),
+    )
+    .unwrap();
+    for (i, p) in ["12315", "12333", "12338"].into_iter().enumerate() {
+        let mut o = offer.clone();
+        o["transfer"]["id"] = json!(format!("{p}-OFFER-1"));
+        let (status, answer) = w.sim(p).offer_transfer(&o).await.unwrap();
+        assert_eq!(status, 200, "{p}");
+        let (id, answer) = answer.unwrap_or_else(|e| panic!("{p}: {e}"));
+        assert_eq!(id, format!("{p}-OFFER-1"));
+        assert!(
+            matches!(answer, TransferAnswer::Granted(_)),
+            "{p}: {answer:?}"
+        );
+        assert_eq!(w.home.asks()[i]["partner"], p);
+    }
+    w.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_confidential_caller_is_not_named_to_the_partner() {
+    let w = world(Duration::from_secs(5)).await;
+    let mut req = request("C-800", "12315");
+    req["ticket"]["confidential"] = json!(true);
+    let (status, t) = w.post("/api/v1/transfers", &req).await;
+    assert_eq!(status, 201, "{t}");
+    let offer = &w.sim("12315").offers()[0].envelope;
+    assert!(offer["ticket"].get("caller").is_none(), "{offer}");
+    assert_eq!(offer["ticket"]["confidential"], true);
+    assert_eq!(offer["ticket"]["title"], "转接 C-800");
+    let wire = String::from_utf8(w.sim("12315").offer_bytes()[0].clone()).unwrap();
+    assert!(
+        !wire.contains("13912345678") && !wire.contains("王强"),
+        "{wire}"
+    );
+    w.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_restart_during_transfers_resumes_them() {
     let w = world(Duration::from_secs(4)).await;
     let live = w.transfer("C-700", "12333").await;
