@@ -219,3 +219,56 @@ fn calendar_commands_check_working_days_by_hand() {
     assert!(!ok);
     assert!(err.contains("2026-02-30"), "{err}");
 }
+
+/// The container image's configuration (deploy/Dockerfile: the example file plus its `ENV`
+/// overrides) passes `check-config`, with the image's paths pointed at this checkout.
+#[test]
+fn the_container_configuration_is_valid() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dockerfile = std::fs::read_to_string(root.join("deploy/Dockerfile")).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    // Continuation lines joined, then each `ENV K=V K=V` instruction split into pairs.
+    let joined = dockerfile.replace("\\\n", " ");
+    let env: Vec<(String, String)> = joined
+        .lines()
+        .filter_map(|l| l.strip_prefix("ENV "))
+        .flat_map(str::split_whitespace)
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| {
+            let v = v
+                .replace("/opt/hotline-gateway", &root.display().to_string())
+                .replace(
+                    "/var/lib/hotline-gateway",
+                    &data.path().display().to_string(),
+                );
+            (k.to_owned(), v)
+        })
+        .collect();
+    assert!(
+        env.iter().any(|(k, _)| k == "HOTLINE_GATEWAY__STORE__PATH"),
+        "no store path among the image's ENV: {env:?}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
+        .args([
+            "check-config",
+            "--config",
+            "deploy/config/gateway.example.toml",
+        ])
+        .current_dir(&root)
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every file the image copies exists.
+    for line in dockerfile
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let src = line.split_whitespace().nth(1).unwrap();
+        assert!(root.join(src).exists(), "{line}: {src} missing");
+    }
+}
