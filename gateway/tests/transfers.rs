@@ -138,15 +138,21 @@ impl World {
     }
 
     async fn restart(self) -> World {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Stops the gateway and starts it again on the same database, with `tweak` applied.
+    async fn restart_with(self, tweak: impl FnOnce(&mut Config)) -> World {
         let World {
             gateway,
             sims,
             home,
-            config,
+            mut config,
             _dir,
             ..
         } = self;
         gateway.shutdown().await.unwrap();
+        tweak(&mut config);
         boot(sims, home, config, _dir).await
     }
 
@@ -684,5 +690,53 @@ async fn a_restart_during_transfers_resumes_them() {
         "{b}"
     );
     assert_eq!(b["success_rate"], 0.0);
+    w.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_fallback_that_cannot_be_filed_raises_an_alert_once() {
+    let w = world(Duration::from_millis(1500)).await;
+    let t = w.transfer("C-900", "12315").await;
+    assert_eq!(t["state"], "granted");
+    let id = t["id"].as_str().unwrap().to_owned();
+    // 12315 leaves the configuration before the grant runs out.
+    let w = w
+        .restart_with(|c| {
+            c.partners.remove("12315");
+        })
+        .await;
+    let d = w.wait_state(&id, "expired").await;
+    let d = wait_until(WAIT, || async {
+        let d = w.detail(&id).await;
+        d["transfer"]["fallback_error"].is_string().then_some(d)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no fallback error recorded: {d}"));
+    assert!(
+        d["transfer"]["fallback_error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown partner `12315`"),
+        "{d}"
+    );
+    let (s, alerts) = w.get("/api/v1/alerts?kind=transfer_unfiled").await;
+    assert_eq!(s, 200, "{alerts}");
+    assert_eq!(alerts.as_array().unwrap().len(), 1, "{alerts}");
+    assert!(
+        alerts[0]["message"].as_str().unwrap().contains(&id),
+        "{alerts}"
+    );
+    // Not tried again round after round.
+    let entries = d["log"].as_array().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let later = w.detail(&id).await;
+    assert_eq!(later["log"].as_array().unwrap().len(), entries, "{later}");
+    assert_eq!(
+        log_kinds(&later)
+            .iter()
+            .filter(|k| k.starts_with("fallback"))
+            .count(),
+        1
+    );
     w.gateway.shutdown().await.unwrap();
 }

@@ -337,6 +337,8 @@ pub enum AlertKind {
     RepeatCaller,
     /// A deadline reaches a year whose working-day calendar is not loaded.
     CalendarMissing,
+    /// 转接工单未生成: a transfer that did not happen could not become a ticket.
+    TransferUnfiled,
 }
 
 impl AlertKind {
@@ -346,6 +348,7 @@ impl AlertKind {
             Self::Overdue => "overdue",
             Self::RepeatCaller => "repeat_caller",
             Self::CalendarMissing => "calendar_missing",
+            Self::TransferUnfiled => "transfer_unfiled",
         }
     }
 }

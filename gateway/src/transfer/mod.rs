@@ -26,7 +26,7 @@ use crate::config::TransfersConfig;
 use crate::delivery::DeliveryEngine;
 use crate::intake::{CreateTicket, Intake, IntakeError};
 use crate::sla::Sla;
-use crate::store::{Store, StoreError};
+use crate::store::{AlertKind, NewAlert, Store, StoreError};
 use home_cti::HomeCti;
 use machine::{CallEvent, Step, TransferState};
 use record::{Direction, EntryOutcome, Transfer, TransferEntry, TransferInsert};
@@ -165,6 +165,7 @@ impl Transfers {
             // Only reached when the gateway stopped while waiting for the answer.
             deadline_at: Some(now + to_chrono(self.config.answer_timeout) + grace),
             fallback_ticket_id: None,
+            fallback_error: None,
             notify_pending: false,
             version: 1,
             updated_at: now,
@@ -369,11 +370,47 @@ impl Transfers {
         }
         match self.file_fallback(t.clone()).await {
             Ok(t) => t,
+            Err(TransferError::Invalid(problems)) => self.unfiled(t, problems).await,
             Err(e) => {
                 tracing::warn!(transfer = %t.id, error = %e, "fallback ticket not filed yet; will retry");
                 t
             }
         }
+    }
+
+    /// The fallback ticket cannot be filed as things stand (its partner is no longer configured,
+    /// say): recorded, raised as an alert for ops, and not tried again.
+    async fn unfiled(&self, mut t: Transfer, problems: Vec<FieldError>) -> Transfer {
+        let reason = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        tracing::error!(transfer = %t.id, %reason, "fallback ticket cannot be filed");
+        let alert = NewAlert {
+            key: format!("transfer-unfiled:{}", t.id),
+            kind: AlertKind::TransferUnfiled,
+            ticket_id: None,
+            party: Some(t.partner.clone()),
+            message: format!(
+                "三方通话转接未成功且未能生成工单，请人工处理 / transfer {} to {} did not happen and \
+                 no ticket could be filed: {reason}",
+                t.id, t.partner
+            ),
+            detail: serde_json::json!({"transfer_id": t.id, "call_id": t.call_id, "reason": reason}),
+        };
+        if let Err(e) = self.store.raise_alert(alert).await {
+            tracing::warn!(transfer = %t.id, error = %e, "alert not raised; will retry");
+            return t;
+        }
+        t.fallback_error = Some(reason.clone());
+        let entry =
+            TransferEntry::new(t.id, "fallback", "gateway", EntryOutcome::Rejected).detail(reason);
+        match self.save(&mut t, vec![entry]).await {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(transfer = %t.id, error = %e, "will retry"),
+        }
+        t
     }
 
     async fn file_fallback(&self, mut t: Transfer) -> Result<Transfer, TransferError> {
@@ -422,7 +459,16 @@ impl Transfers {
                         },
                     )
                     .await
-                    .map_err(|e| StoreError::Database(e.to_string()))?;
+                    .map_err(|e| {
+                        if e.status.is_client_error() {
+                            TransferError::Invalid(vec![FieldError::new(
+                                e.field.unwrap_or_else(|| "ticket".into()),
+                                e.reason,
+                            )])
+                        } else {
+                            StoreError::Database(e.to_string()).into()
+                        }
+                    })?;
                 match reply {
                     IngressReply::TicketAccepted { ticket_id, .. }
                     | IngressReply::EventRecorded { ticket_id, .. } => ticket_id,

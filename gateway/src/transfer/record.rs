@@ -69,6 +69,9 @@ pub struct Transfer {
     /// The ticket filed because the transfer did not happen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_ticket_id: Option<Uuid>,
+    /// Why the fallback ticket could not be filed (an alert was raised); it is not tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_error: Option<String>,
     /// The home CTI has not yet been told of the latest outcome.
     pub notify_pending: bool,
     /// Bumped by every change; a change made on an older version is refused.
@@ -79,7 +82,9 @@ pub struct Transfer {
 impl Transfer {
     /// The fallback ticket is still to be filed.
     pub fn fallback_due(&self) -> bool {
-        self.state.needs_fallback() && self.fallback_ticket_id.is_none()
+        self.state.needs_fallback()
+            && self.fallback_ticket_id.is_none()
+            && self.fallback_error.is_none()
     }
 }
 

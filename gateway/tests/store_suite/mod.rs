@@ -501,6 +501,7 @@ fn transfer(direction: Direction, partner_ref: Option<&str>) -> Transfer {
         ended_at: None,
         deadline_at: Some(now + chrono::Duration::seconds(60)),
         fallback_ticket_id: None,
+        fallback_error: None,
         notify_pending: false,
         version: 1,
         updated_at: now,
