@@ -8,5 +8,6 @@ pub mod golden;
 pub mod home_cti_sim;
 pub mod mapped_sim;
 pub mod samples;
+pub mod wait;
 pub mod webhook_sim;
 pub mod xsd;

@@ -614,14 +614,4 @@ async fn cti(State(sim): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> 
     }
 }
 
-/// Waits until `f` holds or `within` passes.
-pub async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    f()
-}
+pub use crate::wait::eventually;

@@ -401,7 +401,13 @@ async fn granted_but_never_connected_expires_into_a_ticket_and_the_cti_is_told()
         notice["message"].as_str().unwrap().contains("已转为工单"),
         "{notice}"
     );
-    // A connection reported after the expiry is too late, and is recorded as refused.
+    // Once the notice is recorded, a connection reported after the expiry is too late, and is
+    // recorded as refused.
+    wait_until(WAIT, || async {
+        (w.detail(id).await["transfer"]["notify_pending"] == false).then_some(())
+    })
+    .await
+    .expect("the notice is recorded");
     let (status, body) = w.event(id, "connected", None).await;
     assert_eq!(status, 409, "{body}");
     let kinds = log_kinds(&w.detail(id).await);
@@ -708,7 +714,9 @@ async fn a_fallback_that_cannot_be_filed_raises_an_alert_once() {
     let d = w.wait_state(&id, "expired").await;
     let d = wait_until(WAIT, || async {
         let d = w.detail(&id).await;
-        d["transfer"]["fallback_error"].is_string().then_some(d)
+        let settled =
+            d["transfer"]["fallback_error"].is_string() && d["transfer"]["notify_pending"] == false;
+        settled.then_some(d)
     })
     .await
     .unwrap_or_else(|| panic!("no fallback error recorded: {d}"));

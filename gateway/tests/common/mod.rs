@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
+
 use std::time::Duration;
 
 use contract_tests::samples::random_draft;
@@ -205,23 +205,8 @@ impl Harness {
     }
 }
 
-/// Polls `check` every 20 ms until it yields a value or `within` passes.
-pub async fn wait_until<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+#[allow(unused_imports)]
+pub use contract_tests::wait::wait_until;
 
 pub fn first_delivery(created: &Value) -> String {
     created["deliveries"][0]
