@@ -3,9 +3,10 @@
 //! checks our signature, decodes every delivery strictly (required fields, codes, times,
 //! encoding), answers in the partner's dialect, and plays the partner's side towards the gateway.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,12 @@ struct Inner {
     cti: Mutex<CtiBehaviour>,
     offers: Mutex<Vec<Received>>,
     offer_raw: Mutex<Vec<Vec<u8>>>,
+    /// Message ids taken, for deduplication.
+    seen: Mutex<HashSet<String>>,
+    /// When each message was first taken: (the ticket's origin number, or the message id; Unix ms).
+    arrivals: Mutex<Vec<(String, i64)>>,
+    /// Keep only ids and arrival times, not every message (benchmarks).
+    lean: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -98,6 +105,9 @@ impl MappedSim {
             cti: Mutex::new(CtiBehaviour::Grant),
             offers: Mutex::default(),
             offer_raw: Mutex::default(),
+            seen: Mutex::default(),
+            arrivals: Mutex::default(),
+            lean: AtomicBool::new(false),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
@@ -106,6 +116,7 @@ impl MappedSim {
             .route("/outbox", axum::routing::get(outbox))
             .route("/outbox/ack", post(outbox_ack))
             .route("/cti", post(cti))
+            .route("/stats", axum::routing::get(stats))
             .with_state(Arc::clone(&inner));
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -122,6 +133,17 @@ impl MappedSim {
     /// The partner CTI's endpoint for transfer offers.
     pub fn cti_url(&self) -> String {
         format!("http://{}/cti", self.addr)
+    }
+
+    /// Keeps only message ids and arrival times (for long benchmark runs).
+    pub fn set_lean(&self, lean: bool) {
+        self.inner.lean.store(lean, Ordering::Relaxed);
+    }
+
+    /// When each message was first taken: the ticket's origin number (or the message id) and
+    /// Unix milliseconds. Also at `GET /stats`.
+    pub fn arrivals(&self) -> Vec<(String, i64)> {
+        lock(&self.inner.arrivals).clone()
     }
 
     pub fn set_cti(&self, b: CtiBehaviour) {
@@ -443,10 +465,8 @@ fn handle(sim: &Arc<Inner>, headers: &HeaderMap, body: &[u8]) -> (Response, Stri
             .or_insert_with(|| format!("{}-SIM-{next:06}", sim.partner))
             .clone()
     };
-    let first_dispatch = translation.message_type == "dispatch"
-        && !lock(&sim.received)
-            .iter()
-            .any(|r| r.message_id == message_id);
+    let first_dispatch =
+        translation.message_type == "dispatch" && !lock(&sim.seen).contains(&message_id);
     if let (true, Some(delay)) = (first_dispatch, *lock(&sim.auto_reply)) {
         let (sim, number) = (Arc::clone(sim), number.clone());
         let ticket = doc["ticket"]["id"].clone();
@@ -482,10 +502,14 @@ fn handle(sim: &Arc<Inner>, headers: &HeaderMap, body: &[u8]) -> (Response, Stri
             }
         });
     }
-    {
-        let mut received = lock(&sim.received);
-        if !received.iter().any(|r| r.message_id == message_id) {
-            received.push(Received {
+    if lock(&sim.seen).insert(message_id.clone()) {
+        let key = doc["ticket"]["external_id"]
+            .as_str()
+            .unwrap_or(&message_id)
+            .to_owned();
+        lock(&sim.arrivals).push((key, chrono::Utc::now().timestamp_millis()));
+        if !sim.lean.load(Ordering::Relaxed) {
+            lock(&sim.received).push(Received {
                 message_id: message_id.clone(),
                 message_type: translation.message_type.clone(),
                 envelope: doc,
@@ -520,6 +544,17 @@ fn handle(sim: &Arc<Inner>, headers: &HeaderMap, body: &[u8]) -> (Response, Stri
         sim.answer(StatusCode::OK, &success, "成功", Some(&number)),
         message_id,
     )
+}
+
+/// `GET /stats`: how many messages were taken, and when each arrived.
+async fn stats(State(sim): State<Arc<Inner>>) -> Response {
+    let arrivals = lock(&sim.arrivals).clone();
+    axum::Json(serde_json::json!({
+        "taken": arrivals.len(),
+        "hits": lock(&sim.hits).len(),
+        "arrivals": arrivals,
+    }))
+    .into_response()
 }
 
 /// The partner CTI: checks the offer as strictly as a delivery, then answers it as told.

@@ -1,0 +1,444 @@
+//! The benchmark harness: the real `hotline-gateway serve` process, partner simulators and the
+//! load generator as separate processes on loopback. Prints a table, and as its last line one
+//! JSON object with the figures.
+//!
+//! ```sh
+//! cargo build --release -p hotline-gateway
+//! cargo run --release -p contract-tests --bin bench -- relay --tickets 50000
+//! ```
+//!
+//! Scenarios: `relay` (12345 XML in, routed to 12315 JSON, acknowledged). The crash, faults and
+//! backlog scenarios are still to come.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use hotline_adapters::mapped::load_folder;
+use hotline_adapters::signature::Signer;
+use http::HeaderMap;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const GATEWAY_SECRET: &str = "bench-gateway-secret-0001";
+const PARTNER_SECRET: &str = "bench-partner-secret-0001";
+
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// N tickets as 12345 XML to the gateway's 12345 ingress, routed to 12315 (JSON, HMAC-SM3),
+    /// acknowledged by the 12315 simulator; the same load against a trivial server for the
+    /// ceiling; then an open-loop load at half the measured maximum.
+    Relay {
+        #[arg(long, default_value_t = 50_000)]
+        tickets: usize,
+        /// Requests in flight at once (closed loop).
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// How long the open-loop phase offers load.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        open_loop: Duration,
+    },
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `name` beside this binary (target/release/…).
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name(name);
+    if !path.exists() {
+        bail!(
+            "{} not found; build it first: cargo build --release -p {}",
+            path.display(),
+            if name == "hotline-gateway" {
+                "hotline-gateway"
+            } else {
+                "contract-tests --bins"
+            }
+        );
+    }
+    Ok(path)
+}
+
+/// Starts a process that prints `listening <url>` first; returns it and the URL.
+async fn spawn_listening(mut cmd: Command) -> anyhow::Result<(Proc, String)> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting a simulator")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let proc = Proc(child);
+    let mut lines = BufReader::new(tokio::process::ChildStdout::from_std(stdout)?).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .context("the simulator did not start in time")??
+        .context("the simulator exited")?;
+    let url = line
+        .strip_prefix("listening ")
+        .context("unexpected first line")?
+        .to_owned();
+    // Keep draining its output so that it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((proc, url))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
+}
+
+/// 12345's dispatch messages, one per ticket number, signed as 12345.
+struct Load {
+    template: String,
+    signer: Signer,
+    content_type: String,
+}
+
+impl Load {
+    fn new() -> anyhow::Result<Self> {
+        let dir = repo().join("mappings/12345");
+        let (_, profile) = load_folder(&dir)?;
+        Ok(Self {
+            template: std::fs::read_to_string(dir.join("samples/dispatch.xml"))?,
+            signer: Signer {
+                spec: profile.signature.clone(),
+                app_id: "hotline-12348".into(),
+                our_secret: GATEWAY_SECRET.into(),
+                their_secret: PARTNER_SECRET.into(),
+            },
+            content_type: profile.content_type,
+        })
+    }
+
+    fn number(i: usize) -> String {
+        format!("BENCH-{i:08}")
+    }
+
+    fn request(&self, i: usize) -> anyhow::Result<(HeaderMap, Vec<u8>)> {
+        let body = self
+            .template
+            .replace("12345-MSG-20261123-0001", &format!("M-{}", Self::number(i)))
+            .replace("SD12345-2026112300017", &Self::number(i))
+            .replace("13953112345", &format!("139{:08}", i % 100_000_000))
+            .into_bytes();
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", self.content_type.parse()?);
+        self.signer.sign_as_partner(&mut headers, &body)?;
+        Ok((headers, body))
+    }
+}
+
+/// Sends tickets `range` with `concurrency` in flight; returns (send time as Unix ms, latency ms,
+/// ok) per ticket.
+async fn closed_loop(
+    client: &reqwest::Client,
+    load: &Arc<Load>,
+    url: &str,
+    range: std::ops::Range<usize>,
+    concurrency: usize,
+) -> Vec<(usize, i64, f64, bool)> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(range.start));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (client, load, url, next) = (
+            client.clone(),
+            Arc::clone(load),
+            url.to_owned(),
+            Arc::clone(&next),
+        );
+        let end = range.end;
+        tasks.spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= end {
+                    break;
+                }
+                out.push(send_one(&client, &load, &url, i).await);
+            }
+            out
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r.unwrap_or_default());
+    }
+    all
+}
+
+async fn send_one(
+    client: &reqwest::Client,
+    load: &Load,
+    url: &str,
+    i: usize,
+) -> (usize, i64, f64, bool) {
+    let sent_ms = chrono::Utc::now().timestamp_millis();
+    let started = Instant::now();
+    let ok = match load.request(i) {
+        Ok((headers, body)) => match client.post(url).headers(headers).body(body).send().await {
+            Ok(r) => {
+                let ok = r.status().is_success();
+                let _ = r.bytes().await;
+                ok
+            }
+            Err(_) => false,
+        },
+        Err(_) => false,
+    };
+    (i, sent_ms, started.elapsed().as_secs_f64() * 1000.0, ok)
+}
+
+async fn relay(tickets: usize, concurrency: usize, open_loop: Duration) -> anyhow::Result<()> {
+    let gateway_bin = sibling("hotline-gateway")?;
+    let sim_bin = sibling("sim")?;
+    let work = tempfile::tempdir()?;
+    let load = Arc::new(Load::new()?);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+
+    // The ceiling: the same load generator against a server that only reads and answers 200.
+    let (_trivial, trivial_url) = spawn_listening({
+        let mut c = Command::new(&sim_bin);
+        c.arg("--trivial");
+        c
+    })
+    .await?;
+    let t = Instant::now();
+    let ceiling_run = closed_loop(
+        &client,
+        &load,
+        &format!("{trivial_url}/partners/12345/messages"),
+        0..tickets,
+        concurrency,
+    )
+    .await;
+    let ceiling_per_s =
+        ceiling_run.iter().filter(|r| r.3).count() as f64 / t.elapsed().as_secs_f64();
+
+    // The 12315 simulator, and the gateway routing everything from 12345 to it.
+    let (_sim, sim_url) = spawn_listening({
+        let mut c = Command::new(&sim_bin);
+        c.args(["--partner-dir"])
+            .arg(repo().join("mappings/12315"))
+            .args(["--gateway-secret", GATEWAY_SECRET])
+            .args(["--partner-secret", PARTNER_SECRET]);
+        c
+    })
+    .await?;
+    let port = free_port()?;
+    let config = work.path().join("gateway.toml");
+    let mappings = repo().join("mappings");
+    std::fs::write(
+        &config,
+        format!(
+            r#"mappings_dir = "{m}"
+[server]
+listen = "127.0.0.1:{port}"
+[store]
+path = "{db}"
+[delivery]
+poll_interval = "200ms"
+claim_batch = 256
+[sla]
+calendar_dir = "{m}/calendar"
+[privacy]
+caller_hash_key = "bench-caller-hash-key-0001"
+[partners.12345]
+adapter = "mapped"
+url = "http://127.0.0.1:9/unused"
+signing_secret = "{GATEWAY_SECRET}"
+verify_secret = "{PARTNER_SECRET}"
+[partners.12315]
+adapter = "mapped"
+url = "{sim_url}/inbox"
+signing_secret = "{GATEWAY_SECRET}"
+verify_secret = "{PARTNER_SECRET}"
+concurrency = 32
+[[routes]]
+from = "12345"
+to = "12315"
+"#,
+            m = mappings.display(),
+            db = work.path().join("bench.db").display(),
+        ),
+    )?;
+    let gateway = Proc(
+        Command::new(&gateway_bin)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let pid = gateway.0.id();
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = Instant::now();
+    while client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map_or(true, |r| !r.status().is_success())
+    {
+        if ready.elapsed() > Duration::from_secs(30) {
+            bail!("the gateway did not become ready");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ingress = format!("{base}/partners/12345/messages");
+
+    let t = Instant::now();
+    let run = closed_loop(&client, &load, &ingress, 0..tickets, concurrency).await;
+    let accept_s = t.elapsed().as_secs_f64();
+    let accepted = run.iter().filter(|r| r.3).count();
+    // Wait for the simulator to have taken every accepted ticket.
+    let stats = loop {
+        let s: Value = client
+            .get(format!("{sim_url}/stats"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if s["taken"].as_u64().unwrap_or(0) as usize >= accepted {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            bail!("only {} of {accepted} tickets reached 12315", s["taken"]);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let e2e_s = t.elapsed().as_secs_f64();
+    let sent: std::collections::HashMap<String, i64> =
+        run.iter().map(|r| (Load::number(r.0), r.1)).collect();
+    let mut e2e: Vec<f64> = stats["arrivals"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| {
+                    let at = x[1].as_i64()?;
+                    let from = sent.get(x[0].as_str()?)?;
+                    Some((at - from) as f64)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    e2e.sort_by(f64::total_cmp);
+    let mut accept: Vec<f64> = run.iter().filter(|r| r.3).map(|r| r.2).collect();
+    accept.sort_by(f64::total_cmp);
+    let accepted_per_s = accepted as f64 / accept_s;
+    let acked_per_s = accepted as f64 / e2e_s;
+
+    // Open loop at half the measured maximum: a fixed arrival rate, whatever the answers.
+    let rate = (accepted_per_s / 2.0).max(1.0);
+    let n_open = (rate * open_loop.as_secs_f64()) as usize;
+    let gap = Duration::from_secs_f64(1.0 / rate);
+    let mut tick = tokio::time::interval(gap);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in tickets..tickets + n_open {
+        tick.tick().await;
+        let (client, load, url) = (client.clone(), Arc::clone(&load), ingress.clone());
+        tasks.spawn(async move { send_one(&client, &load, &url, i).await });
+    }
+    let mut open: Vec<f64> = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(r) = r
+            && r.3
+        {
+            open.push(r.2);
+        }
+    }
+    open.sort_by(f64::total_cmp);
+    let rss = peak_rss_mb(pid).unwrap_or(f64::NAN);
+    drop(gateway);
+
+    let figures = json!({
+        "scenario": "relay",
+        "tickets": tickets,
+        "concurrency": concurrency,
+        "accepted": accepted,
+        "accepted_per_s": accepted_per_s.round(),
+        "acked_per_s": acked_per_s.round(),
+        "accept_p50_ms": percentile(&accept, 0.5),
+        "accept_p99_ms": percentile(&accept, 0.99),
+        "e2e_p99_ms": percentile(&e2e, 0.99),
+        "peak_rss_mb": rss,
+        "ceiling_per_s": ceiling_per_s.round(),
+        "ratio": acked_per_s / ceiling_per_s,
+        "open_loop_rate_per_s": rate.round(),
+        "open_loop_sent": n_open,
+        "open_loop_accept_p99_ms": percentile(&open, 0.99),
+    });
+    println!("relay: 12345 XML → gateway → 12315 JSON (acknowledged), {concurrency} in flight");
+    println!("  tickets accepted        {accepted} of {tickets}");
+    println!("  accepted per second     {accepted_per_s:.0}");
+    println!("  acknowledged per second {acked_per_s:.0}   (end to end)");
+    println!(
+        "  accept p50 / p99        {:.1} / {:.1} ms",
+        percentile(&accept, 0.5),
+        percentile(&accept, 0.99)
+    );
+    println!("  end-to-end p99          {:.1} ms", percentile(&e2e, 0.99));
+    println!("  gateway peak RSS        {rss:.1} MB");
+    println!("  ceiling (trivial 200)   {ceiling_per_s:.0} per second");
+    println!(
+        "  ratio acked / ceiling   {:.3}",
+        acked_per_s / ceiling_per_s
+    );
+    println!(
+        "  open loop at {rate:.0}/s    {} sent, accept p99 {:.1} ms",
+        n_open,
+        percentile(&open, 0.99)
+    );
+    println!("{figures}");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Args::parse().scenario {
+        Scenario::Relay {
+            tickets,
+            concurrency,
+            open_loop,
+        } => relay(tickets, concurrency.max(1), open_loop).await,
+    }
+}
