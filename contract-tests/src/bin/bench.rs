@@ -7,8 +7,8 @@
 //! cargo run --release -p contract-tests --bin bench -- relay --tickets 50000
 //! ```
 //!
-//! Scenarios: `relay` (12345 XML in, routed to 12315 JSON, acknowledged). The crash, faults and
-//! backlog scenarios are still to come.
+//! Scenarios: `relay` (12345 XML in, routed to 12315 JSON, acknowledged, against the ceiling) and
+//! `crash` (SIGKILL under load). The faults and backlog scenarios are still to come.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -46,6 +46,14 @@ enum Scenario {
         /// How long the open-loop phase offers load.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         open_loop: Duration,
+    },
+    /// Load while the gateway is SIGKILLed at random moments and restarted; every accepted
+    /// ticket must reach 12315 exactly once in effect.
+    Crash {
+        #[arg(long, default_value_t = 10)]
+        kills: u32,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
     },
 }
 
@@ -225,6 +233,103 @@ async fn send_one(
     (i, sent_ms, started.elapsed().as_secs_f64() * 1000.0, ok)
 }
 
+/// The gateway's configuration: 12345 in, everything routed to the 12315 simulator.
+fn write_config(dir: &Path, port: u16, sim_url: &str) -> anyhow::Result<PathBuf> {
+    let config = dir.join("gateway.toml");
+    let mappings = repo().join("mappings");
+    std::fs::write(
+        &config,
+        format!(
+            r#"mappings_dir = "{m}"
+[server]
+listen = "127.0.0.1:{port}"
+[store]
+path = "{db}"
+[delivery]
+poll_interval = "200ms"
+claim_batch = 256
+[sla]
+calendar_dir = "{m}/calendar"
+[privacy]
+caller_hash_key = "bench-caller-hash-key-0001"
+[partners.12345]
+adapter = "mapped"
+url = "http://127.0.0.1:9/unused"
+signing_secret = "{GATEWAY_SECRET}"
+verify_secret = "{PARTNER_SECRET}"
+[partners.12315]
+adapter = "mapped"
+url = "{sim_url}/inbox"
+signing_secret = "{GATEWAY_SECRET}"
+verify_secret = "{PARTNER_SECRET}"
+concurrency = 32
+timeout = "5s"
+[partners.12315.retry]
+min_delay = "200ms"
+max_delay = "5s"
+[[routes]]
+from = "12345"
+to = "12315"
+"#,
+            m = mappings.display(),
+            db = dir.join("bench.db").display(),
+        ),
+    )?;
+    Ok(config)
+}
+
+/// Starts `hotline-gateway serve` and waits until it is ready.
+async fn start_gateway(
+    bin: &Path,
+    config: &Path,
+    client: &reqwest::Client,
+    base: &str,
+) -> anyhow::Result<Proc> {
+    let gateway = Proc(
+        Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let ready = Instant::now();
+    while client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map_or(true, |r| !r.status().is_success())
+    {
+        if ready.elapsed() > Duration::from_secs(30) {
+            bail!("the gateway did not become ready");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(gateway)
+}
+
+async fn sim_stats(client: &reqwest::Client, sim_url: &str) -> anyhow::Result<Value> {
+    Ok(client
+        .get(format!("{sim_url}/stats"))
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+async fn start_sim(sim_bin: &Path) -> anyhow::Result<(Proc, String)> {
+    spawn_listening({
+        let mut c = Command::new(sim_bin);
+        c.args(["--partner-dir"])
+            .arg(repo().join("mappings/12315"))
+            .args(["--gateway-secret", GATEWAY_SECRET])
+            .args(["--partner-secret", PARTNER_SECRET]);
+        c
+    })
+    .await
+}
+
 async fn relay(tickets: usize, concurrency: usize, open_loop: Duration) -> anyhow::Result<()> {
     let gateway_bin = sibling("hotline-gateway")?;
     let sim_bin = sibling("sim")?;
@@ -254,75 +359,12 @@ async fn relay(tickets: usize, concurrency: usize, open_loop: Duration) -> anyho
         ceiling_run.iter().filter(|r| r.3).count() as f64 / t.elapsed().as_secs_f64();
 
     // The 12315 simulator, and the gateway routing everything from 12345 to it.
-    let (_sim, sim_url) = spawn_listening({
-        let mut c = Command::new(&sim_bin);
-        c.args(["--partner-dir"])
-            .arg(repo().join("mappings/12315"))
-            .args(["--gateway-secret", GATEWAY_SECRET])
-            .args(["--partner-secret", PARTNER_SECRET]);
-        c
-    })
-    .await?;
+    let (_sim, sim_url) = start_sim(&sim_bin).await?;
     let port = free_port()?;
-    let config = work.path().join("gateway.toml");
-    let mappings = repo().join("mappings");
-    std::fs::write(
-        &config,
-        format!(
-            r#"mappings_dir = "{m}"
-[server]
-listen = "127.0.0.1:{port}"
-[store]
-path = "{db}"
-[delivery]
-poll_interval = "200ms"
-claim_batch = 256
-[sla]
-calendar_dir = "{m}/calendar"
-[privacy]
-caller_hash_key = "bench-caller-hash-key-0001"
-[partners.12345]
-adapter = "mapped"
-url = "http://127.0.0.1:9/unused"
-signing_secret = "{GATEWAY_SECRET}"
-verify_secret = "{PARTNER_SECRET}"
-[partners.12315]
-adapter = "mapped"
-url = "{sim_url}/inbox"
-signing_secret = "{GATEWAY_SECRET}"
-verify_secret = "{PARTNER_SECRET}"
-concurrency = 32
-[[routes]]
-from = "12345"
-to = "12315"
-"#,
-            m = mappings.display(),
-            db = work.path().join("bench.db").display(),
-        ),
-    )?;
-    let gateway = Proc(
-        Command::new(&gateway_bin)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let pid = gateway.0.id();
+    let config = write_config(work.path(), port, &sim_url)?;
     let base = format!("http://127.0.0.1:{port}");
-    let ready = Instant::now();
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map_or(true, |r| !r.status().is_success())
-    {
-        if ready.elapsed() > Duration::from_secs(30) {
-            bail!("the gateway did not become ready");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let gateway = start_gateway(&gateway_bin, &config, &client, &base).await?;
+    let pid = gateway.0.id();
     let ingress = format!("{base}/partners/12345/messages");
 
     let t = Instant::now();
@@ -331,12 +373,7 @@ to = "12315"
     let accepted = run.iter().filter(|r| r.3).count();
     // Wait for the simulator to have taken every accepted ticket.
     let stats = loop {
-        let s: Value = client
-            .get(format!("{sim_url}/stats"))
-            .send()
-            .await?
-            .json()
-            .await?;
+        let s = sim_stats(&client, &sim_url).await?;
         if s["taken"].as_u64().unwrap_or(0) as usize >= accepted {
             break s;
         }
@@ -432,6 +469,121 @@ to = "12315"
     Ok(())
 }
 
+/// Load while the gateway is killed with SIGKILL at random moments and restarted; then every
+/// ticket that got a 2xx must reach the partner, once in effect.
+async fn crash(kills: u32, concurrency: usize) -> anyhow::Result<()> {
+    let gateway_bin = sibling("hotline-gateway")?;
+    let sim_bin = sibling("sim")?;
+    let work = tempfile::tempdir()?;
+    let load = Arc::new(Load::new()?);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let (_sim, sim_url) = start_sim(&sim_bin).await?;
+    let port = free_port()?;
+    let config = write_config(work.path(), port, &sim_url)?;
+    let base = format!("http://127.0.0.1:{port}");
+    let ingress = format!("{base}/partners/12345/messages");
+    let mut gateway = start_gateway(&gateway_bin, &config, &client, &base).await?;
+
+    // The load: closed loop until told to stop; each ticket once, accepted or not.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (client, load, url, stop, next) = (
+            client.clone(),
+            Arc::clone(&load),
+            ingress.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&next),
+        );
+        senders.spawn(async move {
+            let mut accepted = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let r = send_one(&client, &load, &url, i).await;
+                if r.3 {
+                    accepted.push(Load::number(i));
+                } else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            accepted
+        });
+    }
+    for k in 0..kills {
+        let wait = Duration::from_millis(300 + rand::random_range(0..1700));
+        tokio::time::sleep(wait).await;
+        drop(gateway); // SIGKILL, then reaped
+        println!("  kill {} after {wait:?}", k + 1);
+        gateway = start_gateway(&gateway_bin, &config, &client, &base).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut accepted = std::collections::HashSet::new();
+    while let Some(r) = senders.join_next().await {
+        accepted.extend(r.unwrap_or_default());
+    }
+    let sent = next.load(std::sync::atomic::Ordering::Relaxed);
+    // Wait for every accepted ticket to arrive (or give up after two minutes).
+    let started = Instant::now();
+    let stats = loop {
+        let s = sim_stats(&client, &sim_url).await?;
+        let arrived: std::collections::HashSet<&str> = s["arrivals"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x[0].as_str()).collect())
+            .unwrap_or_default();
+        let missing = accepted
+            .iter()
+            .filter(|n| !arrived.contains(n.as_str()))
+            .count();
+        if missing == 0 || started.elapsed() > Duration::from_secs(120) {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    drop(gateway);
+    let mut per_ticket: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    for x in stats["arrivals"].as_array().into_iter().flatten() {
+        if let Some(n) = x[0].as_str() {
+            *per_ticket.entry(n).or_default() += 1;
+        }
+    }
+    let lost = accepted
+        .iter()
+        .filter(|n| !per_ticket.contains_key(n.as_str()))
+        .count();
+    let duplicate_effects = per_ticket.values().filter(|&&c| c > 1).count();
+    let taken = stats["taken"].as_u64().unwrap_or(0);
+    let raw_redeliveries = stats["hits"].as_u64().unwrap_or(0).saturating_sub(taken);
+    let figures = json!({
+        "scenario": "crash",
+        "kills": kills,
+        "sent": sent,
+        "accepted": accepted.len(),
+        "delivered_unique": per_ticket.len(),
+        "lost": lost,
+        "duplicate_effects": duplicate_effects,
+        "raw_redeliveries": raw_redeliveries,
+    });
+    println!("crash: SIGKILL under load, restart, check the partner's count");
+    println!("  kills                  {kills}");
+    println!("  tickets sent           {sent}");
+    println!("  accepted (2xx)         {}", accepted.len());
+    println!("  delivered (unique)     {}", per_ticket.len());
+    println!("  lost                   {lost}   (must be 0)");
+    println!("  duplicate effects      {duplicate_effects}   (must be 0)");
+    println!(
+        "  raw redeliveries       {raw_redeliveries}   (allowed: the partner dedups on the message id)"
+    );
+    println!("{figures}");
+    if lost > 0 || duplicate_effects > 0 {
+        bail!("{lost} lost, {duplicate_effects} duplicated");
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Args::parse().scenario {
@@ -440,5 +592,6 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             open_loop,
         } => relay(tickets, concurrency.max(1), open_loop).await,
+        Scenario::Crash { kills, concurrency } => crash(kills, concurrency.max(1)).await,
     }
 }
