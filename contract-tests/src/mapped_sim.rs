@@ -80,6 +80,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl MappedSim {
     pub async fn start(opts: MappedSimOptions<'_>) -> anyhow::Result<Self> {
+        Self::start_on(opts, 0).await
+    }
+
+    /// Starts on a given loopback port (0: any free one).
+    pub async fn start_on(opts: MappedSimOptions<'_>, port: u16) -> anyhow::Result<Self> {
         let (mapping, profile) = load_folder(opts.dir)?;
         let inner = Arc::new(Inner {
             partner: mapping.partner.clone(),
@@ -109,7 +114,7 @@ impl MappedSim {
             arrivals: Mutex::default(),
             lean: AtomicBool::new(false),
         });
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/inbox", post(inbox))

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Scenarios: `relay` (12345 XML in, routed to 12315 JSON, acknowledged, against the ceiling) and
-//! `crash` (SIGKILL under load). The faults and backlog scenarios are still to come.
+//! `crash` (SIGKILL under load) and `backlog` (a partner down while tickets queue). The faults
+//! scenario waits for the circuit breaker.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -53,6 +54,13 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         kills: u32,
         #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+    /// 12315 down while tickets queue for it, then up: drain rate, memory, disk per ticket.
+    Backlog {
+        #[arg(long, default_value_t = 1_000_000)]
+        tickets: usize,
+        #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
 }
@@ -319,9 +327,14 @@ async fn sim_stats(client: &reqwest::Client, sim_url: &str) -> anyhow::Result<Va
 }
 
 async fn start_sim(sim_bin: &Path) -> anyhow::Result<(Proc, String)> {
+    start_sim_on(sim_bin, 0).await
+}
+
+async fn start_sim_on(sim_bin: &Path, port: u16) -> anyhow::Result<(Proc, String)> {
     spawn_listening({
         let mut c = Command::new(sim_bin);
-        c.args(["--partner-dir"])
+        c.args(["--port", &port.to_string()])
+            .args(["--partner-dir"])
             .arg(repo().join("mappings/12315"))
             .args(["--gateway-secret", GATEWAY_SECRET])
             .args(["--partner-secret", PARTNER_SECRET]);
@@ -584,6 +597,93 @@ async fn crash(kills: u32, concurrency: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Bytes of the SQLite database with its WAL.
+fn disk_bytes(dir: &Path) -> u64 {
+    ["bench.db", "bench.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The partner is down while tickets queue for it, then comes up: how fast the backlog drains,
+/// and whether memory grows with it.
+async fn backlog(tickets: usize, concurrency: usize) -> anyhow::Result<()> {
+    let gateway_bin = sibling("hotline-gateway")?;
+    let sim_bin = sibling("sim")?;
+    let work = tempfile::tempdir()?;
+    let load = Arc::new(Load::new()?);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    // Nothing listens on the partner's port yet: every delivery fails and waits to be retried.
+    let sim_port = free_port()?;
+    let sim_url = format!("http://127.0.0.1:{sim_port}");
+    let port = free_port()?;
+    let config = write_config(work.path(), port, &sim_url)?;
+    let base = format!("http://127.0.0.1:{port}");
+    let gateway = start_gateway(&gateway_bin, &config, &client, &base).await?;
+    let pid = gateway.0.id();
+    let ingress = format!("{base}/partners/12345/messages");
+    let t = Instant::now();
+    let run = closed_loop(&client, &load, &ingress, 0..tickets, concurrency).await;
+    let queue_s = t.elapsed().as_secs_f64();
+    let accepted = run.iter().filter(|r| r.3).count();
+    let rss_queued = peak_rss_mb(pid).unwrap_or(f64::NAN);
+    let disk = disk_bytes(work.path());
+    println!("  {accepted} tickets queued in {queue_s:.1} s; the partner comes up");
+    let (_sim, _) = start_sim_on(&sim_bin, sim_port).await?;
+    let t = Instant::now();
+    let stats = loop {
+        let s = sim_stats(&client, &sim_url).await?;
+        if s["taken"].as_u64().unwrap_or(0) as usize >= accepted {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(3600) {
+            bail!("the backlog did not drain: {} of {accepted}", s["taken"]);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let drain_s = t.elapsed().as_secs_f64();
+    let rss_drained = peak_rss_mb(pid).unwrap_or(f64::NAN);
+    drop(gateway);
+    // From the first arrival to the last: the retry wait before the first is reported apart.
+    let times: Vec<i64> = stats["arrivals"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x[1].as_i64()).collect())
+        .unwrap_or_default();
+    let (first, last) = (
+        times.iter().min().copied().unwrap_or(0),
+        times.iter().max().copied().unwrap_or(0),
+    );
+    let flowing_s = ((last - first) as f64 / 1000.0).max(0.001);
+    let first_after_s = drain_s - flowing_s;
+    let drain_per_s = accepted as f64 / flowing_s;
+    let per_ticket = disk as f64 / accepted.max(1) as f64;
+    let figures = json!({
+        "scenario": "backlog",
+        "tickets": tickets,
+        "accepted": accepted,
+        "queue_per_s": (accepted as f64 / queue_s).round(),
+        "drain_per_s": drain_per_s.round(),
+        "drain_s": drain_s,
+        "first_delivery_after_s": first_after_s,
+        "peak_rss_mb_queued": rss_queued,
+        "peak_rss_mb": rss_drained,
+        "disk_bytes_per_ticket": per_ticket.round(),
+    });
+    println!("backlog: 12315 down while tickets queue for it, then up");
+    println!("  tickets queued          {accepted}");
+    println!(
+        "  drained in              {drain_s:.1} s: first after {first_after_s:.1} s (retry wait), \
+         then {drain_per_s:.0} per second"
+    );
+    println!("  peak RSS queued/drained {rss_queued:.1} / {rss_drained:.1} MB");
+    println!("  disk per ticket         {per_ticket:.0} bytes (SQLite + WAL, before draining)");
+    println!("{figures}");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Args::parse().scenario {
@@ -593,5 +693,9 @@ async fn main() -> anyhow::Result<()> {
             open_loop,
         } => relay(tickets, concurrency.max(1), open_loop).await,
         Scenario::Crash { kills, concurrency } => crash(kills, concurrency.max(1)).await,
+        Scenario::Backlog {
+            tickets,
+            concurrency,
+        } => backlog(tickets, concurrency.max(1)).await,
     }
 }

@@ -23,13 +23,16 @@ struct Args {
     /// Read the body, answer 200, nothing else: the most one HTTP exchange can do.
     #[arg(long)]
     trivial: bool,
+    /// Loopback port to listen on (0: any free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.trivial {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
         println!("listening http://{}", listener.local_addr()?);
         let app = Router::new().fallback(|_body: Bytes| async { StatusCode::OK });
         axum::serve(listener, app).await?;
@@ -38,12 +41,15 @@ async fn main() -> anyhow::Result<()> {
     let dir = args
         .partner_dir
         .ok_or_else(|| anyhow::anyhow!("--partner-dir is required"))?;
-    let sim = MappedSim::start(MappedSimOptions {
-        dir: &dir,
-        app_id: "hotline-12348".into(),
-        gateway_secret: args.gateway_secret,
-        partner_secret: args.partner_secret,
-    })
+    let sim = MappedSim::start_on(
+        MappedSimOptions {
+            dir: &dir,
+            app_id: "hotline-12348".into(),
+            gateway_secret: args.gateway_secret,
+            partner_secret: args.partner_secret,
+        },
+        args.port,
+    )
     .await?;
     sim.set_lean(true);
     println!("listening http://{}", sim.addr);
