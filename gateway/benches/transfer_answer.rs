@@ -55,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
         ack_timeout: Duration::from_secs(60),
         concurrency: 8,
         retry: RetryConfig::default(),
+        breaker: Default::default(),
     };
     let config = Config {
         server: ServerConfig {

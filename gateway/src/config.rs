@@ -272,6 +272,31 @@ pub struct PartnerConfig {
     pub concurrency: u32,
     #[serde(default)]
     pub retry: RetryConfig,
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+}
+
+/// The partner's circuit breaker: after `failures` attempts in a row time out or fail with a
+/// 5xx, deliveries pause for `cooldown`, then one probes; each failed probe doubles the pause up
+/// to `max_cooldown`. `failures = 0` turns it off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakerConfig {
+    #[serde(default = "defaults::breaker_failures")]
+    pub failures: u32,
+    #[serde(default = "defaults::breaker_cooldown", with = "humantime_serde")]
+    pub cooldown: Duration,
+    #[serde(default = "defaults::breaker_max_cooldown", with = "humantime_serde")]
+    pub max_cooldown: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failures: defaults::breaker_failures(),
+            cooldown: defaults::breaker_cooldown(),
+            max_cooldown: defaults::breaker_max_cooldown(),
+        }
+    }
 }
 
 /// Exponential backoff with jitter. The defaults (5 s × 4ⁿ, capped at 10 h, 10 attempts) spread
@@ -374,6 +399,15 @@ pub mod defaults {
     }
     pub fn jitter() -> bool {
         true
+    }
+    pub fn breaker_failures() -> u32 {
+        5
+    }
+    pub fn breaker_cooldown() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn breaker_max_cooldown() -> Duration {
+        Duration::from_secs(300)
     }
     pub fn answer_timeout() -> Duration {
         Duration::from_secs(5)
@@ -600,6 +634,16 @@ impl Config {
             }
             if r.max_attempts == 0 {
                 bad(key("retry.max_attempts"), "must be at least 1".into());
+            }
+            let b = &p.breaker;
+            if b.failures > 0 && b.cooldown.is_zero() {
+                bad(key("breaker.cooldown"), "must be positive".into());
+            }
+            if b.max_cooldown < b.cooldown {
+                bad(
+                    key("breaker.max_cooldown"),
+                    "must not be less than breaker.cooldown".into(),
+                );
             }
         }
         if let Err(problems) = crate::sla::Calendar::load_dir(&self.sla.calendar_dir) {

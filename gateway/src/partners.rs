@@ -17,7 +17,12 @@ pub fn build(config: &Config) -> anyhow::Result<BTreeMap<String, Arc<Partner>>> 
         .iter()
         .map(|(id, p)| {
             let adapter = adapter(config, id, p).with_context(|| format!("partner {id}"))?;
-            let partner = Partner::new(adapter, RetryPolicy::new(p.retry.clone()), p.concurrency);
+            let partner = Partner::new(
+                adapter,
+                RetryPolicy::new(p.retry.clone()),
+                p.concurrency,
+                p.breaker.clone(),
+            );
             Ok((id.clone(), Arc::new(partner)))
         })
         .collect()

@@ -276,6 +276,7 @@ async fn ops_endpoints_and_the_generated_openapi_document() {
         "/api/v1/transfers/{id}",
         "/api/v1/transfers/{id}/events",
         "/api/v1/stats/transfers",
+        "/api/v1/partners",
         "/healthz",
         "/readyz",
         "/metrics",

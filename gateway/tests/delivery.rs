@@ -288,3 +288,63 @@ async fn many_tickets_are_delivered_in_parallel_each_once() {
     assert_eq!(received.len(), 40);
     h.gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_dead_partner_trips_the_breaker_and_its_recovery_releases_the_backlog() {
+    // Retries far apart: only the breaker's release can bring them back within the test.
+    let slow = hotline_gateway::config::RetryConfig {
+        min_delay: Duration::from_secs(60),
+        max_delay: Duration::from_secs(600),
+        factor: 2.0,
+        max_attempts: 10,
+        jitter: false,
+    };
+    let h = Harness::start_with(Behaviour::Fail { status: 503 }, slow, |c| {
+        if let Some(p) = c.partners.get_mut(PARTNER) {
+            p.breaker = hotline_gateway::config::BreakerConfig {
+                failures: 3,
+                cooldown: Duration::from_millis(700),
+                max_cooldown: Duration::from_secs(3),
+            };
+        }
+    })
+    .await;
+    for i in 0..6 {
+        let (status, body) = h.post_ticket(&format!("BR-{i}")).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let circuit = || async {
+        let (_, partners) = h.get("/api/v1/partners").await;
+        partners[0]["circuit"].clone()
+    };
+    let opened = wait_until(WAIT, || async {
+        let c = circuit().await;
+        (c["state"] == "open").then_some(c)
+    })
+    .await
+    .expect("the breaker opens");
+    assert!(opened["failures"].as_u64().unwrap() >= 3, "{opened}");
+    // While open, nothing goes to the partner (a failed probe may reopen it; no more than one).
+    let hits = h.sim.hits().len();
+    assert!((3..=6).contains(&hits), "{hits} attempts before it opened");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(h.sim.hits().len(), hits, "attempts while open");
+
+    // The partner comes back: the probe gets through, the breaker closes, and the tickets that
+    // were waiting a minute for their retry go at once.
+    h.sim.set_behaviour(Behaviour::Ack);
+    let all = wait_until(Duration::from_secs(8), || async {
+        (h.sim.received().len() == 6).then_some(())
+    })
+    .await;
+    assert!(
+        all.is_some(),
+        "only {} of 6 delivered",
+        h.sim.received().len()
+    );
+    let c = circuit().await;
+    assert_eq!(c["state"], "closed", "{c}");
+    assert_eq!(c["failures"], 0, "{c}");
+    assert!(c["opened"].as_u64().unwrap() >= 1, "{c}");
+    h.gateway.shutdown().await.unwrap();
+}

@@ -79,6 +79,7 @@ async fn world() -> World {
                 ack_timeout: Duration::from_secs(30),
                 concurrency: 4,
                 retry: fast_retry(4),
+                breaker: Default::default(),
             },
         );
     }

@@ -34,6 +34,7 @@ suite!(
     transfers_change_only_from_the_version_they_were_read_at,
     a_partner_offering_the_same_transfer_twice_gets_the_first,
     transfers_with_work_to_do_are_found,
+    released_retries_fall_due_at_once,
 );
 
 #[tokio::test]

@@ -75,6 +75,7 @@ async fn world(connect_timeout: Duration) -> World {
                     ack_timeout: Duration::from_secs(30),
                     concurrency: 4,
                     retry: fast_retry(4),
+                    breaker: Default::default(),
                 },
             )
         })
@@ -668,6 +669,13 @@ async fn a_restart_during_transfers_resumes_them() {
     let idle_id = idle["id"].as_str().unwrap();
     w.wait_state(idle_id, "expired").await;
     w.wait_dispatch("12315", "转接 C-701").await;
+    wait_until(WAIT, || async {
+        w.detail(idle_id).await["transfer"]["fallback_ticket_id"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .await
+    .expect("the fallback ticket is linked");
 
     let (s, stats) = w.get("/api/v1/stats/transfers?hours=1").await;
     assert_eq!(s, 200);

@@ -5,6 +5,7 @@ mod deliveries;
 pub mod error;
 mod ingress;
 mod ops;
+mod partners;
 mod sla;
 mod tickets;
 mod transfers;
@@ -80,6 +81,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(deliveries::list_deliveries))
         .routes(routes!(deliveries::get_delivery))
         .routes(routes!(deliveries::retry_delivery))
+        .routes(routes!(partners::list_partners))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

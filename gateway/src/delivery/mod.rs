@@ -2,6 +2,7 @@
 //! each through the partner's adapter with at most `concurrency` in flight, and records the
 //! classified outcome: acknowledged, awaiting an asynchronous ack, retried later, or dead.
 
+pub mod breaker;
 mod retry;
 
 use std::collections::BTreeMap;
@@ -16,7 +17,9 @@ use tokio_util::task::TaskTracker;
 
 pub use retry::RetryPolicy;
 
-use crate::config::DeliveryConfig;
+use breaker::{Allowance, Breaker, Change, Verdict};
+
+use crate::config::{BreakerConfig, DeliveryConfig};
 use crate::store::{AttemptRecord, Claim, Next, Store};
 
 /// Everything the engine knows about one partner.
@@ -24,15 +27,22 @@ pub struct Partner {
     pub adapter: Arc<dyn Adapter>,
     pub retry: RetryPolicy,
     pub concurrency: u32,
+    pub breaker: Breaker,
     wake: Notify,
 }
 
 impl Partner {
-    pub fn new(adapter: Arc<dyn Adapter>, retry: RetryPolicy, concurrency: u32) -> Self {
+    pub fn new(
+        adapter: Arc<dyn Adapter>,
+        retry: RetryPolicy,
+        concurrency: u32,
+        breaker: BreakerConfig,
+    ) -> Self {
         Self {
             adapter,
             retry,
             concurrency,
+            breaker: Breaker::new(breaker),
             wake: Notify::new(),
         }
     }
@@ -95,6 +105,22 @@ impl DeliveryEngine {
         let slots = Arc::new(Semaphore::new(partner.concurrency as usize));
         tracing::debug!(partner = %id, "delivery worker started");
         loop {
+            // An open breaker: nothing is claimed until its cool-down is over, then one probe.
+            let limit = match partner.breaker.allow(Utc::now()) {
+                Allowance::All => usize::MAX,
+                Allowance::Probe => 1,
+                Allowance::Wait(until) => {
+                    let wait = (until - Utc::now())
+                        .to_std()
+                        .unwrap_or(Duration::from_millis(5))
+                        .max(Duration::from_millis(5));
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {},
+                        () = shutdown.cancelled() => return,
+                    }
+                    continue;
+                }
+            };
             let first = tokio::select! {
                 p = Arc::clone(&slots).acquire_owned() => match p {
                     Ok(p) => p,
@@ -103,13 +129,19 @@ impl DeliveryEngine {
                 () = shutdown.cancelled() => return,
             };
             let mut permits = vec![first];
-            while permits.len() < self.config.claim_batch as usize {
+            while permits.len() < (self.config.claim_batch as usize).min(limit) {
                 match Arc::clone(&slots).try_acquire_owned() {
                     Ok(p) => permits.push(p),
                     Err(_) => break,
                 }
             }
             let wanted = permits.len();
+            if limit == 1 {
+                // The probe: the earliest waiting retry goes now, whatever its schedule said.
+                if let Err(e) = self.store.release_retries(&id, Utc::now(), Some(1)).await {
+                    tracing::warn!(partner = %id, error = %e, "releasing the probe failed");
+                }
+            }
             let claims = match self
                 .store
                 .claim(&id, Utc::now(), self.config.lease, wanted as u32)
@@ -122,6 +154,9 @@ impl DeliveryEngine {
                 }
             };
             let got = claims.len();
+            if limit == 1 && got == 0 {
+                partner.breaker.no_probe(Utc::now());
+            }
             for claim in claims {
                 let Some(permit) = permits.pop() else { break };
                 let engine = Arc::clone(&self);
@@ -194,6 +229,7 @@ impl DeliveryEngine {
             },
         };
         let partner_id = d.partner.clone();
+        self.judge(partner, &partner_id, &attempt.outcome).await;
         metrics::counter!(
             "hotline_delivery_attempts_total",
             "partner" => partner_id.clone(),
@@ -233,6 +269,39 @@ impl DeliveryEngine {
             },
         };
         self.record(&claim, record, next).await;
+    }
+
+    /// Tells the partner's breaker how the attempt went; a breaker that closes releases the
+    /// partner's waiting retries at once.
+    async fn judge(&self, partner: &Partner, id: &str, outcome: &Outcome) {
+        let verdict = match outcome {
+            Outcome::Acknowledged { .. }
+            | Outcome::AwaitingAck { .. }
+            | Outcome::Permanent { .. } => Verdict::Up,
+            Outcome::Retryable { .. } => Verdict::Down,
+            Outcome::Unsupported { .. } => return,
+        };
+        let now = Utc::now();
+        match partner.breaker.record(verdict, now) {
+            Change::None => {}
+            Change::Opened => {
+                let v = partner.breaker.view();
+                tracing::warn!(partner = %id, failures = v.failures, until = ?v.open_until, "circuit breaker opened: deliveries paused");
+                metrics::counter!("hotline_circuit_opened_total", "partner" => id.to_owned())
+                    .increment(1);
+                metrics::gauge!("hotline_circuit_open", "partner" => id.to_owned()).set(1.0);
+            }
+            Change::Closed => {
+                metrics::gauge!("hotline_circuit_open", "partner" => id.to_owned()).set(0.0);
+                match self.store.release_retries(id, now, None).await {
+                    Ok(n) => {
+                        tracing::info!(partner = %id, released = n, "circuit breaker closed: waiting retries released");
+                    }
+                    Err(e) => tracing::warn!(partner = %id, error = %e, "releasing retries failed"),
+                }
+                partner.wake.notify_one();
+            }
+        }
     }
 
     /// Records the outcome, retrying briefly if the store hiccups. If it still fails, the lease

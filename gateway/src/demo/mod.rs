@@ -69,6 +69,7 @@ fn partner(adapter: AdapterKind, url: String, signing: String, verify: String) -
         ack_timeout: Duration::from_secs(60),
         concurrency: 4,
         retry: demo_retry(),
+        breaker: Default::default(),
     }
 }
 

@@ -112,6 +112,15 @@ pub trait Store: Send + Sync + 'static {
     /// When the next delivery to `partner` falls due, if any is waiting.
     async fn next_due(&self, partner: &str) -> Result<Option<DateTime<Utc>>>;
 
+    /// Makes the partner's retrying deliveries due at `now`, the earliest `limit` of them or all
+    /// (its circuit breaker probes, or closed); returns how many.
+    async fn release_retries(
+        &self,
+        partner: &str,
+        now: DateTime<Utc>,
+        limit: Option<u32>,
+    ) -> Result<u64>;
+
     /// Outbox row counts by partner and status.
     async fn delivery_counts(&self) -> Result<Vec<StatusCount>>;
 

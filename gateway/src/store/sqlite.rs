@@ -1022,6 +1022,31 @@ impl Store for SqliteStore {
         v.map(from_ms).transpose()
     }
 
+    async fn release_retries(
+        &self,
+        partner: &str,
+        now: DateTime<Utc>,
+        limit: Option<u32>,
+    ) -> Result<u64> {
+        let partner = partner.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "UPDATE deliveries SET due_at = ?1, updated_at = ?1 WHERE id IN ( \
+                     SELECT id FROM deliveries WHERE partner = ?2 AND status = 'retrying' \
+                     AND due_at > ?1 ORDER BY due_at LIMIT ?3)",
+                )
+                .bind(ms(now))
+                .bind(&partner)
+                .bind(limit.map_or(-1, i64::from))
+                .execute(conn)
+                .await?;
+                Ok(r.rows_affected())
+            })
+        })
+        .await
+    }
+
     async fn delivery_counts(&self) -> Result<Vec<StatusCount>> {
         let rows = sqlx::query(
             "SELECT partner, status, COUNT(*) AS n, MIN(created_at) AS oldest \

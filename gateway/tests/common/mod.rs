@@ -45,6 +45,7 @@ pub fn partner_config(url: String, retry: RetryConfig) -> PartnerConfig {
         ack_timeout: Duration::from_secs(30),
         concurrency: 4,
         retry,
+        breaker: Default::default(),
     }
 }
 

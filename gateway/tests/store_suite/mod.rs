@@ -663,3 +663,39 @@ pub async fn transfers_with_work_to_do_are_found(store: Arc<dyn Store>) {
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].fallback_ticket_id, filed.fallback_ticket_id);
 }
+
+pub async fn released_retries_fall_due_at_once(store: Arc<dyn Store>) {
+    for i in 0..3 {
+        store
+            .accept_ticket(new_ticket(&format!("REL-{i}"), &[P]))
+            .await
+            .unwrap();
+    }
+    let now = Utc::now();
+    let claims = store.claim(P, now, LEASE, 10).await.unwrap();
+    assert_eq!(claims.len(), 3);
+    for (i, c) in claims.iter().enumerate() {
+        let at = now + chrono::Duration::minutes(60 + i as i64);
+        store
+            .finish_attempt(
+                &c.token,
+                record(&c.delivery, "retryable"),
+                Next::Retry {
+                    at,
+                    error: "HTTP 503".into(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    assert!(store.claim(P, now, LEASE, 10).await.unwrap().is_empty());
+    // A probe: the earliest one only.
+    assert_eq!(store.release_retries(P, now, Some(1)).await.unwrap(), 1);
+    let probe = store.claim(P, now, LEASE, 10).await.unwrap();
+    assert_eq!(probe.len(), 1);
+    assert_eq!(probe[0].delivery.id, claims[0].delivery.id);
+    // Closed: all the others; another partner's are not touched.
+    assert_eq!(store.release_retries("other", now, None).await.unwrap(), 0);
+    assert_eq!(store.release_retries(P, now, None).await.unwrap(), 2);
+    assert_eq!(store.claim(P, now, LEASE, 10).await.unwrap().len(), 2);
+}
