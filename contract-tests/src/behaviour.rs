@@ -23,6 +23,9 @@ pub enum Behaviour {
     Malformed,
     /// HTTP 200 with this partner result code, for the next `times` deliveries, then `Ack`.
     Code { code: String, times: u32 },
+    /// Every kind of fault, at random: 500, an answer slower than `slow`, a dropped connection,
+    /// a malformed acknowledgement; about one delivery in five still goes through.
+    Chaos { slow: Duration },
 }
 
 /// One HTTP request that reached the simulator.

@@ -122,6 +122,7 @@ impl MappedSim {
             .route("/outbox/ack", post(outbox_ack))
             .route("/cti", post(cti))
             .route("/stats", axum::routing::get(stats))
+            .route("/admin/behaviour", post(set_behaviour))
             .with_state(Arc::clone(&inner));
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -346,6 +347,26 @@ impl Inner {
 }
 
 async fn inbox(State(sim): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    let chaos = match *lock(&sim.behaviour) {
+        Behaviour::Chaos { slow } => Some(slow),
+        _ => None,
+    };
+    if let Some(slow) = chaos {
+        match rand::random_range(0..5u8) {
+            0 => return (StatusCode::INTERNAL_SERVER_ERROR, "simulated fault").into_response(),
+            1 => {
+                tokio::time::sleep(slow).await;
+                return (StatusCode::SERVICE_UNAVAILABLE, "too late").into_response();
+            }
+            2 => {
+                // Drops the connection without an answer, like a reset.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                std::panic::resume_unwind(Box::new("simulated connection reset"));
+            }
+            3 => return (StatusCode::OK, "<html>bad gateway</html>").into_response(),
+            _ => {}
+        }
+    }
     let (resp, message_id) = handle(&sim, &headers, &body);
     lock(&sim.hits).push(Hit {
         at: Instant::now(),
@@ -549,6 +570,23 @@ fn handle(sim: &Arc<Inner>, headers: &HeaderMap, body: &[u8]) -> (Response, Stri
         sim.answer(StatusCode::OK, &success, "成功", Some(&number)),
         message_id,
     )
+}
+
+/// `POST /admin/behaviour` with `{"mode": "ack" | "chaos", "slow_ms": …}`: switches how
+/// deliveries are answered (for benchmarks running the simulator as its own process).
+async fn set_behaviour(
+    State(sim): State<Arc<Inner>>,
+    axum::Json(v): axum::Json<Value>,
+) -> Response {
+    let b = match v["mode"].as_str() {
+        Some("ack") => Behaviour::Ack,
+        Some("chaos") => Behaviour::Chaos {
+            slow: Duration::from_millis(v["slow_ms"].as_u64().unwrap_or(3000)),
+        },
+        _ => return (StatusCode::UNPROCESSABLE_ENTITY, "mode: ack or chaos").into_response(),
+    };
+    *lock(&sim.behaviour) = b;
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// `GET /stats`: how many messages were taken, and when each arrived.

@@ -8,8 +8,8 @@
 //! ```
 //!
 //! Scenarios: `relay` (12345 XML in, routed to 12315 JSON, acknowledged, against the ceiling) and
-//! `crash` (SIGKILL under load) and `backlog` (a partner down while tickets queue). The faults
-//! scenario waits for the circuit breaker.
+//! `crash` (SIGKILL under load), `faults` (a partner failing in every way, then recovering) and
+//! `backlog` (a partner down while tickets queue).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -55,6 +55,14 @@ enum Scenario {
         kills: u32,
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+    },
+    /// 12315 fails in every way for a window (500s, timeouts, resets, malformed answers), then
+    /// recovers: nothing lost, attempts bounded, recovery time, the breaker opened and closed.
+    Faults {
+        #[arg(long, default_value_t = 2000)]
+        tickets: usize,
+        #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+        window: Duration,
     },
     /// 12315 down while tickets queue for it, then up: drain rate, memory, disk per ticket.
     Backlog {
@@ -243,6 +251,11 @@ async fn send_one(
 
 /// The gateway's configuration: 12345 in, everything routed to the 12315 simulator.
 fn write_config(dir: &Path, port: u16, sim_url: &str) -> anyhow::Result<PathBuf> {
+    write_config_with(dir, port, sim_url, "")
+}
+
+/// The same, with `extra` TOML appended (tables such as `[partners.12315.breaker]`).
+fn write_config_with(dir: &Path, port: u16, sim_url: &str, extra: &str) -> anyhow::Result<PathBuf> {
     let config = dir.join("gateway.toml");
     let mappings = repo().join("mappings");
     std::fs::write(
@@ -275,9 +288,11 @@ timeout = "5s"
 [partners.12315.retry]
 min_delay = "200ms"
 max_delay = "5s"
+max_attempts = 50
 [[routes]]
 from = "12345"
 to = "12315"
+{extra}
 "#,
             m = mappings.display(),
             db = dir.join("bench.db").display(),
@@ -597,6 +612,151 @@ async fn crash(kills: u32, concurrency: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sums a Prometheus counter's samples whose labels contain `label`.
+fn counter_sum(metrics: &str, name: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{') && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The partner fails in every way for a while (500s, answers slower than the timeout, dropped
+/// connections, malformed acknowledgements), then recovers.
+async fn faults(tickets: usize, window: Duration) -> anyhow::Result<()> {
+    const MAX_ATTEMPTS: u32 = 50; // as in write_config
+    let gateway_bin = sibling("hotline-gateway")?;
+    let sim_bin = sibling("sim")?;
+    let work = tempfile::tempdir()?;
+    let load = Arc::new(Load::new()?);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let (_sim, sim_url) = start_sim(&sim_bin).await?;
+    let port = free_port()?;
+    let config = write_config_with(
+        work.path(),
+        port,
+        &sim_url,
+        "[partners.12315.breaker]\nfailures = 5\ncooldown = \"1s\"\nmax_cooldown = \"4s\"\n",
+    )?;
+    let base = format!("http://127.0.0.1:{port}");
+    let gateway = start_gateway(&gateway_bin, &config, &client, &base).await?;
+    let mode = |m: &str| json!({"mode": m, "slow_ms": 6000});
+    client
+        .post(format!("{sim_url}/admin/behaviour"))
+        .json(&mode("chaos"))
+        .send()
+        .await?
+        .error_for_status()?;
+    let ingress = format!("{base}/partners/12345/messages");
+    let fault_start = Instant::now();
+    let run = closed_loop(&client, &load, &ingress, 0..tickets, 16).await;
+    let accepted: Vec<String> = run
+        .iter()
+        .filter(|r| r.3)
+        .map(|r| Load::number(r.0))
+        .collect();
+    tokio::time::sleep(window.saturating_sub(fault_start.elapsed())).await;
+    let partners: Value = client
+        .get(format!("{base}/api/v1/partners"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let during = partners[0]["circuit"].clone();
+    client
+        .post(format!("{sim_url}/admin/behaviour"))
+        .json(&mode("ack"))
+        .send()
+        .await?
+        .error_for_status()?;
+    let recovered = Instant::now();
+    let stats = loop {
+        let s = sim_stats(&client, &sim_url).await?;
+        if s["taken"].as_u64().unwrap_or(0) as usize >= accepted.len() {
+            break s;
+        }
+        if recovered.elapsed() > Duration::from_secs(300) {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let recovery_s = recovered.elapsed().as_secs_f64();
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let partners: Value = client
+        .get(format!("{base}/api/v1/partners"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let after = partners[0]["circuit"].clone();
+    let dead: Value = client
+        .get(format!("{base}/api/v1/deliveries?status=dead&limit=1000"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    drop(gateway);
+    let mut per_ticket: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    for x in stats["arrivals"].as_array().into_iter().flatten() {
+        if let Some(n) = x[0].as_str() {
+            *per_ticket.entry(n).or_default() += 1;
+        }
+    }
+    let lost = accepted
+        .iter()
+        .filter(|n| !per_ticket.contains_key(n.as_str()))
+        .count();
+    let duplicate_effects = per_ticket.values().filter(|&&c| c > 1).count();
+    let attempts = counter_sum(
+        &metrics,
+        "hotline_delivery_attempts_total",
+        "partner=\"12315\"",
+    );
+    let attempts_per_ticket = attempts / accepted.len().max(1) as f64;
+    let opened = after["opened"].as_u64().unwrap_or(0);
+    let closed_again = after["state"] == "closed";
+    let figures = json!({
+        "scenario": "faults",
+        "tickets": tickets,
+        "accepted": accepted.len(),
+        "fault_window_s": window.as_secs_f64(),
+        "lost": lost,
+        "duplicate_effects": duplicate_effects,
+        "dead_letters": dead.as_array().map_or(0, Vec::len),
+        "attempts_per_ticket": attempts_per_ticket,
+        "attempts_bound": MAX_ATTEMPTS,
+        "recovery_s": recovery_s,
+        "breaker_opened": opened,
+        "breaker_state_during": during["state"],
+        "breaker_closed_after": closed_again,
+    });
+    println!("faults: 12315 fails in every way for {window:?}, then recovers");
+    println!("  tickets accepted        {}", accepted.len());
+    println!("  lost                    {lost}   (must be 0)");
+    println!("  duplicate effects       {duplicate_effects}   (must be 0)");
+    println!("  attempts per ticket     {attempts_per_ticket:.2}   (bound {MAX_ATTEMPTS})");
+    println!("  recovery                {recovery_s:.1} s from recovery to an empty backlog");
+    println!(
+        "  circuit breaker         opened {opened} times; {} during the faults, {} after",
+        during["state"], after["state"]
+    );
+    println!("{figures}");
+    if lost > 0 || duplicate_effects > 0 {
+        bail!("{lost} lost, {duplicate_effects} duplicated");
+    }
+    if opened == 0 || !closed_again {
+        bail!("the circuit breaker did not open and close again: {after}");
+    }
+    Ok(())
+}
+
 /// Bytes of the SQLite database with its WAL.
 fn disk_bytes(dir: &Path) -> u64 {
     ["bench.db", "bench.db-wal"]
@@ -697,5 +857,6 @@ async fn main() -> anyhow::Result<()> {
             tickets,
             concurrency,
         } => backlog(tickets, concurrency.max(1)).await,
+        Scenario::Faults { tickets, window } => faults(tickets, window).await,
     }
 }
