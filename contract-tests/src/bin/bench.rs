@@ -251,11 +251,6 @@ async fn send_one(
 
 /// The gateway's configuration: 12345 in, everything routed to the 12315 simulator.
 fn write_config(dir: &Path, port: u16, sim_url: &str) -> anyhow::Result<PathBuf> {
-    write_config_with(dir, port, sim_url, "")
-}
-
-/// The same, with `extra` TOML appended (tables such as `[partners.12315.breaker]`).
-fn write_config_with(dir: &Path, port: u16, sim_url: &str, extra: &str) -> anyhow::Result<PathBuf> {
     let config = dir.join("gateway.toml");
     let mappings = repo().join("mappings");
     std::fs::write(
@@ -289,10 +284,13 @@ timeout = "5s"
 min_delay = "200ms"
 max_delay = "5s"
 max_attempts = 50
+[partners.12315.breaker]
+failures = 5
+cooldown = "1s"
+max_cooldown = "4s"
 [[routes]]
 from = "12345"
 to = "12315"
-{extra}
 "#,
             m = mappings.display(),
             db = dir.join("bench.db").display(),
@@ -634,12 +632,7 @@ async fn faults(tickets: usize, window: Duration) -> anyhow::Result<()> {
         .build()?;
     let (_sim, sim_url) = start_sim(&sim_bin).await?;
     let port = free_port()?;
-    let config = write_config_with(
-        work.path(),
-        port,
-        &sim_url,
-        "[partners.12315.breaker]\nfailures = 5\ncooldown = \"1s\"\nmax_cooldown = \"4s\"\n",
-    )?;
+    let config = write_config(work.path(), port, &sim_url)?;
     let base = format!("http://127.0.0.1:{port}");
     let gateway = start_gateway(&gateway_bin, &config, &client, &base).await?;
     let mode = |m: &str| json!({"mode": m, "slow_ms": 6000});
