@@ -56,6 +56,8 @@ async fn main() -> anyhow::Result<()> {
         concurrency: 8,
         retry: RetryConfig::default(),
         breaker: Default::default(),
+        inbound_rate: None,
+        inbound_burst: None,
     };
     let config = Config {
         server: ServerConfig {

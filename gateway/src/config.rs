@@ -274,6 +274,13 @@ pub struct PartnerConfig {
     pub retry: RetryConfig,
     #[serde(default)]
     pub breaker: BreakerConfig,
+    /// Most requests a second the partner may make to its ingress (none: no limit); beyond it
+    /// the answer is 429 with `Retry-After`, in the partner's dialect.
+    #[serde(default)]
+    pub inbound_rate: Option<u32>,
+    /// Requests the partner may make at once before `inbound_rate` applies (default: the rate).
+    #[serde(default)]
+    pub inbound_burst: Option<u32>,
 }
 
 /// The partner's circuit breaker: after `failures` attempts in a row time out or fail with a
@@ -634,6 +641,15 @@ impl Config {
             }
             if r.max_attempts == 0 {
                 bad(key("retry.max_attempts"), "must be at least 1".into());
+            }
+            if p.inbound_rate == Some(0) {
+                bad(
+                    key("inbound_rate"),
+                    "must be at least 1 (leave it out for no limit)".into(),
+                );
+            }
+            if p.inbound_burst == Some(0) {
+                bad(key("inbound_burst"), "must be at least 1".into());
             }
             let b = &p.breaker;
             if b.failures > 0 && b.cooldown.is_zero() {

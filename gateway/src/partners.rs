@@ -23,6 +23,10 @@ pub fn build(config: &Config) -> anyhow::Result<BTreeMap<String, Arc<Partner>>> 
                 p.concurrency,
                 p.breaker.clone(),
             );
+            let partner = match p.inbound_rate {
+                Some(rate) => partner.with_inbound_limit(rate, p.inbound_burst.unwrap_or(rate)),
+                None => partner,
+            };
             Ok((id.clone(), Arc::new(partner)))
         })
         .collect()

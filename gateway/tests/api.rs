@@ -296,3 +296,41 @@ async fn ops_endpoints_and_the_generated_openapi_document() {
     );
     h.gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_partner_over_its_inbound_rate_gets_429_with_retry_after_in_its_dialect() {
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), |c| {
+        if let Some(p) = c.partners.get_mut(PARTNER) {
+            p.inbound_rate = Some(2);
+            p.inbound_burst = Some(2);
+        }
+    })
+    .await;
+    let url = format!("{}/partners/{PARTNER}/messages", h.base);
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        let r = h.http.post(&url).body("{}").send().await.unwrap();
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        answers.push((status, retry_after, body));
+    }
+    // The burst passes on to the signature check (and fails it); the rest are turned away.
+    assert_eq!(answers[0].0, 401, "{answers:?}");
+    assert_eq!(answers[1].0, 401, "{answers:?}");
+    for (status, retry_after, body) in &answers[2..] {
+        assert_eq!(*status, 429, "{answers:?}");
+        assert!(retry_after.is_some_and(|s| s >= 1), "{answers:?}");
+        // The generic partner's dialect: its JSON error body.
+        assert_eq!(body["code"], "rate_limited", "{body}");
+    }
+    // A second later there is room again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = h.http.post(&url).body("{}").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    h.gateway.shutdown().await.unwrap();
+}

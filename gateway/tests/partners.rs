@@ -80,6 +80,8 @@ async fn world() -> World {
                 concurrency: 4,
                 retry: fast_retry(4),
                 breaker: Default::default(),
+                inbound_rate: None,
+                inbound_burst: None,
             },
         );
     }

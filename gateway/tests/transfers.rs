@@ -76,6 +76,8 @@ async fn world(connect_timeout: Duration) -> World {
                     concurrency: 4,
                     retry: fast_retry(4),
                     breaker: Default::default(),
+                    inbound_rate: None,
+                    inbound_burst: None,
                 },
             )
         })

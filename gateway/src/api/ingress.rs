@@ -22,6 +22,21 @@ pub async fn partner_ingress(
         return ApiError::not_found(format!("no partner `{partner}`")).into_response();
     };
     let adapter = &p.adapter;
+    if let Err(wait) = p.admit() {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let err = IngressError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "rate_limited",
+            field: None,
+            reason: format!("too many requests; try again in {secs} s"),
+        };
+        let mut resp = into_response(reject(adapter.as_ref(), &partner, &err));
+        if let Ok(v) = axum::http::HeaderValue::try_from(secs.to_string()) {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
+        return resp;
+    }
     // Even a body too large to read is refused in the partner's own dialect.
     let body = match body {
         Ok(b) => b,

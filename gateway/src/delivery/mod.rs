@@ -28,6 +28,8 @@ pub struct Partner {
     pub retry: RetryPolicy,
     pub concurrency: u32,
     pub breaker: Breaker,
+    /// Limits the partner's requests to its ingress, when configured.
+    pub inbound: Option<governor::DefaultDirectRateLimiter>,
     wake: Notify,
 }
 
@@ -43,8 +45,33 @@ impl Partner {
             retry,
             concurrency,
             breaker: Breaker::new(breaker),
+            inbound: None,
             wake: Notify::new(),
         }
+    }
+
+    /// Limits the partner's ingress to `per_second` requests, `burst` at once.
+    pub fn with_inbound_limit(mut self, per_second: u32, burst: u32) -> Self {
+        if let (Some(rate), Some(burst)) = (
+            std::num::NonZeroU32::new(per_second),
+            std::num::NonZeroU32::new(burst),
+        ) {
+            self.inbound = Some(governor::RateLimiter::direct(
+                governor::Quota::per_second(rate).allow_burst(burst),
+            ));
+        }
+        self
+    }
+
+    /// Whether the partner may make another ingress request now; if not, how long to wait.
+    pub fn admit(&self) -> Result<(), Duration> {
+        let Some(l) = &self.inbound else {
+            return Ok(());
+        };
+        l.check().map_err(|not_until| {
+            use governor::clock::Clock;
+            not_until.wait_time_from(governor::clock::DefaultClock::default().now())
+        })
     }
 }
 

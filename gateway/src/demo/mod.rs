@@ -70,6 +70,8 @@ fn partner(adapter: AdapterKind, url: String, signing: String, verify: String) -
         concurrency: 4,
         retry: demo_retry(),
         breaker: Default::default(),
+        inbound_rate: None,
+        inbound_burst: None,
     }
 }
 

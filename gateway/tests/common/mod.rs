@@ -46,6 +46,8 @@ pub fn partner_config(url: String, retry: RetryConfig) -> PartnerConfig {
         concurrency: 4,
         retry,
         breaker: Default::default(),
+        inbound_rate: None,
+        inbound_burst: None,
     }
 }
 
