@@ -58,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         breaker: Default::default(),
         inbound_rate: None,
         inbound_burst: None,
+        outbound_rate: None,
     };
     let config = Config {
         server: ServerConfig {

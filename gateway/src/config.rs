@@ -281,6 +281,9 @@ pub struct PartnerConfig {
     /// Requests the partner may make at once before `inbound_rate` applies (default: the rate).
     #[serde(default)]
     pub inbound_burst: Option<u32>,
+    /// Most deliveries a second we send the partner, evenly spaced (none: no pacing).
+    #[serde(default)]
+    pub outbound_rate: Option<u32>,
 }
 
 /// The partner's circuit breaker: after `failures` attempts in a row time out or fail with a
@@ -647,6 +650,29 @@ impl Config {
                     key("inbound_rate"),
                     "must be at least 1 (leave it out for no limit)".into(),
                 );
+            }
+            match p.outbound_rate {
+                Some(0) => bad(
+                    key("outbound_rate"),
+                    "must be at least 1 (leave it out for no pacing)".into(),
+                ),
+                // A claimed delivery may wait for its turn; it must still finish within its lease.
+                Some(rate)
+                    if Duration::from_secs_f64(f64::from(p.concurrency) / f64::from(rate))
+                        + p.timeout
+                        >= self.delivery.lease =>
+                {
+                    bad(
+                        key("outbound_rate"),
+                        format!(
+                            "too low for concurrency {}: the last delivery in flight would wait \
+                             past delivery.lease ({}); raise the rate or lower the concurrency",
+                            p.concurrency,
+                            humantime::format_duration(self.delivery.lease)
+                        ),
+                    );
+                }
+                _ => {}
             }
             if p.inbound_burst == Some(0) {
                 bad(key("inbound_burst"), "must be at least 1".into());

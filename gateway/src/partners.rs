@@ -27,6 +27,10 @@ pub fn build(config: &Config) -> anyhow::Result<BTreeMap<String, Arc<Partner>>> 
                 Some(rate) => partner.with_inbound_limit(rate, p.inbound_burst.unwrap_or(rate)),
                 None => partner,
             };
+            let partner = match p.outbound_rate {
+                Some(rate) => partner.with_outbound_pace(rate),
+                None => partner,
+            };
             Ok((id.clone(), Arc::new(partner)))
         })
         .collect()

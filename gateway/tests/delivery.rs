@@ -348,3 +348,34 @@ async fn a_dead_partner_trips_the_breaker_and_its_recovery_releases_the_backlog(
     assert!(c["opened"].as_u64().unwrap() >= 1, "{c}");
     h.gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn outbound_pacing_spaces_deliveries_evenly() {
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), |c| {
+        if let Some(p) = c.partners.get_mut(PARTNER) {
+            p.outbound_rate = Some(10);
+        }
+    })
+    .await;
+    for i in 0..6 {
+        let (status, body) = h.post_ticket(&format!("PACE-{i}")).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let all = wait_until(WAIT, || async {
+        let hits = h.sim.hits();
+        (hits.len() >= 6).then_some(hits)
+    })
+    .await
+    .expect("all six delivered");
+    // Ten a second, one at a time: six deliveries take at least half a second, every gap ≥ ~0.1 s.
+    let span = all[5].at - all[0].at;
+    assert!(span >= Duration::from_millis(450), "span {span:?}");
+    for w in all.windows(2) {
+        assert!(
+            w[1].at - w[0].at >= Duration::from_millis(80),
+            "gap {:?}",
+            w[1].at - w[0].at
+        );
+    }
+    h.gateway.shutdown().await.unwrap();
+}

@@ -82,6 +82,7 @@ async fn world() -> World {
                 breaker: Default::default(),
                 inbound_rate: None,
                 inbound_burst: None,
+                outbound_rate: None,
             },
         );
     }

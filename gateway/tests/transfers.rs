@@ -78,6 +78,7 @@ async fn world(connect_timeout: Duration) -> World {
                     breaker: Default::default(),
                     inbound_rate: None,
                     inbound_burst: None,
+                    outbound_rate: None,
                 },
             )
         })

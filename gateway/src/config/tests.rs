@@ -124,6 +124,7 @@ adapter = "webhook"
 url = "http://127.0.0.1:9/"
 transfer_url = "ftp://cti"
 inbound_rate = 0
+outbound_rate = 0
 signing_secret = "whsec_c2lnbmluZy1zZWNyZXQtZm9yLWRlbW8hIQ=="
 verify_secret = "whsec_dmVyaWZ5LXNlY3JldC1mb3ItZGVtbyEhIQ=="
 
@@ -139,6 +140,7 @@ close = "17:30"
     assert!(keys.contains(&"partners.p1.transfer_url"), "{problems:?}");
     assert!(keys.contains(&"transfers.connect_timeout"), "{problems:?}");
     assert!(keys.contains(&"partners.p1.inbound_rate"), "{problems:?}");
+    assert!(keys.contains(&"partners.p1.outbound_rate"), "{problems:?}");
     assert!(keys.contains(&"transfers.hours.nobody"), "{problems:?}");
     let bad_time = "[transfers.hours.p1]\nopen = \"8h\"\nclose = \"17:30\"\n";
     let problems = Config::from_toml(bad_time, no_env()).unwrap_err();

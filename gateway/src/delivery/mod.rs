@@ -30,6 +30,8 @@ pub struct Partner {
     pub breaker: Breaker,
     /// Limits the partner's requests to its ingress, when configured.
     pub inbound: Option<governor::DefaultDirectRateLimiter>,
+    /// Paces our deliveries to the partner, when configured.
+    pub outbound: Option<governor::DefaultDirectRateLimiter>,
     wake: Notify,
 }
 
@@ -46,6 +48,7 @@ impl Partner {
             concurrency,
             breaker: Breaker::new(breaker),
             inbound: None,
+            outbound: None,
             wake: Notify::new(),
         }
     }
@@ -60,6 +63,16 @@ impl Partner {
                 governor::Quota::per_second(rate).allow_burst(burst),
             ));
         }
+        self
+    }
+
+    /// Sends at most `per_second` deliveries a second to the partner, evenly spaced.
+    pub fn with_outbound_pace(mut self, per_second: u32) -> Self {
+        self.outbound = std::num::NonZeroU32::new(per_second).map(|rate| {
+            governor::RateLimiter::direct(
+                governor::Quota::per_second(rate).allow_burst(std::num::NonZeroU32::MIN),
+            )
+        });
         self
     }
 
@@ -226,6 +239,9 @@ impl DeliveryEngine {
             ticket: claim.ticket.clone(),
             event: claim.event.clone(),
         };
+        if let Some(pace) = &partner.outbound {
+            pace.until_ready().await;
+        }
         let attempt = hotline_adapters::deliver(partner.adapter.as_ref(), &msg).await;
         let now = Utc::now();
         let in_round = d.attempts_this_round;

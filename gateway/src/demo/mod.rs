@@ -72,6 +72,7 @@ fn partner(adapter: AdapterKind, url: String, signing: String, verify: String) -
         breaker: Default::default(),
         inbound_rate: None,
         inbound_burst: None,
+        outbound_rate: None,
     }
 }
 

@@ -48,6 +48,7 @@ pub fn partner_config(url: String, retry: RetryConfig) -> PartnerConfig {
         breaker: Default::default(),
         inbound_rate: None,
         inbound_burst: None,
+        outbound_rate: None,
     }
 }
 
