@@ -19,8 +19,8 @@ use serde_json::json;
 
 use crate::Gateway;
 use crate::config::{
-    AdapterKind, Config, PartnerConfig, PrivacyConfig, RetryConfig, RouteConfig, ServerConfig,
-    SlaConfig, StoreConfig, TransfersConfig,
+    AdapterKind, BreakerConfig, Config, PartnerConfig, PrivacyConfig, RetryConfig, RouteConfig,
+    ServerConfig, SlaConfig, StoreConfig, TransfersConfig,
 };
 use crate::transfer::hours::BusinessHours;
 
@@ -69,7 +69,12 @@ fn partner(adapter: AdapterKind, url: String, signing: String, verify: String) -
         ack_timeout: Duration::from_secs(60),
         concurrency: 4,
         retry: demo_retry(),
-        breaker: Default::default(),
+        // Short pauses so that the down partner's dead letters and the breaker show quickly.
+        breaker: BreakerConfig {
+            failures: 5,
+            cooldown: Duration::from_secs(5),
+            max_cooldown: Duration::from_secs(20),
+        },
         inbound_rate: None,
         inbound_burst: None,
         outbound_rate: None,
