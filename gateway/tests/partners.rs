@@ -748,6 +748,26 @@ async fn act(w: &World, ticket: &str, action: &str, body: Value) -> (u16, Value)
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
+/// 12348 acts on the ticket: accepted (202), and the ticket moves to `status`.
+async fn act_expecting(w: &World, ticket: &str, action: &str, body: Value, status: &str) {
+    let (s, answer) = act(w, ticket, action, body).await;
+    assert_eq!(
+        (s, answer["status"].as_str()),
+        (202, Some(status)),
+        "{action}: {answer}"
+    );
+}
+
+/// 12345 sends a message about its ticket `number`, in its XML; the HTTP status and its answer.
+async fn from_12345(w: &World, number: &str, kind: &str, id: &str, event: Value) -> (u16, Value) {
+    let doc = serde_json::json!({
+        "message": {"id": id, "type": kind},
+        "ticket": {"partner_number": number},
+        "event": event,
+    });
+    w.s12345.send(kind, &doc).await.unwrap()
+}
+
 async fn status_of(w: &World, ticket: &str) -> String {
     w.get(&format!("/api/v1/tickets/{ticket}")).await["status"]
         .as_str()
@@ -775,120 +795,45 @@ async fn a_12345_ticket_round_trip_through_the_whole_lifecycle() {
     let (_, answer) = w.s12345.send_raw(xml.into_bytes()).await.unwrap();
     let t = answer["LYBH"].as_str().unwrap().to_owned();
     let number = "SD12345-2026112300017";
-    let from_12345 = |kind: &str, id: &str, event: Value| serde_json::json!({"message": {"id": id, "type": kind}, "ticket": {"partner_number": number}, "event": event});
 
     // 12348 signs for it (签收) → 12345 gets a QSXX.
-    let (s, body) = act(
+    act_expecting(
         &w,
         &t,
         "receipt",
         serde_json::json!({"unit": "历下区司法局"}),
+        "receipted",
     )
     .await;
-    assert_eq!(
-        (s, body["status"].as_str()),
-        (202, Some("receipted")),
-        "{body}"
-    );
     assert!(eventually(WAIT, || !seen_by_12345(&w).is_empty()).await);
     // 12348 asks for 5 more working days (延期) → YQXX.
-    let (s, body) = act(
-        &w,
-        &t,
-        "extend",
-        serde_json::json!({"working_days": 5, "reason": "需多部门核实"}),
-    )
-    .await;
-    assert_eq!(
-        (s, body["status"].as_str()),
-        (202, Some("extension_requested")),
-        "{body}"
-    );
+    let extend = serde_json::json!({"working_days": 5, "reason": "需多部门核实"});
+    act_expecting(&w, &t, "extend", extend, "extension_requested").await;
     assert!(eventually(WAIT, || seen_by_12345(&w).len() >= 2).await);
     // 12345 approves (延期审批), in its XML.
-    let (s, a) = w
-        .s12345
-        .send(
-            "extension_decision",
-            &from_12345(
-                "extension_decision",
-                "Y-1",
-                serde_json::json!({"approved": true, "working_days": 5}),
-            ),
-        )
-        .await
-        .unwrap();
+    let approve = serde_json::json!({"approved": true, "working_days": 5});
+    let (s, a) = from_12345(&w, number, "extension_decision", "Y-1", approve).await;
     assert_eq!((s, a["JGDM"].as_str()), (200, Some("0000")), "{a}");
     assert_eq!(status_of(&w, &t).await, "in_progress");
     // 12348 replies (办结) → BJXX.
-    let (s, body) = act(
-        &w,
-        &t,
-        "reply",
-        serde_json::json!({"content": "已告知来电人劳动仲裁程序"}),
-    )
-    .await;
-    assert_eq!(
-        (s, body["status"].as_str()),
-        (202, Some("replied")),
-        "{body}"
-    );
+    let reply = serde_json::json!({"content": "已告知来电人劳动仲裁程序"});
+    act_expecting(&w, &t, "reply", reply, "replied").await;
     assert!(eventually(WAIT, || seen_by_12345(&w).len() >= 3).await);
     // 12345 calls the caller back: unsatisfied; then sends it back for rework (退回重办).
-    let (s, _) = w
-        .s12345
-        .send(
-            "callback",
-            &from_12345(
-                "callback",
-                "H-1",
-                serde_json::json!({"satisfaction": "unsatisfied", "note": "未解决"}),
-            ),
-        )
-        .await
-        .unwrap();
+    let unsatisfied = serde_json::json!({"satisfaction": "unsatisfied", "note": "未解决"});
+    let (s, _) = from_12345(&w, number, "callback", "H-1", unsatisfied).await;
     assert_eq!(s, 200);
     assert_eq!(status_of(&w, &t).await, "called_back");
-    let (s, _) = w
-        .s12345
-        .send(
-            "reopen",
-            &from_12345(
-                "reopen",
-                "C-1",
-                serde_json::json!({"reason": "来电人不满意，请重新办理"}),
-            ),
-        )
-        .await
-        .unwrap();
+    let rework = serde_json::json!({"reason": "来电人不满意，请重新办理"});
+    let (s, _) = from_12345(&w, number, "reopen", "C-1", rework).await;
     assert_eq!(s, 200);
     assert_eq!(status_of(&w, &t).await, "reopened");
     // 12348 replies again → BJXX; 12345's second callback is satisfied: closed.
-    let (s, body) = act(
-        &w,
-        &t,
-        "reply",
-        serde_json::json!({"content": "已协调法律援助中心跟进"}),
-    )
-    .await;
-    assert_eq!(
-        (s, body["status"].as_str()),
-        (202, Some("replied")),
-        "{body}"
-    );
+    let reply = serde_json::json!({"content": "已协调法律援助中心跟进"});
+    act_expecting(&w, &t, "reply", reply, "replied").await;
     assert!(eventually(WAIT, || seen_by_12345(&w).len() >= 4).await);
-    let (s, _) = w
-        .s12345
-        .send(
-            "callback",
-            &from_12345(
-                "callback",
-                "H-2",
-                serde_json::json!({"satisfaction": "satisfied"}),
-            ),
-        )
-        .await
-        .unwrap();
+    let satisfied = serde_json::json!({"satisfaction": "satisfied"});
+    let (s, _) = from_12345(&w, number, "callback", "H-2", satisfied).await;
     assert_eq!(s, 200);
     assert_eq!(status_of(&w, &t).await, "closed");
 
@@ -1030,14 +975,8 @@ async fn actions_check_their_input_and_repeat_safely() {
         .count();
     assert_eq!(urges, 1);
     // A withdrawn ticket takes no reply.
-    let (s, body) = act(
-        &w,
-        &t,
-        "withdraw",
-        serde_json::json!({"reason": "来电人撤回"}),
-    )
-    .await;
-    assert_eq!((s, body["status"].as_str()), (202, Some("withdrawn")));
+    let withdraw = serde_json::json!({"reason": "来电人撤回"});
+    act_expecting(&w, &t, "withdraw", withdraw, "withdrawn").await;
     let (s, _) = act(&w, &t, "reply", serde_json::json!({"content": "x"})).await;
     assert_eq!(s, 409);
     w.gateway.shutdown().await.unwrap();
