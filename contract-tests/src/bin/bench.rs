@@ -299,35 +299,153 @@ to = "12315"
     Ok(config)
 }
 
-/// Starts `hotline-gateway serve` and waits until it is ready.
-async fn start_gateway(
-    bin: &Path,
-    config: &Path,
-    client: &reqwest::Client,
-    base: &str,
-) -> anyhow::Result<Proc> {
-    let gateway = Proc(
-        Command::new(bin)
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let ready = Instant::now();
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map_or(true, |r| !r.status().is_success())
-    {
-        if ready.elapsed() > Duration::from_secs(30) {
-            bail!("the gateway did not become ready");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// What every scenario starts from: the binaries beside this one, a work folder for the
+/// gateway's configuration and database, the load and an HTTP client.
+struct Bench {
+    gateway_bin: PathBuf,
+    sim_bin: PathBuf,
+    work: tempfile::TempDir,
+    load: Arc<Load>,
+    client: reqwest::Client,
+}
+
+/// A running `hotline-gateway serve`, killed with SIGKILL when dropped.
+struct Gateway {
+    proc: Proc,
+    config: PathBuf,
+    base: String,
+}
+
+impl Gateway {
+    fn pid(&self) -> u32 {
+        self.proc.0.id()
     }
-    Ok(gateway)
+
+    /// The 12345 ingress the load goes to.
+    fn ingress(&self) -> String {
+        format!("{}/partners/12345/messages", self.base)
+    }
+}
+
+impl Bench {
+    fn new(client: reqwest::Client) -> anyhow::Result<Self> {
+        Ok(Self {
+            gateway_bin: sibling("hotline-gateway")?,
+            sim_bin: sibling("sim")?,
+            work: tempfile::tempdir()?,
+            load: Arc::new(Load::new()?),
+            client,
+        })
+    }
+
+    /// A gateway on a free port, routing 12345's tickets to the partner at `sim_url`.
+    async fn gateway(&self, sim_url: &str) -> anyhow::Result<Gateway> {
+        let port = free_port()?;
+        let config = write_config(self.work.path(), port, sim_url)?;
+        let base = format!("http://127.0.0.1:{port}");
+        let proc = self.serve(&config, &base).await?;
+        Ok(Gateway { proc, config, base })
+    }
+
+    /// Kills the gateway with SIGKILL and starts it again on the same configuration and database.
+    async fn restart(&self, g: Gateway) -> anyhow::Result<Gateway> {
+        let Gateway { proc, config, base } = g;
+        drop(proc);
+        let proc = self.serve(&config, &base).await?;
+        Ok(Gateway { proc, config, base })
+    }
+
+    /// Starts `hotline-gateway serve` and waits until it is ready.
+    async fn serve(&self, config: &Path, base: &str) -> anyhow::Result<Proc> {
+        let gateway = Proc(
+            Command::new(&self.gateway_bin)
+                .args(["serve", "--config"])
+                .arg(config)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        let ready = Instant::now();
+        while self
+            .client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .map_or(true, |r| !r.status().is_success())
+        {
+            if ready.elapsed() > Duration::from_secs(30) {
+                bail!("the gateway did not become ready");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(gateway)
+    }
+
+    /// The 12315 simulator on `port` (0: any free one).
+    async fn sim(&self, port: u16) -> anyhow::Result<(Proc, String)> {
+        spawn_listening({
+            let mut c = Command::new(&self.sim_bin);
+            c.args(["--port", &port.to_string()])
+                .args(["--partner-dir"])
+                .arg(repo().join("mappings/12315"))
+                .args(["--gateway-secret", GATEWAY_SECRET])
+                .args(["--partner-secret", PARTNER_SECRET]);
+            c
+        })
+        .await
+    }
+
+    /// Polls the simulator's `/stats` until `done` holds or `limit` passes; the last stats, and
+    /// whether `done` held.
+    async fn wait_sim(
+        &self,
+        sim_url: &str,
+        limit: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<(Value, bool)> {
+        let started = Instant::now();
+        loop {
+            let s = sim_stats(&self.client, sim_url).await?;
+            if done(&s) {
+                return Ok((s, true));
+            }
+            if started.elapsed() > limit {
+                return Ok((s, false));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The simulator has taken at least `n` messages.
+fn taken_at_least(n: usize) -> impl Fn(&Value) -> bool {
+    move |s| s["taken"].as_u64().unwrap_or(0) as usize >= n
+}
+
+/// What reached the partner, against what the gateway accepted: tickets that arrived (by number),
+/// accepted ones that never did, and tickets that arrived under more than one message id.
+struct Effects {
+    delivered_unique: usize,
+    lost: usize,
+    duplicate_effects: usize,
+}
+
+fn effects<'a>(stats: &Value, accepted: impl IntoIterator<Item = &'a String>) -> Effects {
+    let mut per_ticket: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    for x in stats["arrivals"].as_array().into_iter().flatten() {
+        if let Some(n) = x[0].as_str() {
+            *per_ticket.entry(n).or_default() += 1;
+        }
+    }
+    Effects {
+        delivered_unique: per_ticket.len(),
+        lost: accepted
+            .into_iter()
+            .filter(|n| !per_ticket.contains_key(n.as_str()))
+            .count(),
+        duplicate_effects: per_ticket.values().filter(|&&c| c > 1).count(),
+    }
 }
 
 async fn sim_stats(client: &reqwest::Client, sim_url: &str) -> anyhow::Result<Value> {
@@ -339,43 +457,25 @@ async fn sim_stats(client: &reqwest::Client, sim_url: &str) -> anyhow::Result<Va
         .await?)
 }
 
-async fn start_sim(sim_bin: &Path) -> anyhow::Result<(Proc, String)> {
-    start_sim_on(sim_bin, 0).await
-}
-
-async fn start_sim_on(sim_bin: &Path, port: u16) -> anyhow::Result<(Proc, String)> {
-    spawn_listening({
-        let mut c = Command::new(sim_bin);
-        c.args(["--port", &port.to_string()])
-            .args(["--partner-dir"])
-            .arg(repo().join("mappings/12315"))
-            .args(["--gateway-secret", GATEWAY_SECRET])
-            .args(["--partner-secret", PARTNER_SECRET]);
-        c
-    })
-    .await
-}
-
 async fn relay(tickets: usize, concurrency: usize, open_loop: Duration) -> anyhow::Result<()> {
-    let gateway_bin = sibling("hotline-gateway")?;
-    let sim_bin = sibling("sim")?;
-    let work = tempfile::tempdir()?;
-    let load = Arc::new(Load::new()?);
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
+    let bench = Bench::new(
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency)
+            .build()?,
+    )?;
+    let (client, load) = (&bench.client, &bench.load);
 
     // The ceiling: the same load generator against a server that only reads and answers 200.
     let (_trivial, trivial_url) = spawn_listening({
-        let mut c = Command::new(&sim_bin);
+        let mut c = Command::new(&bench.sim_bin);
         c.arg("--trivial");
         c
     })
     .await?;
     let t = Instant::now();
     let ceiling_run = closed_loop(
-        &client,
-        &load,
+        client,
+        load,
         &format!("{trivial_url}/partners/12345/messages"),
         0..tickets,
         concurrency,
@@ -385,29 +485,25 @@ async fn relay(tickets: usize, concurrency: usize, open_loop: Duration) -> anyho
         ceiling_run.iter().filter(|r| r.3).count() as f64 / t.elapsed().as_secs_f64();
 
     // The 12315 simulator, and the gateway routing everything from 12345 to it.
-    let (_sim, sim_url) = start_sim(&sim_bin).await?;
-    let port = free_port()?;
-    let config = write_config(work.path(), port, &sim_url)?;
-    let base = format!("http://127.0.0.1:{port}");
-    let gateway = start_gateway(&gateway_bin, &config, &client, &base).await?;
-    let pid = gateway.0.id();
-    let ingress = format!("{base}/partners/12345/messages");
+    let (_sim, sim_url) = bench.sim(0).await?;
+    let gateway = bench.gateway(&sim_url).await?;
+    let ingress = gateway.ingress();
 
     let t = Instant::now();
-    let run = closed_loop(&client, &load, &ingress, 0..tickets, concurrency).await;
+    let run = closed_loop(client, load, &ingress, 0..tickets, concurrency).await;
     let accept_s = t.elapsed().as_secs_f64();
     let accepted = run.iter().filter(|r| r.3).count();
     // Wait for the simulator to have taken every accepted ticket.
-    let stats = loop {
-        let s = sim_stats(&client, &sim_url).await?;
-        if s["taken"].as_u64().unwrap_or(0) as usize >= accepted {
-            break s;
-        }
-        if t.elapsed() > Duration::from_secs(600) {
-            bail!("only {} of {accepted} tickets reached 12315", s["taken"]);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let limit = Duration::from_secs(600).saturating_sub(t.elapsed());
+    let (stats, all) = bench
+        .wait_sim(&sim_url, limit, taken_at_least(accepted))
+        .await?;
+    if !all {
+        bail!(
+            "only {} of {accepted} tickets reached 12315",
+            stats["taken"]
+        );
+    }
     let e2e_s = t.elapsed().as_secs_f64();
     let sent: std::collections::HashMap<String, i64> =
         run.iter().map(|r| (Load::number(r.0), r.1)).collect();
@@ -438,7 +534,7 @@ async fn relay(tickets: usize, concurrency: usize, open_loop: Duration) -> anyho
     let mut tasks = tokio::task::JoinSet::new();
     for i in tickets..tickets + n_open {
         tick.tick().await;
-        let (client, load, url) = (client.clone(), Arc::clone(&load), ingress.clone());
+        let (client, load, url) = (client.clone(), Arc::clone(load), ingress.clone());
         tasks.spawn(async move { send_one(&client, &load, &url, i).await });
     }
     let mut open: Vec<f64> = Vec::new();
@@ -450,7 +546,7 @@ async fn relay(tickets: usize, concurrency: usize, open_loop: Duration) -> anyho
         }
     }
     open.sort_by(f64::total_cmp);
-    let rss = peak_rss_mb(pid).unwrap_or(f64::NAN);
+    let rss = peak_rss_mb(gateway.pid()).unwrap_or(f64::NAN);
     drop(gateway);
 
     let figures = json!({
@@ -498,19 +594,14 @@ async fn relay(tickets: usize, concurrency: usize, open_loop: Duration) -> anyho
 /// Load while the gateway is killed with SIGKILL at random moments and restarted; then every
 /// ticket that got a 2xx must reach the partner, once in effect.
 async fn crash(kills: u32, concurrency: usize) -> anyhow::Result<()> {
-    let gateway_bin = sibling("hotline-gateway")?;
-    let sim_bin = sibling("sim")?;
-    let work = tempfile::tempdir()?;
-    let load = Arc::new(Load::new()?);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let (_sim, sim_url) = start_sim(&sim_bin).await?;
-    let port = free_port()?;
-    let config = write_config(work.path(), port, &sim_url)?;
-    let base = format!("http://127.0.0.1:{port}");
-    let ingress = format!("{base}/partners/12345/messages");
-    let mut gateway = start_gateway(&gateway_bin, &config, &client, &base).await?;
+    let bench = Bench::new(
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?,
+    )?;
+    let (_sim, sim_url) = bench.sim(0).await?;
+    let mut gateway = bench.gateway(&sim_url).await?;
+    let ingress = gateway.ingress();
 
     // The load: closed loop until told to stop; each ticket once, accepted or not.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -518,8 +609,8 @@ async fn crash(kills: u32, concurrency: usize) -> anyhow::Result<()> {
     let mut senders = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
         let (client, load, url, stop, next) = (
-            client.clone(),
-            Arc::clone(&load),
+            bench.client.clone(),
+            Arc::clone(&bench.load),
             ingress.clone(),
             Arc::clone(&stop),
             Arc::clone(&next),
@@ -541,9 +632,8 @@ async fn crash(kills: u32, concurrency: usize) -> anyhow::Result<()> {
     for k in 0..kills {
         let wait = Duration::from_millis(300 + rand::random_range(0..1700));
         tokio::time::sleep(wait).await;
-        drop(gateway); // SIGKILL, then reaped
         println!("  kill {} after {wait:?}", k + 1);
-        gateway = start_gateway(&gateway_bin, &config, &client, &base).await?;
+        gateway = bench.restart(gateway).await?;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -553,34 +643,17 @@ async fn crash(kills: u32, concurrency: usize) -> anyhow::Result<()> {
     }
     let sent = next.load(std::sync::atomic::Ordering::Relaxed);
     // Wait for every accepted ticket to arrive (or give up after two minutes).
-    let started = Instant::now();
-    let stats = loop {
-        let s = sim_stats(&client, &sim_url).await?;
-        let arrived: std::collections::HashSet<&str> = s["arrivals"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x[0].as_str()).collect())
-            .unwrap_or_default();
-        let missing = accepted
-            .iter()
-            .filter(|n| !arrived.contains(n.as_str()))
-            .count();
-        if missing == 0 || started.elapsed() > Duration::from_secs(120) {
-            break s;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (stats, _) = bench
+        .wait_sim(&sim_url, Duration::from_secs(120), |s| {
+            effects(s, &accepted).lost == 0
+        })
+        .await?;
     drop(gateway);
-    let mut per_ticket: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
-    for x in stats["arrivals"].as_array().into_iter().flatten() {
-        if let Some(n) = x[0].as_str() {
-            *per_ticket.entry(n).or_default() += 1;
-        }
-    }
-    let lost = accepted
-        .iter()
-        .filter(|n| !per_ticket.contains_key(n.as_str()))
-        .count();
-    let duplicate_effects = per_ticket.values().filter(|&&c| c > 1).count();
+    let Effects {
+        delivered_unique,
+        lost,
+        duplicate_effects,
+    } = effects(&stats, &accepted);
     let taken = stats["taken"].as_u64().unwrap_or(0);
     let raw_redeliveries = stats["hits"].as_u64().unwrap_or(0).saturating_sub(taken);
     let figures = json!({
@@ -588,7 +661,7 @@ async fn crash(kills: u32, concurrency: usize) -> anyhow::Result<()> {
         "kills": kills,
         "sent": sent,
         "accepted": accepted.len(),
-        "delivered_unique": per_ticket.len(),
+        "delivered_unique": delivered_unique,
         "lost": lost,
         "duplicate_effects": duplicate_effects,
         "raw_redeliveries": raw_redeliveries,
@@ -597,7 +670,7 @@ async fn crash(kills: u32, concurrency: usize) -> anyhow::Result<()> {
     println!("  kills                  {kills}");
     println!("  tickets sent           {sent}");
     println!("  accepted (2xx)         {}", accepted.len());
-    println!("  delivered (unique)     {}", per_ticket.len());
+    println!("  delivered (unique)     {delivered_unique}");
     println!("  lost                   {lost}   (must be 0)");
     println!("  duplicate effects      {duplicate_effects}   (must be 0)");
     println!(
@@ -623,18 +696,15 @@ fn counter_sum(metrics: &str, name: &str, label: &str) -> f64 {
 /// connections, malformed acknowledgements), then recovers.
 async fn faults(tickets: usize, window: Duration) -> anyhow::Result<()> {
     const MAX_ATTEMPTS: u32 = 50; // as in write_config
-    let gateway_bin = sibling("hotline-gateway")?;
-    let sim_bin = sibling("sim")?;
-    let work = tempfile::tempdir()?;
-    let load = Arc::new(Load::new()?);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let (_sim, sim_url) = start_sim(&sim_bin).await?;
-    let port = free_port()?;
-    let config = write_config(work.path(), port, &sim_url)?;
-    let base = format!("http://127.0.0.1:{port}");
-    let gateway = start_gateway(&gateway_bin, &config, &client, &base).await?;
+    let bench = Bench::new(
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?,
+    )?;
+    let client = &bench.client;
+    let (_sim, sim_url) = bench.sim(0).await?;
+    let gateway = bench.gateway(&sim_url).await?;
+    let base = gateway.base.clone();
     let mode = |m: &str| json!({"mode": m, "slow_ms": 6000});
     client
         .post(format!("{sim_url}/admin/behaviour"))
@@ -642,9 +712,8 @@ async fn faults(tickets: usize, window: Duration) -> anyhow::Result<()> {
         .send()
         .await?
         .error_for_status()?;
-    let ingress = format!("{base}/partners/12345/messages");
     let fault_start = Instant::now();
-    let run = closed_loop(&client, &load, &ingress, 0..tickets, 16).await;
+    let run = closed_loop(client, &bench.load, &gateway.ingress(), 0..tickets, 16).await;
     let accepted: Vec<String> = run
         .iter()
         .filter(|r| r.3)
@@ -665,16 +734,13 @@ async fn faults(tickets: usize, window: Duration) -> anyhow::Result<()> {
         .await?
         .error_for_status()?;
     let recovered = Instant::now();
-    let stats = loop {
-        let s = sim_stats(&client, &sim_url).await?;
-        if s["taken"].as_u64().unwrap_or(0) as usize >= accepted.len() {
-            break s;
-        }
-        if recovered.elapsed() > Duration::from_secs(300) {
-            break s;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (stats, _) = bench
+        .wait_sim(
+            &sim_url,
+            Duration::from_secs(300),
+            taken_at_least(accepted.len()),
+        )
+        .await?;
     let recovery_s = recovered.elapsed().as_secs_f64();
     let metrics = client
         .get(format!("{base}/metrics"))
@@ -696,17 +762,11 @@ async fn faults(tickets: usize, window: Duration) -> anyhow::Result<()> {
         .json()
         .await?;
     drop(gateway);
-    let mut per_ticket: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
-    for x in stats["arrivals"].as_array().into_iter().flatten() {
-        if let Some(n) = x[0].as_str() {
-            *per_ticket.entry(n).or_default() += 1;
-        }
-    }
-    let lost = accepted
-        .iter()
-        .filter(|n| !per_ticket.contains_key(n.as_str()))
-        .count();
-    let duplicate_effects = per_ticket.values().filter(|&&c| c > 1).count();
+    let Effects {
+        lost,
+        duplicate_effects,
+        ..
+    } = effects(&stats, &accepted);
     let attempts = counter_sum(
         &metrics,
         "hotline_delivery_attempts_total",
@@ -762,41 +822,45 @@ fn disk_bytes(dir: &Path) -> u64 {
 /// The partner is down while tickets queue for it, then comes up: how fast the backlog drains,
 /// and whether memory grows with it.
 async fn backlog(tickets: usize, concurrency: usize) -> anyhow::Result<()> {
-    let gateway_bin = sibling("hotline-gateway")?;
-    let sim_bin = sibling("sim")?;
-    let work = tempfile::tempdir()?;
-    let load = Arc::new(Load::new()?);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
+    let bench = Bench::new(
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?,
+    )?;
     // Nothing listens on the partner's port yet: every delivery fails and waits to be retried.
     let sim_port = free_port()?;
     let sim_url = format!("http://127.0.0.1:{sim_port}");
-    let port = free_port()?;
-    let config = write_config(work.path(), port, &sim_url)?;
-    let base = format!("http://127.0.0.1:{port}");
-    let gateway = start_gateway(&gateway_bin, &config, &client, &base).await?;
-    let pid = gateway.0.id();
-    let ingress = format!("{base}/partners/12345/messages");
+    let gateway = bench.gateway(&sim_url).await?;
+    let pid = gateway.pid();
     let t = Instant::now();
-    let run = closed_loop(&client, &load, &ingress, 0..tickets, concurrency).await;
+    let run = closed_loop(
+        &bench.client,
+        &bench.load,
+        &gateway.ingress(),
+        0..tickets,
+        concurrency,
+    )
+    .await;
     let queue_s = t.elapsed().as_secs_f64();
     let accepted = run.iter().filter(|r| r.3).count();
     let rss_queued = peak_rss_mb(pid).unwrap_or(f64::NAN);
-    let disk = disk_bytes(work.path());
+    let disk = disk_bytes(bench.work.path());
     println!("  {accepted} tickets queued in {queue_s:.1} s; the partner comes up");
-    let (_sim, _) = start_sim_on(&sim_bin, sim_port).await?;
+    let (_sim, _) = bench.sim(sim_port).await?;
     let t = Instant::now();
-    let stats = loop {
-        let s = sim_stats(&client, &sim_url).await?;
-        if s["taken"].as_u64().unwrap_or(0) as usize >= accepted {
-            break s;
-        }
-        if t.elapsed() > Duration::from_secs(3600) {
-            bail!("the backlog did not drain: {} of {accepted}", s["taken"]);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (stats, all) = bench
+        .wait_sim(
+            &sim_url,
+            Duration::from_secs(3600),
+            taken_at_least(accepted),
+        )
+        .await?;
+    if !all {
+        bail!(
+            "the backlog did not drain: {} of {accepted}",
+            stats["taken"]
+        );
+    }
     let drain_s = t.elapsed().as_secs_f64();
     let rss_drained = peak_rss_mb(pid).unwrap_or(f64::NAN);
     drop(gateway);
