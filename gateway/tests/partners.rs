@@ -6,38 +6,22 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{fast_retry, wait_until};
+use common::{
+    MAPPED_GATEWAY_SECRET, MAPPED_PARTNER_SECRET, base_config, mapped_partner, mapped_sim,
+    mappings_dir, wait_until,
+};
 use contract_tests::behaviour::Behaviour;
 use contract_tests::mapped_sim::{MappedSim, MappedSimOptions, eventually};
 use hotline_gateway::Gateway;
-use hotline_gateway::config::{
-    AdapterKind, Config, DeliveryConfig, PartnerConfig, RouteConfig, ServerConfig, StoreConfig,
-};
+use hotline_gateway::config::{Config, RouteConfig};
 use hotline_gateway::store::DeliveryStatus;
 use hotline_model::TicketKind;
 use serde_json::Value;
 
-const GATEWAY_SECRET: &str = "gateway-secret-0123456789";
-const PARTNER_SECRET: &str = "partner-secret-9876543210";
 const WAIT: Duration = Duration::from_secs(15);
 
-fn mappings() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../mappings")
-}
-
 fn sample(partner: &str, name: &str) -> Vec<u8> {
-    std::fs::read(mappings().join(partner).join("samples").join(name)).unwrap()
-}
-
-async fn sim(partner: &str) -> MappedSim {
-    MappedSim::start(MappedSimOptions {
-        dir: &mappings().join(partner),
-        app_id: "hotline-12348".into(),
-        gateway_secret: GATEWAY_SECRET.into(),
-        partner_secret: PARTNER_SECRET.into(),
-    })
-    .await
-    .unwrap()
+    std::fs::read(mappings_dir().join(partner).join("samples").join(name)).unwrap()
 }
 
 struct World {
@@ -53,57 +37,23 @@ struct World {
 
 async fn world() -> World {
     let (s12345, s12315, s12333, s12338) = (
-        sim("12345").await,
-        sim("12315").await,
-        sim("12333").await,
-        sim("12338").await,
+        mapped_sim("12345").await,
+        mapped_sim("12315").await,
+        mapped_sim("12333").await,
+        mapped_sim("12338").await,
     );
     let dir = tempfile::tempdir().unwrap();
     let mut partners = BTreeMap::new();
     for s in [&s12345, &s12315, &s12333, &s12338] {
-        let polled = s.partner() == "12338";
-        partners.insert(
-            s.partner().to_owned(),
-            PartnerConfig {
-                adapter: AdapterKind::Mapped,
-                url: s.url(),
-                signing_secret: GATEWAY_SECRET.into(),
-                verify_secret: PARTNER_SECRET.into(),
-                mapping: None,
-                app_id: "hotline-12348".into(),
-                poll_url: polled.then(|| s.outbox_url()),
-                poll_ack_url: polled.then(|| s.outbox_ack_url()),
-                transfer_url: None,
-                poll_interval: Duration::from_millis(100),
-                timeout: Duration::from_secs(2),
-                ack_timeout: Duration::from_secs(30),
-                concurrency: 4,
-                retry: fast_retry(4),
-                breaker: Default::default(),
-                inbound_rate: None,
-                inbound_burst: None,
-                outbound_rate: None,
-            },
-        );
+        let mut p = mapped_partner(s);
+        if s.partner() == "12338" {
+            p.poll_url = Some(s.outbox_url());
+            p.poll_ack_url = Some(s.outbox_ack_url());
+        }
+        p.poll_interval = Duration::from_millis(100);
+        partners.insert(s.partner().to_owned(), p);
     }
     let config = Config {
-        server: ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..ServerConfig::default()
-        },
-        store: StoreConfig {
-            path: dir.path().join("gw.db"),
-            ..StoreConfig::default()
-        },
-        delivery: DeliveryConfig {
-            lease: Duration::from_secs(10),
-            poll_interval: Duration::from_millis(50),
-            claim_batch: 16,
-        },
-        mappings_dir: mappings(),
-        sla: common::sla_config(),
-        privacy: Default::default(),
-        transfers: Default::default(),
         partners,
         routes: vec![
             RouteConfig {
@@ -119,6 +69,7 @@ async fn world() -> World {
                 ..RouteConfig::default()
             },
         ],
+        ..base_config(&dir)
     };
     assert!(config.check().is_empty(), "{:?}", config.check());
     let gateway = Gateway::start(config).await.unwrap();
@@ -585,8 +536,8 @@ async fn a_partner_defined_only_by_data_exchanges_tickets_both_ways() {
     let hb = MappedSim::start(MappedSimOptions {
         dir: &folder,
         app_id: "hotline-12348".into(),
-        gateway_secret: GATEWAY_SECRET.into(),
-        partner_secret: PARTNER_SECRET.into(),
+        gateway_secret: MAPPED_GATEWAY_SECRET.into(),
+        partner_secret: MAPPED_PARTNER_SECRET.into(),
     })
     .await
     .unwrap();
@@ -606,14 +557,14 @@ calendar_dir = "{calendar}"
 adapter = "mapped"
 mapping = "{folder}"
 url = "{url}"
-signing_secret = "{GATEWAY_SECRET}"
-verify_secret = "{PARTNER_SECRET}"
+signing_secret = "{MAPPED_GATEWAY_SECRET}"
+verify_secret = "{MAPPED_PARTNER_SECRET}"
 timeout = "2s"
 "#,
-        mappings = mappings().display(),
+        mappings = mappings_dir().display(),
         db = dir.path().join("gw.db").display(),
         folder = folder.display(),
-        calendar = mappings().join("calendar").display(),
+        calendar = mappings_dir().join("calendar").display(),
         url = hb.url(),
     );
     let config = Config::from_toml(&text, Vec::new()).unwrap_or_else(|p| panic!("{p:?}"));

@@ -4,31 +4,22 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{fast_retry, wait_until};
+use common::{base_config, mapped_partner, mapped_sim, mappings_dir, wait_until};
 use contract_tests::behaviour::CtiBehaviour;
 use contract_tests::home_cti_sim::HomeCtiSim;
-use contract_tests::mapped_sim::{MappedSim, MappedSimOptions};
+use contract_tests::mapped_sim::MappedSim;
 use contract_tests::xsd;
 use hotline_gateway::Gateway;
-use hotline_gateway::config::{
-    AdapterKind, Config, DeliveryConfig, PartnerConfig, ServerConfig, StoreConfig, TransfersConfig,
-};
+use hotline_gateway::config::{Config, TransfersConfig};
 use hotline_gateway::transfer::hours::BusinessHours;
 use hotline_model::{RefusalReason, TransferAnswer};
 use serde_json::{Value, json};
 
-const GATEWAY_SECRET: &str = "gateway-secret-0123456789";
-const PARTNER_SECRET: &str = "partner-secret-9876543210";
 const CTI_TOKEN: &str = "home-cti-token-0001";
 const WAIT: Duration = Duration::from_secs(15);
-
-fn mappings() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../mappings")
-}
 
 struct World {
     gateway: Gateway,
@@ -43,62 +34,20 @@ struct World {
 async fn world(connect_timeout: Duration) -> World {
     let mut sims = BTreeMap::new();
     for p in ["12345", "12315", "12333", "12338"] {
-        let sim = MappedSim::start(MappedSimOptions {
-            dir: &mappings().join(p),
-            app_id: "hotline-12348".into(),
-            gateway_secret: GATEWAY_SECRET.into(),
-            partner_secret: PARTNER_SECRET.into(),
-        })
-        .await
-        .unwrap();
-        sims.insert(p.to_owned(), sim);
+        sims.insert(p.to_owned(), mapped_sim(p).await);
     }
     let home = HomeCtiSim::start(Some(CTI_TOKEN.into())).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let partners = sims
         .iter()
         .map(|(id, s)| {
-            (
-                id.clone(),
-                PartnerConfig {
-                    adapter: AdapterKind::Mapped,
-                    url: s.url(),
-                    signing_secret: GATEWAY_SECRET.into(),
-                    verify_secret: PARTNER_SECRET.into(),
-                    mapping: None,
-                    app_id: "hotline-12348".into(),
-                    poll_url: None,
-                    poll_ack_url: None,
-                    transfer_url: Some(s.cti_url()),
-                    poll_interval: Duration::from_secs(5),
-                    timeout: Duration::from_secs(5),
-                    ack_timeout: Duration::from_secs(30),
-                    concurrency: 4,
-                    retry: fast_retry(4),
-                    breaker: Default::default(),
-                    inbound_rate: None,
-                    inbound_burst: None,
-                    outbound_rate: None,
-                },
-            )
+            let mut p = mapped_partner(s);
+            p.transfer_url = Some(s.cti_url());
+            p.timeout = Duration::from_secs(5);
+            (id.clone(), p)
         })
         .collect();
     let config = Config {
-        server: ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..ServerConfig::default()
-        },
-        store: StoreConfig {
-            path: dir.path().join("gw.db"),
-            ..StoreConfig::default()
-        },
-        delivery: DeliveryConfig {
-            lease: Duration::from_secs(10),
-            poll_interval: Duration::from_millis(50),
-            claim_batch: 16,
-        },
-        mappings_dir: mappings(),
-        sla: common::sla_config(),
         partners,
         transfers: TransfersConfig {
             home_cti_url: Some(home.url()),
@@ -108,7 +57,7 @@ async fn world(connect_timeout: Duration) -> World {
             scan_interval: Duration::from_millis(100),
             hours: BTreeMap::from([("12338".to_owned(), BusinessHours::closed_at(Utc::now(), 2))]),
         },
-        ..Config::default()
+        ..base_config(&dir)
     };
     assert!(config.check().is_empty(), "{:?}", config.check());
     boot(sims, home, config, dir).await
@@ -293,7 +242,7 @@ async fn granted_then_connected_and_completed_with_the_context_handed_over() {
     assert_eq!(offer["ticket"]["kind"], "help");
     assert_eq!(offer["ticket"]["title"], "转接 C-100");
     // What went on the wire is valid GB18030 XML by 12333's schema.
-    let xsd_file = mappings().join("12333/12333.xsd");
+    let xsd_file = mappings_dir().join("12333/12333.xsd");
     xsd::validate(&xsd_file, &w.sim("12333").offer_bytes()[0]).unwrap();
 
     let id = t["id"].as_str().unwrap();
@@ -545,7 +494,7 @@ async fn events_out_of_order_duplicated_and_impossible() {
 async fn an_inbound_transfer_from_12345_is_answered_by_the_home_cti() {
     let w = world(Duration::from_secs(5)).await;
     let offer: Value = serde_json::from_slice(
-        &std::fs::read(mappings().join("canonical/transfer_request.json")).unwrap(),
+        &std::fs::read(mappings_dir().join("canonical/transfer_request.json")).unwrap(),
     )
     .unwrap();
     let sim = w.sim("12345");
@@ -612,7 +561,7 @@ async fn an_inbound_transfer_from_12345_is_answered_by_the_home_cti() {
 async fn every_partner_offers_transfers_in_its_own_dialect() {
     let w = world(Duration::from_secs(5)).await;
     let offer: Value = serde_json::from_slice(
-        &std::fs::read(mappings().join("canonical/transfer_request.json")).unwrap(),
+        &std::fs::read(mappings_dir().join("canonical/transfer_request.json")).unwrap(),
     )
     .unwrap();
     for (i, p) in ["12315", "12333", "12338"].into_iter().enumerate() {

@@ -1,10 +1,9 @@
 //! Shared test harness: a gateway on a temporary SQLite file with simulated partners on loopback.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-
 use std::time::Duration;
 
+use contract_tests::mapped_sim::{MappedSim, MappedSimOptions};
 use contract_tests::samples::random_draft;
 use contract_tests::webhook_sim::{Behaviour, SimOptions, WebhookSim};
 use hotline_gateway::Gateway;
@@ -75,14 +74,12 @@ pub struct Harness {
     _dir: tempfile::TempDir,
 }
 
-/// A configuration for tests: one partner, fast polling, a database in `dir`.
-pub fn test_config(dir: &tempfile::TempDir, url: String, retry: RetryConfig) -> Config {
-    let mut partners = BTreeMap::new();
-    partners.insert(PARTNER.to_owned(), partner_config(url, retry));
+/// A gateway for tests, without partners: any loopback port, its database in `dir`, fast
+/// polling, the repository's mappings and calendar.
+pub fn base_config(dir: &tempfile::TempDir) -> Config {
     Config {
         server: ServerConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
-            max_body_bytes: 64 * 1024,
             ..ServerConfig::default()
         },
         store: StoreConfig {
@@ -94,10 +91,20 @@ pub fn test_config(dir: &tempfile::TempDir, url: String, retry: RetryConfig) -> 
             poll_interval: Duration::from_millis(50),
             claim_batch: 16,
         },
-        partners,
+        mappings_dir: mappings_dir(),
         sla: sla_config(),
         ..Config::default()
     }
+}
+
+/// A configuration for tests: one partner, fast polling, a database in `dir`.
+pub fn test_config(dir: &tempfile::TempDir, url: String, retry: RetryConfig) -> Config {
+    let mut config = base_config(dir);
+    config.server.max_body_bytes = 64 * 1024;
+    config
+        .partners
+        .insert(PARTNER.to_owned(), partner_config(url, retry));
+    config
 }
 
 pub const PARTNER: &str = "p1";
@@ -217,6 +224,33 @@ pub fn first_delivery(created: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no delivery in {created}"))
         .to_owned()
+}
+
+/// The secrets of the mapped partners' simulators: ours, and theirs.
+pub const MAPPED_GATEWAY_SECRET: &str = "gateway-secret-0123456789";
+pub const MAPPED_PARTNER_SECRET: &str = "partner-secret-9876543210";
+
+/// The simulator of a partner defined by its folder in `mappings/`.
+pub async fn mapped_sim(partner: &str) -> MappedSim {
+    MappedSim::start(MappedSimOptions {
+        dir: &mappings_dir().join(partner),
+        app_id: "hotline-12348".into(),
+        gateway_secret: MAPPED_GATEWAY_SECRET.into(),
+        partner_secret: MAPPED_PARTNER_SECRET.into(),
+    })
+    .await
+    .expect("simulator starts")
+}
+
+/// The configuration of a mapped partner whose simulator is `sim`: pushed both ways, fast retries.
+pub fn mapped_partner(sim: &MappedSim) -> PartnerConfig {
+    PartnerConfig {
+        adapter: AdapterKind::Mapped,
+        url: sim.url(),
+        signing_secret: MAPPED_GATEWAY_SECRET.into(),
+        verify_secret: MAPPED_PARTNER_SECRET.into(),
+        ..partner_config(sim.url(), fast_retry(4))
+    }
 }
 
 /// The repository's folder of partner mappings.
