@@ -4,10 +4,19 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn gateway(args: &[&str]) -> (bool, String, String) {
+    gateway_with_env(args, [])
+}
+
+/// Runs the binary from the repository root with `env` added; success, stdout, stderr.
+fn gateway_with_env(
+    args: &[&str],
+    env: impl IntoIterator<Item = (String, String)>,
+) -> (bool, String, String) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
         .args(args)
         .current_dir(root)
+        .envs(env)
         .output()
         .expect("the binary runs");
     (
@@ -15,6 +24,21 @@ fn gateway(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `mapping test --partner P --message M --decode|--encode FILE`; `mode` is `--decode` or
+/// `--encode`.
+fn mapping_test(partner: &str, message: &str, mode: &str, file: &str) -> (bool, String, String) {
+    gateway(&[
+        "mapping",
+        "test",
+        "--partner",
+        partner,
+        "--message",
+        message,
+        mode,
+        file,
+    ])
 }
 
 #[test]
@@ -25,46 +49,29 @@ fn mapping_test_decodes_every_shipped_sample() {
         ("12333", "mappings/12333/samples/dispatch.xml"),
         ("12338", "mappings/12338/samples/dispatch.json"),
     ] {
-        let (ok, out, err) = gateway(&[
-            "mapping",
-            "test",
-            "--partner",
-            partner,
-            "--message",
-            "dispatch",
-            "--decode",
-            file,
-        ]);
+        let (ok, out, err) = mapping_test(partner, "dispatch", "--decode", file);
         assert!(ok, "{partner}: {err}");
         assert!(out.contains("\"ticket\""), "{out}");
         assert!(out.contains("正确 OK: a valid ticket"), "{out}");
     }
-    let (ok, out, err) = gateway(&[
-        "mapping",
-        "test",
-        "--partner",
+    let (ok, out, err) = mapping_test(
         "12333",
-        "--message",
         "reply",
         "--decode",
         "mappings/12333/samples/reply.xml",
-    ]);
+    );
     assert!(ok, "{err}");
     assert!(out.contains("a valid `reply` event"), "{out}");
 }
 
 #[test]
 fn mapping_test_encodes_canonical_json_into_each_dialect() {
-    let (ok, out, err) = gateway(&[
-        "mapping",
-        "test",
-        "--partner",
+    let (ok, out, err) = mapping_test(
         "12333",
-        "--message",
         "dispatch",
         "--encode",
         "mappings/canonical/dispatch.json",
-    ]);
+    );
     assert!(ok, "{err}");
     assert!(
         out.starts_with(r#"<?xml version="1.0" encoding="GB18030"?><Package>"#),
@@ -73,16 +80,12 @@ fn mapping_test_encodes_canonical_json_into_each_dialect() {
     assert!(out.contains("<Category>投诉</Category>"), "{out}");
     assert!(out.contains("bytes of GB18030"), "{out}");
 
-    let (ok, out, _) = gateway(&[
-        "mapping",
-        "test",
-        "--partner",
+    let (ok, out, _) = mapping_test(
         "12315",
-        "--message",
         "dispatch",
         "--encode",
         "mappings/canonical/dispatch.json",
-    ]);
+    );
     assert!(ok);
     assert!(out.contains(r#""appealType":1"#), "{out}");
 }
@@ -97,28 +100,15 @@ fn mapping_test_reports_errors_and_fails() {
     .unwrap()
     .replace("<SQLX>4</SQLX>", "<SQLX>8</SQLX>");
     std::fs::write(&bad, text).unwrap();
-    let (ok, _, err) = gateway(&[
-        "mapping",
-        "test",
-        "--partner",
-        "12345",
-        "--message",
-        "dispatch",
-        "--decode",
-        bad.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = mapping_test("12345", "dispatch", "--decode", bad.to_str().unwrap());
     assert!(!ok);
     assert!(err.contains("`SQLX`: unknown code `8`"), "{err}");
-    let (ok, _, err) = gateway(&[
-        "mapping",
-        "test",
-        "--partner",
+    let (ok, _, err) = mapping_test(
         "12345",
-        "--message",
         "reply",
         "--decode",
         "mappings/12345/samples/dispatch.xml",
-    ]);
+    );
     assert!(!ok);
     assert!(err.contains("is a `dispatch` message"), "{err}");
 }
@@ -248,21 +238,15 @@ fn the_container_configuration_is_valid() {
         env.iter().any(|(k, _)| k == "HOTLINE_GATEWAY__STORE__PATH"),
         "no store path among the image's ENV: {env:?}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
-        .args([
+    let (ok, _, err) = gateway_with_env(
+        &[
             "check-config",
             "--config",
             "deploy/config/gateway.example.toml",
-        ])
-        .current_dir(&root)
-        .envs(env)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        env,
     );
+    assert!(ok, "{err}");
     // Every file the image copies exists.
     for line in dockerfile
         .lines()
