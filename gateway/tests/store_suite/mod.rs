@@ -60,6 +60,22 @@ fn record(d: &Delivery, outcome: &str) -> AttemptRecord {
     }
 }
 
+/// Records a failed attempt on a claimed delivery, to be retried at `at`.
+async fn fail_until(store: &dyn Store, c: &Claim, at: chrono::DateTime<Utc>) {
+    let held = store
+        .finish_attempt(
+            &c.token,
+            record(&c.delivery, "retryable"),
+            Next::Retry {
+                at,
+                error: "HTTP 503".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(held, "the lease was held");
+}
+
 const LEASE: Duration = Duration::from_secs(30);
 
 pub async fn accept_is_idempotent(store: Arc<dyn Store>) {
@@ -240,17 +256,7 @@ pub async fn retries_wait_for_their_time_and_dead_letters_wait_for_ops(store: Ar
     let now = Utc::now();
     let c = store.claim(P, now, LEASE, 1).await.unwrap().remove(0);
     let at = now + chrono::Duration::seconds(60);
-    store
-        .finish_attempt(
-            &c.token,
-            record(&c.delivery, "retryable"),
-            Next::Retry {
-                at,
-                error: "HTTP 503".into(),
-            },
-        )
-        .await
-        .unwrap();
+    fail_until(store.as_ref(), &c, at).await;
     assert!(store.claim(P, now, LEASE, 1).await.unwrap().is_empty());
     assert_eq!(
         store
@@ -676,17 +682,7 @@ pub async fn released_retries_fall_due_at_once(store: Arc<dyn Store>) {
     assert_eq!(claims.len(), 3);
     for (i, c) in claims.iter().enumerate() {
         let at = now + chrono::Duration::minutes(60 + i as i64);
-        store
-            .finish_attempt(
-                &c.token,
-                record(&c.delivery, "retryable"),
-                Next::Retry {
-                    at,
-                    error: "HTTP 503".into(),
-                },
-            )
-            .await
-            .unwrap();
+        fail_until(store.as_ref(), c, at).await;
     }
     assert!(store.claim(P, now, LEASE, 10).await.unwrap().is_empty());
     // A probe: the earliest one only.
