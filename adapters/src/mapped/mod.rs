@@ -225,6 +225,22 @@ impl MappedAdapter {
 }
 
 impl MappedAdapter {
+    /// A POST of `body` in the partner's content type, signed by its scheme.
+    fn signed_post(&self, url: &str, body: Vec<u8>) -> Result<WireRequest, String> {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::try_from(self.profile.content_type.as_str()).map_err(|e| e.to_string())?,
+        );
+        self.signer.sign(&mut headers, &body).map_err(|e| e.0)?;
+        Ok(WireRequest {
+            method: Method::POST,
+            url: url.to_owned(),
+            headers,
+            body: body.into(),
+        })
+    }
+
     /// Reads the partner CTI's answer to an offer: a `transfer_answer` in its dialect, or one of
     /// its error answers.
     fn read_transfer_answer(&self, offer: &TransferOffer, resp: &WireResponse) -> TransferAnswer {
@@ -312,21 +328,8 @@ impl Adapter for MappedAdapter {
         for w in warnings {
             tracing::warn!(partner = %self.partner, message = %msg.message_id, "{w}");
         }
-        let mut headers = http::HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::try_from(self.profile.content_type.as_str())
-                .map_err(|e| EncodeError::Signing(e.to_string()))?,
-        );
-        self.signer
-            .sign(&mut headers, &body)
-            .map_err(|e| EncodeError::Signing(e.0))?;
-        Ok(WireRequest {
-            method: Method::POST,
-            url: self.url.clone(),
-            headers,
-            body: body.into(),
-        })
+        self.signed_post(&self.url, body)
+            .map_err(EncodeError::Signing)
     }
 
     async fn send(&self, req: WireRequest) -> Result<WireResponse, TransportError> {
@@ -487,18 +490,9 @@ impl Adapter for MappedAdapter {
                 );
             }
         };
-        let mut headers = http::HeaderMap::new();
-        if let Ok(ct) = HeaderValue::try_from(self.profile.content_type.as_str()) {
-            headers.insert(http::header::CONTENT_TYPE, ct);
-        }
-        if let Err(e) = self.signer.sign(&mut headers, &body) {
-            return TransferAnswer::refused(RefusalReason::PartnerError, e.0);
-        }
-        let req = WireRequest {
-            method: Method::POST,
-            url: url.clone(),
-            headers,
-            body: body.into(),
+        let req = match self.signed_post(url, body) {
+            Ok(req) => req,
+            Err(e) => return TransferAnswer::refused(RefusalReason::PartnerError, e),
         };
         match self.transport.send(req).await {
             Ok(resp) => self.read_transfer_answer(offer, &resp),
