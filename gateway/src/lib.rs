@@ -17,6 +17,7 @@ pub mod poller;
 pub mod sla;
 pub mod store;
 pub mod telemetry;
+pub mod time;
 pub mod transfer;
 
 pub use app::Gateway;

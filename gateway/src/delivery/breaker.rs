@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::config::BreakerConfig;
+use crate::time::span;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -133,7 +134,7 @@ impl Breaker {
         let mut i = self.lock();
         if i.state == CircuitState::HalfOpen {
             i.state = CircuitState::Open;
-            i.open_until = Some(now + to_chrono(i.cooldown));
+            i.open_until = Some(now + span(i.cooldown));
         }
     }
 
@@ -179,12 +180,8 @@ impl Breaker {
 
 fn open(i: &mut Inner, now: DateTime<Utc>) {
     i.state = CircuitState::Open;
-    i.open_until = Some(now + to_chrono(i.cooldown));
+    i.open_until = Some(now + span(i.cooldown));
     i.opened += 1;
-}
-
-fn to_chrono(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 #[cfg(test)]

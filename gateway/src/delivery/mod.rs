@@ -250,14 +250,14 @@ impl DeliveryEngine {
                 partner_ref: partner_ref.clone(),
             },
             Outcome::AwaitingAck { within } => Next::AwaitingAck {
-                until: now + chrono::Duration::from_std(*within).unwrap_or(chrono::Duration::MAX),
+                until: now + crate::time::span(*within),
             },
             Outcome::Retryable {
                 reason,
                 retry_after,
             } => match partner.retry.delay_after(in_round, *retry_after) {
                 Some(delay) => Next::Retry {
-                    at: now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+                    at: now + crate::time::span(delay),
                     error: reason.clone(),
                 },
                 None => Next::Dead {

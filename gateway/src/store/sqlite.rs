@@ -802,7 +802,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<Claim>> {
         let partner = partner.to_owned();
-        let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let lease_until = now + crate::time::span(lease);
         self.write(move |conn| {
             Box::pin(async move {
                 let sql = format!(

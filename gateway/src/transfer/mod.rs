@@ -27,6 +27,7 @@ use crate::delivery::DeliveryEngine;
 use crate::intake::{CreateTicket, Intake, IntakeError};
 use crate::sla::Sla;
 use crate::store::{AlertKind, NewAlert, Store, StoreError};
+use crate::time::span;
 use home_cti::HomeCti;
 use machine::{CallEvent, Step, TransferState};
 use record::{Direction, EntryOutcome, Transfer, TransferEntry, TransferInsert};
@@ -163,7 +164,7 @@ impl Transfers {
             originator_left_at: None,
             ended_at: None,
             // Only reached when the gateway stopped while waiting for the answer.
-            deadline_at: Some(now + to_chrono(self.config.answer_timeout) + grace),
+            deadline_at: Some(now + span(self.config.answer_timeout) + grace),
             fallback_ticket_id: None,
             fallback_error: None,
             notify_pending: false,
@@ -323,7 +324,7 @@ impl Transfers {
         let entry = match answer {
             TransferAnswer::Granted(g) => {
                 t.state = TransferState::Granted;
-                t.deadline_at = Some(now + to_chrono(self.config.connect_timeout));
+                t.deadline_at = Some(now + span(self.config.connect_timeout));
                 if t.direction == Direction::Outbound {
                     t.partner_ref = g.partner_ref.clone();
                 }
@@ -716,10 +717,6 @@ async fn bounded(
                 format!("no answer within {}", humantime::format_duration(limit)),
             )
         })
-}
-
-fn to_chrono(d: std::time::Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 fn unavailable(e: StoreError) -> IngressError {
