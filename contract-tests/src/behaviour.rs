@@ -76,3 +76,39 @@ pub enum CtiBehaviour {
     /// Answers with one of its error answers (HTTP 500 where the dialect mirrors statuses).
     Error,
 }
+
+/// Where a simulated call centre lets the `n`th caller through.
+pub struct Seat {
+    pub dial_target: String,
+    pub token: String,
+    pub partner_ref: Option<String>,
+}
+
+impl CtiBehaviour {
+    /// The answer to an offer; `None` for [`CtiBehaviour::Error`], which each simulator answers
+    /// in its own way.
+    pub async fn answer(&self, seat: Seat) -> Option<hotline_model::TransferAnswer> {
+        use chrono::Timelike;
+        use hotline_model::{RefusalReason, TransferAnswer, TransferGrant};
+        Some(match self {
+            Self::Grant => {
+                let in_a_minute = chrono::Utc::now() + chrono::Duration::seconds(60);
+                let beijing = chrono::FixedOffset::east_opt(8 * 3600).expect("offset");
+                TransferAnswer::Granted(TransferGrant {
+                    dial_target: seat.dial_target,
+                    token: Some(seat.token),
+                    expires_at: in_a_minute.with_timezone(&beijing).with_nanosecond(0),
+                    partner_ref: seat.partner_ref,
+                })
+            }
+            Self::Refuse(reason) => {
+                TransferAnswer::refused(*reason, format!("模拟拒绝 simulated: {reason}"))
+            }
+            Self::Silent(d) => {
+                tokio::time::sleep(*d).await;
+                TransferAnswer::refused(RefusalReason::Busy, "answered too late")
+            }
+            Self::Error => return None,
+        })
+    }
+}

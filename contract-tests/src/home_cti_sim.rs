@@ -9,11 +9,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use chrono::Timelike;
-use hotline_model::{TransferAnswer, TransferGrant};
 use serde_json::Value;
 
-use crate::behaviour::CtiBehaviour;
+use crate::behaviour::{CtiBehaviour, Seat};
 
 #[derive(Default)]
 struct Inner {
@@ -43,17 +41,11 @@ impl HomeCtiSim {
             token,
             ..Inner::default()
         });
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/cti/transfers", post(ask))
             .route("/cti/transfer-events", post(notice))
             .with_state(Arc::clone(&inner));
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "home CTI simulator stopped");
-            }
-        });
+        let addr = crate::serve(0, app, "home CTI simulator").await?;
         Ok(Self { addr, inner })
     }
 
@@ -107,24 +99,13 @@ async fn ask(
     let behaviour = lock(&inner.behaviour)
         .clone()
         .unwrap_or(CtiBehaviour::Grant);
-    let answer = match behaviour {
-        CtiBehaviour::Grant => TransferAnswer::Granted(TransferGrant {
-            dial_target: format!("sip:12348-queue-{n}@cti.12348.sim"),
-            token: Some(format!("H{n:06}")),
-            expires_at: Some(
-                (chrono::Utc::now() + chrono::Duration::seconds(60))
-                    .fixed_offset()
-                    .with_nanosecond(0)
-                    .expect("whole seconds"),
-            ),
-            partner_ref: None,
-        }),
-        CtiBehaviour::Refuse(reason) => TransferAnswer::refused(reason, "模拟 simulated"),
-        CtiBehaviour::Silent(d) => {
-            tokio::time::sleep(d).await;
-            TransferAnswer::refused(hotline_model::RefusalReason::Busy, "too late")
-        }
-        CtiBehaviour::Error => return (StatusCode::INTERNAL_SERVER_ERROR, "fault").into_response(),
+    let seat = Seat {
+        dial_target: format!("sip:12348-queue-{n}@cti.12348.sim"),
+        token: format!("H{n:06}"),
+        partner_ref: None,
+    };
+    let Some(answer) = behaviour.answer(seat).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "fault").into_response();
     };
     Json(answer).into_response()
 }

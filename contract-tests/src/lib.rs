@@ -11,3 +11,19 @@ pub mod samples;
 pub mod wait;
 pub mod webhook_sim;
 pub mod xsd;
+
+/// Serves `app` on a loopback `port` (0: any free one) in the background; where it listens.
+pub async fn serve(
+    port: u16,
+    app: axum::Router,
+    what: &'static str,
+) -> std::io::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "{what} stopped");
+        }
+    });
+    Ok(addr)
+}

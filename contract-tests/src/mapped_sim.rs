@@ -16,7 +16,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use chrono::Timelike;
 use hotline_adapters::mapped::load_folder;
 use hotline_adapters::mapped::profile::{AckStyle, HttpStatusPolicy, Profile};
 use hotline_adapters::mapping::spec::Format;
@@ -24,10 +23,10 @@ use hotline_adapters::mapping::{
     Mapping, TranslateError, answer_document, read_text, write_text, xml,
 };
 use hotline_adapters::signature::Signer;
-use hotline_model::{TransferAnswer, TransferGrant};
+use hotline_model::TransferAnswer;
 use serde_json::{Map, Value};
 
-pub use crate::behaviour::{Behaviour, CtiBehaviour, Hit, Received};
+pub use crate::behaviour::{Behaviour, CtiBehaviour, Hit, Received, Seat};
 
 pub struct MappedSimOptions<'a> {
     /// The partner folder, e.g. `mappings/12345`.
@@ -114,8 +113,6 @@ impl MappedSim {
             arrivals: Mutex::default(),
             lean: AtomicBool::new(false),
         });
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/inbox", post(inbox))
             .route("/outbox", axum::routing::get(outbox))
@@ -124,11 +121,7 @@ impl MappedSim {
             .route("/stats", axum::routing::get(stats))
             .route("/admin/behaviour", post(set_behaviour))
             .with_state(Arc::clone(&inner));
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "mapped simulator stopped");
-            }
-        });
+        let addr = crate::serve(port, app, "mapped simulator").await?;
         Ok(Self { addr, inner })
     }
 
@@ -645,35 +638,18 @@ async fn cti(State(sim): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> 
         offers.len()
     };
     let behaviour = lock(&sim.cti).clone();
-    let answer = match behaviour {
-        CtiBehaviour::Grant => TransferAnswer::Granted(TransferGrant {
-            dial_target: format!("sip:zj{n:04}@cti.{}.sim", sim.partner),
-            token: Some(format!("TK{n:06}")),
-            expires_at: Some(
-                (chrono::Utc::now() + chrono::Duration::seconds(60))
-                    .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("offset"))
-                    .with_nanosecond(0)
-                    .expect("whole seconds"),
-            ),
-            partner_ref: Some(format!("{}-ZJ-{n:06}", sim.partner)),
-        }),
-        CtiBehaviour::Refuse(reason) => TransferAnswer::Refused {
-            reason,
-            detail: Some(format!("模拟拒绝 simulated: {reason}")),
-            ticket_number: None,
-        },
-        CtiBehaviour::Silent(d) => {
-            tokio::time::sleep(d).await;
-            TransferAnswer::refused(hotline_model::RefusalReason::Busy, "answered too late")
-        }
-        CtiBehaviour::Error => {
-            return sim.answer(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &codes.unavailable,
-                "模拟系统故障 simulated CTI fault",
-                None,
-            );
-        }
+    let seat = Seat {
+        dial_target: format!("sip:zj{n:04}@cti.{}.sim", sim.partner),
+        token: format!("TK{n:06}"),
+        partner_ref: Some(format!("{}-ZJ-{n:06}", sim.partner)),
+    };
+    let Some(answer) = behaviour.answer(seat).await else {
+        return sim.answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &codes.unavailable,
+            "模拟系统故障 simulated CTI fault",
+            None,
+        );
     };
     let doc = answer_document(&offer_id, &answer, &format!("{}-A-{n}", sim.partner));
     match sim.mapping.encode("transfer_answer", &doc, false) {

@@ -70,16 +70,10 @@ impl WebhookSim {
             numbers: Mutex::default(),
             client: reqwest::Client::new(),
         });
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/inbox", post(inbox))
             .with_state(Arc::clone(&inner));
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "webhook simulator stopped");
-            }
-        });
+        let addr = crate::serve(port, app, "webhook simulator").await?;
         Ok(Self { addr, inner })
     }
 
