@@ -8,8 +8,8 @@ use contract_tests::samples::random_draft;
 use contract_tests::webhook_sim::{Behaviour, SimOptions, WebhookSim};
 use hotline_gateway::Gateway;
 use hotline_gateway::config::{
-    AdapterKind, Config, DeliveryConfig, PartnerConfig, RetryConfig, ServerConfig, SlaConfig,
-    StoreConfig,
+    AdapterKind, BreakerConfig, Config, DeliveryConfig, PartnerConfig, RetryConfig, ServerConfig,
+    SlaConfig, StoreConfig,
 };
 use hotline_gateway::store::{Delivery, DeliveryStatus};
 use serde_json::{Value, json};
@@ -44,7 +44,12 @@ pub fn partner_config(url: String, retry: RetryConfig) -> PartnerConfig {
         ack_timeout: Duration::from_secs(30),
         concurrency: 4,
         retry,
-        breaker: Default::default(),
+        // A short pause, like the fast retries: a flaky partner may trip it in a test.
+        breaker: BreakerConfig {
+            failures: 5,
+            cooldown: Duration::from_millis(200),
+            max_cooldown: Duration::from_secs(1),
+        },
         inbound_rate: None,
         inbound_burst: None,
         outbound_rate: None,
