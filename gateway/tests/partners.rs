@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{
-    MAPPED_GATEWAY_SECRET, MAPPED_PARTNER_SECRET, base_config, mapped_partner, mapped_sim,
-    mappings_dir, wait_until,
+    MAPPED_GATEWAY_SECRET, MAPPED_PARTNER_SECRET, base_config, get_json, mapped_partner,
+    mapped_sim, mappings_dir, post_json, wait_until,
 };
 use contract_tests::behaviour::Behaviour;
 use contract_tests::mapped_sim::{MappedSim, MappedSimOptions, eventually};
@@ -91,14 +91,9 @@ async fn world() -> World {
 
 impl World {
     async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        let (status, body) = get_json(&self.http, format!("{}{path}", self.base)).await;
+        assert!(!body.is_null(), "GET {path}: {status}, no JSON");
+        body
     }
 }
 
@@ -686,17 +681,8 @@ async fn a_message_type_a_partner_does_not_take_is_skipped_with_the_reason() {
 }
 
 async fn act(w: &World, ticket: &str, action: &str, body: Value) -> (u16, Value) {
-    let r = w
-        .http
-        .post(format!(
-            "{}/api/v1/tickets/{ticket}/actions/{action}",
-            w.base
-        ))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    let url = format!("{}/api/v1/tickets/{ticket}/actions/{action}", w.base);
+    post_json(&w.http, url, &body).await
 }
 
 /// 12348 acts on the ticket: accepted (202), and the ticket moves to `status`.

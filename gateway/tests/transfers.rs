@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{base_config, mapped_partner, mapped_sim, mappings_dir, wait_until};
+use common::{
+    base_config, get_json, mapped_partner, mapped_sim, mappings_dir, post_json, wait_until,
+};
 use contract_tests::behaviour::CtiBehaviour;
 use contract_tests::home_cti_sim::HomeCtiSim;
 use contract_tests::mapped_sim::MappedSim;
@@ -110,24 +112,11 @@ impl World {
     }
 
     async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        post_json(&self.http, format!("{}{path}", self.base), body).await
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        get_json(&self.http, format!("{}{path}", self.base)).await
     }
 
     /// Asks for a transfer to `target`; the answer must be 201.

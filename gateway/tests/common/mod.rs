@@ -174,24 +174,11 @@ impl Harness {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await
-            .expect("request sent");
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        post_json(&self.http, format!("{}{path}", self.base), body).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("request sent");
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        get_json(&self.http, format!("{}{path}", self.base)).await
     }
 
     pub async fn delivery(&self, id: &str) -> Delivery {
@@ -223,6 +210,23 @@ impl Harness {
 
 #[allow(unused_imports)]
 pub use contract_tests::wait::wait_until;
+
+/// POSTs `body` as JSON; the status and the JSON answer (null when there is none).
+pub async fn post_json(http: &reqwest::Client, url: String, body: &Value) -> (u16, Value) {
+    let r = http
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .expect("request sent");
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// GETs `url`; the status and the JSON answer (null when there is none).
+pub async fn get_json(http: &reqwest::Client, url: String) -> (u16, Value) {
+    let r = http.get(url).send().await.expect("request sent");
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
 
 pub fn first_delivery(created: &Value) -> String {
     created["deliveries"][0]
