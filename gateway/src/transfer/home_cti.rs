@@ -36,17 +36,10 @@ pub struct Notice {
 
 impl Notice {
     pub fn of(t: &Transfer) -> Self {
-        let why = t
-            .reason
-            .map(|r| r.label_zh().to_owned())
-            .unwrap_or_else(|| match t.state {
-                TransferState::Expired => "转接超时未接通".to_owned(),
-                TransferState::Failed => "转接失败".to_owned(),
-                s => s.as_str().to_owned(),
-            });
+        let why = t.why_zh();
         let message = match t.fallback_ticket_id {
             Some(_) => format!("{why}，已转为工单办理，将在规定时限内答复来电人"),
-            None => why,
+            None => why.to_owned(),
         };
         Self {
             transfer_id: t.id,

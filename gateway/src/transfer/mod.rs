@@ -415,10 +415,7 @@ impl Transfers {
     }
 
     async fn file_fallback(&self, mut t: Transfer) -> Result<Transfer, TransferError> {
-        let why = t.reason.map(|r| r.label_zh()).unwrap_or(match t.state {
-            TransferState::Expired => "转接超时未接通",
-            _ => "转接失败",
-        });
+        let why = t.why_zh();
         let note = format!(
             "三方通话转接未成功（{why}），转为工单办理。Transfer {} ended as {}{}; filed as a ticket.",
             t.id,

@@ -81,6 +81,15 @@ pub struct Transfer {
 
 impl Transfer {
     /// The fallback ticket is still to be filed.
+    /// Why the caller did not reach the other side, in Chinese, for the agent and the ticket.
+    pub fn why_zh(&self) -> &'static str {
+        match (self.reason, self.state) {
+            (Some(r), _) => r.label_zh(),
+            (None, TransferState::Expired) => "转接超时未接通",
+            (None, _) => "转接失败",
+        }
+    }
+
     pub fn fallback_due(&self) -> bool {
         self.state.needs_fallback()
             && self.fallback_ticket_id.is_none()
