@@ -174,10 +174,7 @@ impl Intake {
                 ));
             }
         }
-        problems.extend(req.ticket.problems().into_iter().map(|p| FieldError {
-            field: format!("ticket.{}", p.field),
-            reason: p.reason,
-        }));
+        problems.extend(req.ticket.problems_at("ticket"));
         if !problems.is_empty() {
             return Err(IntakeError::Invalid(problems));
         }

@@ -150,8 +150,8 @@ impl Mapping {
                 None => self.fault(t, &format!("ticket.{path}"), inner),
             }
         })?;
-        if let Some(p) = draft.problems().into_iter().next() {
-            return Err(self.fault(t, &format!("ticket.{}", p.field), p.reason));
+        if let Some(p) = draft.problems_at("ticket").into_iter().next() {
+            return Err(self.fault(t, &p.field, p.reason));
         }
         Ok(draft)
     }

@@ -78,11 +78,8 @@ impl InboundEnvelope {
         match kind {
             "ticket" => {
                 let draft = required(self.ticket, "ticket", kind)?;
-                if let Some(p) = draft.problems().into_iter().next() {
-                    return Err(IngressError::invalid(
-                        format!("ticket.{}", p.field),
-                        p.reason,
-                    ));
+                if let Some(p) = draft.problems_at("ticket").into_iter().next() {
+                    return Err(IngressError::invalid(p.field, p.reason));
                 }
                 Ok(Inbound::Ticket {
                     message_id: self.message_id,

@@ -38,6 +38,18 @@ pub const MAX_CONTENT: usize = 8000;
 pub const MAX_SHORT: usize = 500;
 
 impl TicketDraft {
+    /// The problems with this draft where it sits at `prefix` of a larger document: fields are
+    /// named `prefix.caller.phone` and so on.
+    pub fn problems_at(&self, prefix: &str) -> Vec<FieldError> {
+        self.problems()
+            .into_iter()
+            .map(|p| FieldError {
+                field: format!("{prefix}.{}", p.field),
+                reason: p.reason,
+            })
+            .collect()
+    }
+
     /// All problems with this draft; empty when it is acceptable.
     pub fn problems(&self) -> Vec<FieldError> {
         let mut out = Vec::new();

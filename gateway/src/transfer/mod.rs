@@ -181,25 +181,31 @@ impl Transfers {
         if call_id.is_empty() || call_id.chars().count() > 64 {
             problems.push(FieldError::new("call_id", "must be 1-64 characters"));
         }
-        match self.engine.partner(&req.target) {
-            None => problems.push(FieldError::new(
-                "target",
-                format!(
-                    "unknown partner `{}`; configured: {}",
-                    req.target,
-                    self.engine.partner_ids().collect::<Vec<_>>().join(", ")
-                ),
-            )),
-            Some(p) if !p.adapter.transfers() => problems.push(FieldError::new(
-                "target",
-                format!(
-                    "partner `{}` takes no transfers (no transfer_url, or its mapping has no \
-                     transfer messages)",
-                    req.target
-                ),
-            )),
-            Some(_) => {}
-        }
+        let adapter = match self.engine.partner(&req.target) {
+            None => {
+                problems.push(FieldError::new(
+                    "target",
+                    format!(
+                        "unknown partner `{}`; configured: {}",
+                        req.target,
+                        self.engine.partner_ids().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+                None
+            }
+            Some(p) if !p.adapter.transfers() => {
+                problems.push(FieldError::new(
+                    "target",
+                    format!(
+                        "partner `{}` takes no transfers (no transfer_url, or its mapping has \
+                         no transfer messages)",
+                        req.target
+                    ),
+                ));
+                None
+            }
+            Some(p) => Some(Arc::clone(&p.adapter)),
+        };
         for (name, v) in [
             ("agent_id", &req.agent_id),
             ("ticket_number", &req.ticket_number),
@@ -210,13 +216,10 @@ impl Transfers {
                 problems.push(FieldError::new(name, "must be 1-64 characters"));
             }
         }
-        problems.extend(req.ticket.problems().into_iter().map(|p| FieldError {
-            field: format!("ticket.{}", p.field),
-            reason: p.reason,
-        }));
-        if !problems.is_empty() {
+        problems.extend(req.ticket.problems_at("ticket"));
+        let (Some(adapter), true) = (adapter, problems.is_empty()) else {
             return Err(TransferError::Invalid(problems));
-        }
+        };
         let mut t = self.new_transfer(
             Direction::Outbound,
             &req.target,
@@ -239,17 +242,7 @@ impl Transfers {
             .increment(1);
 
         let answer = if self.is_open(&t.partner, Utc::now()) {
-            let adapter = self
-                .engine
-                .partner(&t.partner)
-                .map(|p| Arc::clone(&p.adapter));
-            match adapter {
-                Some(a) => {
-                    let offer = t.offer.clone();
-                    bounded(self.config.answer_timeout, a.offer_transfer(&offer)).await
-                }
-                None => TransferAnswer::refused(RefusalReason::PartnerError, "partner is gone"),
-            }
+            bounded(self.config.answer_timeout, adapter.offer_transfer(&t.offer)).await
         } else {
             TransferAnswer::refused(
                 RefusalReason::Closed,
@@ -266,11 +259,8 @@ impl Transfers {
         partner: &str,
         offer: TransferOffer,
     ) -> Result<IngressReply, IngressError> {
-        if let Some(p) = offer.ticket.problems().into_iter().next() {
-            return Err(IngressError::invalid(
-                format!("ticket.{}", p.field),
-                p.reason,
-            ));
+        if let Some(p) = offer.ticket.problems_at("ticket").into_iter().next() {
+            return Err(IngressError::invalid(p.field, p.reason));
         }
         let offer_id = offer.id.clone();
         let t = self.new_transfer(Direction::Inbound, partner, offer);
