@@ -139,12 +139,6 @@ impl MappedSim {
         self.inner.lean.store(lean, Ordering::Relaxed);
     }
 
-    /// When each message was first taken: the ticket's origin number (or the message id) and
-    /// Unix milliseconds. Also at `GET /stats`.
-    pub fn arrivals(&self) -> Vec<(String, i64)> {
-        lock(&self.inner.arrivals).clone()
-    }
-
     pub fn set_cti(&self, b: CtiBehaviour) {
         *lock(&self.inner.cti) = b;
     }

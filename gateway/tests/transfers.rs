@@ -360,6 +360,35 @@ async fn granted_but_never_connected_expires_into_a_ticket_and_the_cti_is_told()
 }
 
 #[tokio::test]
+async fn the_home_cti_is_told_once_it_answers_again() {
+    let w = world(Duration::from_millis(500)).await;
+    w.home.set_down(true);
+    let t = w.transfer("C-350", "12333").await;
+    let id = t["id"].as_str().unwrap();
+    let d = w.wait_state(id, "expired").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(w.home.notices().is_empty());
+    assert_eq!(
+        w.detail(id).await["transfer"]["notify_pending"],
+        true,
+        "{d}"
+    );
+    // The CTI is back: the next round tells it.
+    w.home.set_down(false);
+    let notice = wait_until(WAIT, || async { w.home.notices().into_iter().next() })
+        .await
+        .expect("the home CTI is told after all");
+    assert_eq!(notice["transfer_id"], id);
+    assert_eq!(notice["state"], "expired");
+    wait_until(WAIT, || async {
+        (w.detail(id).await["transfer"]["notify_pending"] == false).then_some(())
+    })
+    .await
+    .expect("the notice is recorded");
+    w.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn outside_business_hours_the_ticket_is_filed_without_a_call() {
     let w = world(Duration::from_secs(5)).await;
     let t = w.transfer("C-400", "12338").await;

@@ -131,10 +131,6 @@ impl Transfers {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     /// Whether `partner`'s call centre is open now (no hours configured: always).
     pub fn is_open(&self, partner: &str, now: DateTime<Utc>) -> bool {
         self.config
