@@ -17,6 +17,7 @@ use contract_tests::xsd;
 use hotline_gateway::Gateway;
 use hotline_gateway::config::{Config, TransfersConfig};
 use hotline_gateway::transfer::hours::BusinessHours;
+use hotline_gateway::transfer::machine::TransferState;
 use hotline_model::{RefusalReason, TransferAnswer};
 use serde_json::{Value, json};
 
@@ -385,6 +386,27 @@ async fn the_home_cti_is_told_once_it_answers_again() {
     })
     .await
     .expect("the notice is recorded");
+    w.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_offer_left_unanswered_by_a_stop_is_refused_and_filed() {
+    let w = world(Duration::from_secs(30)).await;
+    let t = w.transfer("C-450", "12333").await;
+    let id: uuid::Uuid = t["id"].as_str().unwrap().parse().unwrap();
+    // As a gateway that stopped while 12333 was still answering leaves it in the store.
+    let store = &w.gateway.store;
+    let mut left = store.transfer(id).await.unwrap().unwrap();
+    left.state = TransferState::Requested;
+    left.grant = None;
+    left.answered_at = None;
+    left.deadline_at = Some(Utc::now() - chrono::Duration::seconds(1));
+    left.version += 1;
+    store.update_transfer(&left, vec![]).await.unwrap();
+
+    let d = w.wait_state(&id.to_string(), "refused").await;
+    assert_eq!(d["transfer"]["reason"], "unreachable", "{d}");
+    w.wait_dispatch("12333", "转接 C-450").await;
     w.gateway.shutdown().await.unwrap();
 }
 
