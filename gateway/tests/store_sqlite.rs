@@ -35,7 +35,39 @@ suite!(
     a_partner_offering_the_same_transfer_twice_gets_the_first,
     transfers_with_work_to_do_are_found,
     released_retries_fall_due_at_once,
+    deliveries_are_found_by_any_number_type_and_time,
+    the_audit_log_is_a_hash_chain,
+    pauses_are_kept_until_resumed,
 );
+
+#[tokio::test]
+async fn audit_entries_cannot_be_changed_in_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store
+        .record_audit(hotline_gateway::store::NewAudit {
+            actor: "wang".into(),
+            role: "admin".into(),
+            action: "ticket.unmask".into(),
+            target: None,
+            reason: Some("回访 follow-up".into()),
+            detail: serde_json::json!({}),
+        })
+        .await
+        .unwrap();
+    drop(store);
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    for sql in ["UPDATE audit_log SET actor = 'li'", "DELETE FROM audit_log"] {
+        let err = sqlx::query(sql).execute(&mut conn).await.unwrap_err();
+        assert!(err.to_string().contains("audit entries cannot be"), "{err}");
+    }
+}
 
 #[tokio::test]
 async fn what_was_committed_survives_reopening() {

@@ -203,6 +203,24 @@ pub trait Store: Send + Sync + 'static {
 
     async fn transfers(&self, q: &TransferQuery) -> Result<Vec<Transfer>>;
 
+    /// How many deliveries match `q` (its `after` and `limit` are ignored).
+    async fn count_deliveries(&self, q: &DeliveryQuery) -> Result<u64>;
+
+    /// Running clocks, earliest deadline first.
+    async fn running_clocks(&self, limit: u32) -> Result<Vec<Clock>>;
+
+    /// Appends an entry to the audit log, chained to the last one.
+    async fn record_audit(&self, entry: NewAudit) -> Result<AuditEntry>;
+
+    /// Audit log entries, newest first.
+    async fn audit_log(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>>;
+
+    /// Pauses deliveries to a partner (`Some`) or resumes them (`None`).
+    async fn set_pause(&self, partner: &str, pause: Option<Pause>) -> Result<()>;
+
+    /// The partners whose deliveries are paused.
+    async fn pauses(&self) -> Result<Vec<Pause>>;
+
     /// Whether the store answers.
     async fn ping(&self) -> Result<()>;
 }

@@ -217,6 +217,28 @@ const DELIVERY_COLUMNS: &str = "d.id, d.ticket_id, d.event_id, d.partner, d.mess
      d.status, d.attempts, d.round_base, d.due_at, d.partner_ref, d.last_error, d.created_at, \
      d.updated_at, d.acked_at";
 
+/// The filters of a [`DeliveryQuery`], bound as `?1`..`?7` by [`bind_delivery_filter`].
+const DELIVERY_FILTER: &str = "(?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.partner = ?2) \
+     AND (?3 IS NULL OR d.ticket_id = ?3) \
+     AND (?4 IS NULL OR d.ticket_id = ?4 \
+          OR d.ticket_id IN (SELECT ticket_id FROM ticket_numbers WHERE number = ?4)) \
+     AND (?5 IS NULL OR d.kind = ?5) AND (?6 IS NULL OR d.created_at >= ?6) \
+     AND (?7 IS NULL OR d.created_at < ?7)";
+
+fn bind_delivery_filter<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    q: &'q DeliveryQuery,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    query
+        .bind(q.status.map(DeliveryStatus::as_str))
+        .bind(&q.partner)
+        .bind(q.ticket_id.map(|u| u.to_string()))
+        .bind(q.number.as_deref().map(str::trim))
+        .bind(q.message_type.map(|k| k.as_str()))
+        .bind(q.since.map(ms))
+        .bind(q.until.map(ms))
+}
+
 fn delivery_from_row(row: &SqliteRow) -> Result<Delivery> {
     let kind: String = row.try_get("kind")?;
     let status: String = row.try_get("status")?;
@@ -752,19 +774,23 @@ impl Store for SqliteStore {
     async fn deliveries(&self, q: &DeliveryQuery) -> Result<Vec<Delivery>> {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d \
-             WHERE (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.partner = ?2) \
-               AND (?3 IS NULL OR d.ticket_id = ?3) AND (?4 IS NULL OR d.id > ?4) \
-             ORDER BY d.id LIMIT ?5"
+             WHERE {DELIVERY_FILTER} AND (?8 IS NULL OR d.id > ?8) \
+             ORDER BY d.id LIMIT ?9"
         );
-        let rows = sqlx::query(&sql)
-            .bind(q.status.map(DeliveryStatus::as_str))
-            .bind(&q.partner)
-            .bind(q.ticket_id.map(|u| u.to_string()))
+        let rows = bind_delivery_filter(sqlx::query(&sql), q)
             .bind(q.after.map(|u| u.to_string()))
             .bind(page_limit(q.limit))
             .fetch_all(&self.read)
             .await?;
         rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn count_deliveries(&self, q: &DeliveryQuery) -> Result<u64> {
+        let sql = format!("SELECT COUNT(*) AS n FROM deliveries d WHERE {DELIVERY_FILTER}");
+        let row = bind_delivery_filter(sqlx::query(&sql), q)
+            .fetch_one(&self.read)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")? as u64)
     }
 
     async fn attempts_for_ticket(&self, ticket_id: Uuid) -> Result<Vec<AttemptRecord>> {
@@ -1439,6 +1465,144 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await?;
         docs.iter().map(|d| Ok(serde_json::from_str(d)?)).collect()
+    }
+
+    async fn running_clocks(&self, limit: u32) -> Result<Vec<Clock>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CLOCK_COLUMNS} FROM sla_clocks WHERE state = 'running' \
+             ORDER BY due_at, id LIMIT ?"
+        ))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(clock_from_row).collect()
+    }
+
+    async fn record_audit(&self, entry: NewAudit) -> Result<AuditEntry> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let (seq, prev_hash) = match last {
+                    Some(r) => (
+                        r.try_get::<i64, _>("seq")? as u64 + 1,
+                        r.try_get::<String, _>("hash")?,
+                    ),
+                    None => (1, crate::audit::GENESIS.to_owned()),
+                };
+                // Millisecond precision, as stored, so the hash can be checked later.
+                let at = from_ms(ms(Utc::now()))?;
+                let hash = crate::audit::entry_hash(&prev_hash, seq, at, &entry);
+                sqlx::query(
+                    "INSERT INTO audit_log (seq, at, actor, role, action, target, reason, detail, \
+                     prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(seq as i64)
+                .bind(ms(at))
+                .bind(&entry.actor)
+                .bind(&entry.role)
+                .bind(&entry.action)
+                .bind(&entry.target)
+                .bind(&entry.reason)
+                .bind(entry.detail.to_string())
+                .bind(&prev_hash)
+                .bind(&hash)
+                .execute(&mut *conn)
+                .await?;
+                Ok(AuditEntry {
+                    seq,
+                    at,
+                    actor: entry.actor,
+                    role: entry.role,
+                    action: entry.action,
+                    target: entry.target,
+                    reason: entry.reason,
+                    detail: entry.detail,
+                    prev_hash,
+                    hash,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn audit_log(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE (?1 IS NULL OR actor = ?1) \
+             AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR seq < ?3) \
+             ORDER BY seq DESC LIMIT ?4",
+        )
+        .bind(&q.actor)
+        .bind(&q.action)
+        .bind(q.before.map(|b| b as i64))
+        .bind(page_limit(q.limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let detail: String = r.try_get("detail")?;
+                Ok(AuditEntry {
+                    seq: r.try_get::<i64, _>("seq")? as u64,
+                    at: from_ms(r.try_get("at")?)?,
+                    actor: r.try_get("actor")?,
+                    role: r.try_get("role")?,
+                    action: r.try_get("action")?,
+                    target: r.try_get("target")?,
+                    reason: r.try_get("reason")?,
+                    detail: serde_json::from_str(&detail)?,
+                    prev_hash: r.try_get("prev_hash")?,
+                    hash: r.try_get("hash")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_pause(&self, partner: &str, pause: Option<Pause>) -> Result<()> {
+        let partner = partner.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                match pause {
+                    Some(p) => {
+                        sqlx::query(
+                            "INSERT INTO partner_pauses (partner, since, by, reason) \
+                             VALUES (?, ?, ?, ?) ON CONFLICT (partner) DO UPDATE SET \
+                             since = excluded.since, by = excluded.by, reason = excluded.reason",
+                        )
+                        .bind(&partner)
+                        .bind(ms(p.since))
+                        .bind(&p.by)
+                        .bind(&p.reason)
+                        .execute(conn)
+                        .await?;
+                    }
+                    None => {
+                        sqlx::query("DELETE FROM partner_pauses WHERE partner = ?")
+                            .bind(&partner)
+                            .execute(conn)
+                            .await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn pauses(&self) -> Result<Vec<Pause>> {
+        let rows = sqlx::query("SELECT * FROM partner_pauses ORDER BY partner")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Pause {
+                    partner: r.try_get("partner")?,
+                    since: from_ms(r.try_get("since")?)?,
+                    by: r.try_get("by")?,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect()
     }
 
     async fn ping(&self) -> Result<()> {

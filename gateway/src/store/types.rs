@@ -217,6 +217,15 @@ pub struct DeliveryQuery {
     pub status: Option<DeliveryStatus>,
     pub partner: Option<String>,
     pub ticket_id: Option<Uuid>,
+    /// Deliveries of tickets that any system knows by this number (or whose gateway id it is).
+    pub number: Option<String>,
+    pub message_type: Option<EventKind>,
+    /// Created at or after this time.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub since: Option<DateTime<Utc>>,
+    /// Created before this time.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub until: Option<DateTime<Utc>>,
     /// Deliveries whose id sorts after this one: the next page.
     pub after: Option<Uuid>,
     /// At most this many (default 100, at most 1000).
@@ -400,4 +409,54 @@ pub struct AlertCount {
     /// The ticket's first unit involved (涉及单位), if any.
     pub unit: Option<String>,
     pub open: u64,
+}
+
+/// An entry for the audit log: an operator action or a view of personal data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAudit {
+    pub actor: String,
+    pub role: String,
+    /// What was done, e.g. `delivery.retry`, `partner.pause`, `ticket.unmask`.
+    pub action: String,
+    /// What it was done to (a delivery, ticket or partner id, or a filter).
+    pub target: Option<String>,
+    pub reason: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+/// One audit log entry as stored, chained to the one before by `prev_hash`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    pub seq: u64,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub role: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub reason: Option<String>,
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Filters for browsing the audit log, newest first.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// Entries older than this sequence number: the next page.
+    pub before: Option<u64>,
+    pub limit: Option<u32>,
+}
+
+/// A partner whose deliveries ops paused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Pause {
+    pub partner: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub since: DateTime<Utc>,
+    pub by: String,
+    pub reason: String,
 }

@@ -695,3 +695,145 @@ pub async fn released_retries_fall_due_at_once(store: Arc<dyn Store>) {
     assert_eq!(store.release_retries(P, now, None).await.unwrap(), 2);
     assert_eq!(store.claim(P, now, LEASE, 10).await.unwrap().len(), 2);
 }
+
+pub async fn deliveries_are_found_by_any_number_type_and_time(store: Arc<dyn Store>) {
+    let before = Utc::now() - chrono::Duration::seconds(1);
+    let mut first = new_ticket("F-1", &[P, "p2"]);
+    first.numbers.push(("12345".into(), "ZJ2026-0001".into()));
+    let first_id = first.ticket.id;
+    store.accept_ticket(first).await.unwrap();
+    store.accept_ticket(new_ticket("F-2", &[P])).await.unwrap();
+    store.record_event(urge(first_id)).await.unwrap();
+
+    let by = |q: DeliveryQuery| {
+        let store = Arc::clone(&store);
+        async move {
+            let listed = store.deliveries(&q).await.unwrap();
+            let counted = store.count_deliveries(&q).await.unwrap();
+            assert_eq!(listed.len() as u64, counted, "count agrees with the list");
+            listed
+        }
+    };
+    let partner_number = by(DeliveryQuery {
+        number: Some("ZJ2026-0001".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(partner_number.len(), 3, "two dispatches and an urge");
+    assert!(partner_number.iter().all(|d| d.ticket_id == first_id));
+    let home_number = by(DeliveryQuery {
+        number: Some(" F-2 ".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(home_number.len(), 1, "the number is trimmed");
+    let gateway_id = by(DeliveryQuery {
+        number: Some(first_id.to_string()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(gateway_id.len(), 3, "the gateway's own id is a number too");
+    let urges = by(DeliveryQuery {
+        message_type: Some(hotline_model::EventKind::Urge),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(urges.len(), 1);
+    assert_eq!(
+        by(DeliveryQuery {
+            since: Some(before),
+            partner: Some(P.into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        3
+    );
+    assert!(
+        by(DeliveryQuery {
+            until: Some(before),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+    assert!(
+        by(DeliveryQuery {
+            number: Some("nobody".into()),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+}
+
+pub async fn the_audit_log_is_a_hash_chain(store: Arc<dyn Store>) {
+    let mut written = Vec::new();
+    for (i, actor) in ["wang", "li", "wang"].into_iter().enumerate() {
+        written.push(
+            store
+                .record_audit(NewAudit {
+                    actor: actor.into(),
+                    role: "operator".into(),
+                    action: if i == 1 {
+                        "partner.pause"
+                    } else {
+                        "delivery.retry"
+                    }
+                    .into(),
+                    target: Some(format!("t{i}")),
+                    reason: Some("维护 maintenance".into()),
+                    detail: serde_json::json!({ "i": i }),
+                })
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(written[0].prev_hash, hotline_gateway::audit::GENESIS);
+    assert_eq!(written[1].prev_hash, written[0].hash);
+    assert_eq!(written[2].prev_hash, written[1].hash);
+    let all = store.audit_log(&AuditQuery::default()).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [3, 2, 1],
+        "newest first"
+    );
+    assert!(all.iter().all(hotline_gateway::audit::entry_intact));
+    assert_eq!(all[2], written[0], "read back as written");
+    let wang = store
+        .audit_log(&AuditQuery {
+            actor: Some("wang".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(wang.len(), 2);
+    let older = store
+        .audit_log(&AuditQuery {
+            before: Some(3),
+            action: Some("delivery.retry".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(older.iter().map(|e| e.seq).collect::<Vec<_>>(), [1]);
+    let mut edited = all[1].clone();
+    edited.actor = "zhao".into();
+    assert!(!hotline_gateway::audit::entry_intact(&edited));
+}
+
+pub async fn pauses_are_kept_until_resumed(store: Arc<dyn Store>) {
+    assert!(store.pauses().await.unwrap().is_empty());
+    let since = chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
+    let pause = Pause {
+        partner: P.into(),
+        since,
+        by: "wang".into(),
+        reason: "系统升级 upgrade".into(),
+    };
+    store.set_pause(P, Some(pause.clone())).await.unwrap();
+    store.set_pause(P, Some(pause.clone())).await.unwrap();
+    assert_eq!(store.pauses().await.unwrap(), vec![pause]);
+    store.set_pause(P, None).await.unwrap();
+    assert!(store.pauses().await.unwrap().is_empty());
+}
