@@ -313,6 +313,11 @@ pub trait Adapter: Send + Sync + 'static {
         )))
     }
 
+    /// The mapping the adapter speaks, as (partner, version), when it is mapping-driven.
+    fn mapping_version(&self) -> Option<(&str, &str)> {
+        None
+    }
+
     /// Whether the partner's CTI takes three-way call transfers through this adapter.
     fn transfers(&self) -> bool {
         false

@@ -48,6 +48,10 @@ impl Gateway {
             partners,
             config.delivery.clone(),
         ));
+        engine
+            .load_pauses()
+            .await
+            .context("reading which partners are paused")?;
         let polled: Vec<_> = polled_partners
             .iter()
             .filter(|(_, p)| p.adapter.polled())
@@ -100,6 +104,10 @@ impl Gateway {
             engine: Arc::clone(&engine),
             intake: Arc::clone(&intake),
             sla: Arc::clone(&sla),
+            dashboard: Arc::new(crate::dashboard::Dashboard::new(
+                config.dashboard.clone(),
+                config.partners.clone(),
+            )),
             metrics: telemetry::prometheus(),
         };
         let listener = tokio::net::TcpListener::bind(config.server.listen)

@@ -38,6 +38,9 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     #[serde(default)]
     pub transfers: TransfersConfig,
+    /// The ops dashboard at `/ui`: users, roles, sessions.
+    #[serde(default)]
+    pub dashboard: crate::dashboard::DashboardConfig,
 }
 
 /// Three-way call transfers (三方通话).
@@ -552,6 +555,7 @@ impl Config {
                 "must be at least 1024".into(),
             );
         }
+        self.dashboard.check(&mut bad);
         if self.delivery.claim_batch == 0 {
             bad("delivery.claim_batch".into(), "must be at least 1".into());
         }

@@ -43,6 +43,9 @@ enum Command {
         #[command(subcommand)]
         command: MappingCommand,
     },
+    /// Hash a dashboard password for `[dashboard.users.<name>] password_hash`: reads the password
+    /// from the first line of standard input, prints the Argon2id PHC string.
+    HashPassword,
     /// Run the gateway on SQLite with simulated partners and a trickle of tickets.
     Demo {
         #[arg(long, default_value = "demo-data")]
@@ -99,6 +102,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config).await,
         Command::CheckConfig { config } => return check_config(&config),
+        Command::HashPassword => hash_password(),
         Command::Calendar {
             calendar_dir,
             command,
@@ -152,6 +156,21 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(
+        password.chars().count() >= 12,
+        "密码至少 12 个字符 / the password needs at least 12 characters"
+    );
+    let hash = hotline_gateway::dashboard::hash_password(password)
+        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+    println!("{hash}");
+    Ok(())
 }
 
 async fn serve(path: PathBuf) -> anyhow::Result<()> {

@@ -463,6 +463,10 @@ impl Adapter for MappedAdapter {
         self.answer(err.status, self.write_answer(code, &text, None))
     }
 
+    fn mapping_version(&self) -> Option<(&str, &str)> {
+        Some((&self.mapping.partner, &self.mapping.version))
+    }
+
     fn transfers(&self) -> bool {
         self.transfer_url.is_some() && TRANSFER_TYPES.iter().all(|t| self.mapping.supports(t))
     }

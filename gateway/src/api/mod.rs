@@ -8,7 +8,7 @@ mod ops;
 mod partners;
 mod sla;
 mod tickets;
-mod transfers;
+pub(crate) mod transfers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +41,7 @@ pub struct AppState {
     pub intake: Arc<Intake>,
     pub sla: Arc<crate::sla::Sla>,
     pub transfers: Arc<crate::transfer::Transfers>,
+    pub dashboard: Arc<crate::dashboard::Dashboard>,
     pub metrics: PrometheusHandle,
 }
 
@@ -99,6 +100,8 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
             }),
         )
         .route("/partners/{partner}/{*rest}", any(ingress::partner_ingress))
+        .merge(crate::dashboard::router())
+        .route("/", get(|| async { axum::response::Redirect::to("/ui") }))
         .fallback(|| async { error::ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TimeoutLayer::with_status_code(

@@ -3,10 +3,11 @@
 //! classified outcome: acknowledged, awaiting an asynchronous ack, retried later, or dead.
 
 pub mod breaker;
+pub mod recent;
 mod retry;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -20,7 +21,8 @@ pub use retry::RetryPolicy;
 use breaker::{Allowance, Breaker, Change, Verdict};
 
 use crate::config::{BreakerConfig, DeliveryConfig};
-use crate::store::{AttemptRecord, Claim, Next, Store};
+use crate::store::{AlertKind, AttemptRecord, Claim, NewAlert, Next, Pause, Store, StoreError};
+use recent::{Recent, Tally};
 
 /// Everything the engine knows about one partner.
 pub struct Partner {
@@ -32,6 +34,10 @@ pub struct Partner {
     pub inbound: Option<governor::DefaultDirectRateLimiter>,
     /// Paces our deliveries to the partner, when configured.
     pub outbound: Option<governor::DefaultDirectRateLimiter>,
+    /// The last hour of outcomes, for the dashboard.
+    pub recent: Recent,
+    /// Set while ops hold deliveries back (maintenance).
+    paused: RwLock<Option<Pause>>,
     wake: Notify,
 }
 
@@ -49,6 +55,8 @@ impl Partner {
             breaker: Breaker::new(breaker),
             inbound: None,
             outbound: None,
+            recent: Recent::default(),
+            paused: RwLock::new(None),
             wake: Notify::new(),
         }
     }
@@ -74,6 +82,18 @@ impl Partner {
             )
         });
         self
+    }
+
+    /// Who paused deliveries to the partner, when and why, if they are paused.
+    pub fn paused(&self) -> Option<Pause> {
+        self.paused.read().ok().and_then(|p| p.clone())
+    }
+
+    fn set_paused(&self, pause: Option<Pause>) {
+        if let Ok(mut p) = self.paused.write() {
+            *p = pause;
+        }
+        self.wake.notify_one();
     }
 
     /// Whether the partner may make another ingress request now; if not, how long to wait.
@@ -115,6 +135,46 @@ impl DeliveryEngine {
         self.partners.keys().map(String::as_str)
     }
 
+    /// Reads which partners ops paused, e.g. before a restart.
+    pub async fn load_pauses(&self) -> Result<(), StoreError> {
+        for pause in self.store.pauses().await? {
+            match self.partners.get(&pause.partner) {
+                Some(p) => p.set_paused(Some(pause)),
+                None => {
+                    tracing::info!(partner = %pause.partner, "a paused partner is no longer configured")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Holds deliveries to a partner back (attempts in flight finish) until [`Self::resume`].
+    /// `false` when there is no such partner.
+    pub async fn pause(&self, pause: Pause) -> Result<bool, StoreError> {
+        let Some(p) = self.partners.get(&pause.partner) else {
+            return Ok(false);
+        };
+        self.store
+            .set_pause(&pause.partner, Some(pause.clone()))
+            .await?;
+        tracing::warn!(partner = %pause.partner, by = %pause.by, reason = %pause.reason, "deliveries paused");
+        metrics::gauge!("hotline_partner_paused", "partner" => pause.partner.clone()).set(1.0);
+        p.set_paused(Some(pause));
+        Ok(true)
+    }
+
+    /// Lets deliveries to a paused partner go again. `false` when there is no such partner.
+    pub async fn resume(&self, partner: &str) -> Result<bool, StoreError> {
+        let Some(p) = self.partners.get(partner) else {
+            return Ok(false);
+        };
+        self.store.set_pause(partner, None).await?;
+        tracing::info!(partner = %partner, "deliveries resumed");
+        metrics::gauge!("hotline_partner_paused", "partner" => partner.to_owned()).set(0.0);
+        p.set_paused(None);
+        Ok(true)
+    }
+
     /// Tells a partner's worker that new deliveries may be due.
     pub fn wake(&self, partner: &str) {
         if let Some(p) = self.partners.get(partner) {
@@ -145,6 +205,14 @@ impl DeliveryEngine {
         let slots = Arc::new(Semaphore::new(partner.concurrency as usize));
         tracing::debug!(partner = %id, "delivery worker started");
         loop {
+            if partner.paused().is_some() {
+                tokio::select! {
+                    () = partner.wake.notified() => {},
+                    () = tokio::time::sleep(self.config.poll_interval) => {},
+                    () = shutdown.cancelled() => return,
+                }
+                continue;
+            }
             // An open breaker: nothing is claimed until its cool-down is over, then one probe.
             let limit = match partner.breaker.allow(Utc::now()) {
                 Allowance::All => usize::MAX,
@@ -289,13 +357,21 @@ impl DeliveryEngine {
                 let latency = (now - d.created_at).to_std().unwrap_or_default();
                 metrics::histogram!("hotline_delivery_ack_latency_seconds", "partner" => partner_id.clone())
                     .record(latency.as_secs_f64());
+                partner
+                    .recent
+                    .record(now, Tally::Delivered, Some(latency), None);
             }
+            Next::AwaitingAck { .. } => partner.recent.record(now, Tally::Delivered, None, None),
+            Next::Retry { error, .. } => {
+                partner.recent.record(now, Tally::Failed, None, Some(error));
+            }
+            Next::Skipped { .. } => {}
             Next::Dead { error } => {
+                partner.recent.record(now, Tally::Dead, None, Some(error));
                 metrics::counter!("hotline_dead_letters_total", "partner" => partner_id.clone())
                     .increment(1);
                 tracing::warn!(partner = %partner_id, delivery = %d.id, ticket = %d.ticket_id, %error, "delivery dead-lettered");
             }
-            _ => {}
         }
         let record = AttemptRecord {
             delivery_id: d.id,
@@ -333,6 +409,20 @@ impl DeliveryEngine {
                 metrics::counter!("hotline_circuit_opened_total", "partner" => id.to_owned())
                     .increment(1);
                 metrics::gauge!("hotline_circuit_open", "partner" => id.to_owned()).set(1.0);
+                let alert = NewAlert {
+                    key: format!("partner_down:{id}:{}", now.timestamp_millis()),
+                    kind: AlertKind::PartnerDown,
+                    ticket_id: None,
+                    party: Some(id.to_owned()),
+                    message: format!(
+                        "合作方 {id} 连续 {} 次投递失败，已暂停投递并探测 / {id} failed {} times in a row: deliveries paused, probing",
+                        v.failures, v.failures
+                    ),
+                    detail: serde_json::json!({ "failures": v.failures, "open_until": v.open_until }),
+                };
+                if let Err(e) = self.store.raise_alert(alert).await {
+                    tracing::warn!(partner = %id, error = %e, "could not raise the partner-down alert");
+                }
             }
             Change::Closed => {
                 metrics::gauge!("hotline_circuit_open", "partner" => id.to_owned()).set(0.0);

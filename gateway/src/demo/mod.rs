@@ -164,7 +164,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     // The 12348 CTI: takes the partners' callers and hears how transfers ended.
     let home_cti = HomeCtiSim::start(None).await?;
     let closed = BusinessHours::closed_at(chrono::Utc::now(), 2);
-    let config = Config {
+    let mut config = Config {
         transfers: TransfersConfig {
             home_cti_url: Some(home_cti.url()),
             answer_timeout: Duration::from_secs(3),
@@ -206,6 +206,24 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         ],
         ..Config::default()
     };
+    let logins = demo_users()?;
+    config.dashboard = crate::dashboard::DashboardConfig {
+        users: logins
+            .iter()
+            .map(|(name, role, _, hash)| {
+                (
+                    (*name).to_owned(),
+                    crate::dashboard::config::UserConfig {
+                        role: *role,
+                        password_hash: hash.clone(),
+                    },
+                )
+            })
+            .collect(),
+        // The demo serves plain HTTP on loopback.
+        secure_cookies: false,
+        ..Default::default()
+    };
     let problems = config.check();
     anyhow::ensure!(problems.is_empty(), "demo configuration: {problems:?}");
     let gateway = Gateway::start(config).await?;
@@ -221,6 +239,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         "  数据目录 data:            {}",
         opts.data_dir.join("gateway.db").display()
     );
+    println!("  运维控制台 dashboard:     {base}/ui");
+    for (name, role, password, _) in &logins {
+        println!(
+            "    登录 login {name:<9} 密码 password {password}  ({})",
+            role.label()
+        );
+    }
     println!("  接口 API:                 {base}/api/v1/tickets");
     println!("  投递 deliveries:          {base}/api/v1/deliveries");
     println!("  死信 dead letters:        {base}/api/v1/deliveries?status=dead");
@@ -379,4 +404,26 @@ async fn home_handles_partner_tickets(client: &reqwest::Client, base: &str) {
                 .await;
         }
     }
+}
+
+/// The demo's dashboard users, one per role, with fresh random passwords: (name, role, password,
+/// hash).
+fn demo_users() -> anyhow::Result<Vec<(&'static str, crate::dashboard::Role, String, String)>> {
+    use crate::dashboard::Role;
+    [
+        ("admin", Role::Admin),
+        ("operator", Role::Operator),
+        ("viewer", Role::Viewer),
+    ]
+    .into_iter()
+    .map(|(name, role)| {
+        let password: String = crate::dashboard::auth::random_token()
+            .chars()
+            .take(16)
+            .collect();
+        let hash = crate::dashboard::hash_password(&password)
+            .map_err(|e| anyhow::anyhow!("hashing the demo password failed: {e}"))?;
+        Ok((name, role, password, hash))
+    })
+    .collect()
 }

@@ -348,6 +348,8 @@ pub enum AlertKind {
     CalendarMissing,
     /// 转接工单未生成: a transfer that did not happen could not become a ticket.
     TransferUnfiled,
+    /// 合作方故障: a partner's circuit breaker opened.
+    PartnerDown,
 }
 
 impl AlertKind {
@@ -358,6 +360,7 @@ impl AlertKind {
             Self::RepeatCaller => "repeat_caller",
             Self::CalendarMissing => "calendar_missing",
             Self::TransferUnfiled => "transfer_unfiled",
+            Self::PartnerDown => "partner_down",
         }
     }
 }
