@@ -30,11 +30,14 @@ function drawChart(svg, minutes, lines, unit) {
     svg.appendChild(el("line", { x1: L, x2: W - R, y1: y(max * f), y2: y(max * f), stroke: "#dde3ea" }));
     svg.appendChild(el("text", { x: L - 4, y: y(max * f) + 3, "text-anchor": "end" }, `${+(max * f).toFixed(1)}${unit}`));
   }
+  // Times in Beijing time, like every other time on the dashboard.
   minutes.forEach((m, i) => {
-    if (i % 15 === 0 || i === minutes.length - 1) {
-      const d = new Date(m);
-      const hh = String(d.getHours()).padStart(2, "0"), mm = String(d.getMinutes()).padStart(2, "0");
-      svg.appendChild(el("text", { x: x(i), y: H - 6, "text-anchor": "middle" }, `${hh}:${mm}`));
+    const last = i === minutes.length - 1;
+    if (i % 15 === 0 || last) {
+      const d = new Date(m + 8 * 3600 * 1000);
+      const hh = String(d.getUTCHours()).padStart(2, "0"), mm = String(d.getUTCMinutes()).padStart(2, "0");
+      const anchor = i === 0 ? "start" : last ? "end" : "middle";
+      svg.appendChild(el("text", { x: x(i), y: H - 6, "text-anchor": anchor }, `${hh}:${mm}`));
     }
   });
   lines.forEach((l, n) => {
@@ -44,7 +47,13 @@ function drawChart(svg, minutes, lines, unit) {
       d += `${pen ? "L" : "M"}${x(i).toFixed(1)},${y(v).toFixed(1)}`;
       pen = true;
     });
-    if (d) svg.appendChild(el("path", { d, fill: "none", stroke: COLOURS[n % COLOURS.length], "stroke-width": 1.6, "data-partner": l.id }));
+    const colour = COLOURS[n % COLOURS.length];
+    if (d) svg.appendChild(el("path", { d, fill: "none", stroke: colour, "stroke-width": 1.6, "data-partner": l.id }));
+    // A minute with figures between two without shows as a dot.
+    l.values.forEach((v, i) => {
+      const alone = v !== null && (l.values[i - 1] ?? null) === null && (l.values[i + 1] ?? null) === null;
+      if (alone) svg.appendChild(el("circle", { cx: x(i), cy: y(v), r: 2.5, fill: colour }));
+    });
   });
 }
 

@@ -9,39 +9,9 @@ use std::time::Duration;
 
 use common::*;
 use contract_tests::webhook_sim::Behaviour;
-use hotline_gateway::config::Config;
-use hotline_gateway::dashboard::{DashboardConfig, Role, config::UserConfig, hash_password};
 use hotline_gateway::store::{AuditQuery, DeliveryStatus};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-
-pub const PASSWORD: &str = "correct horse battery staple";
-
-pub fn users(config: &mut Config) {
-    let hash = hash_password(PASSWORD).expect("hash");
-    config.dashboard = DashboardConfig {
-        users: [
-            ("wang", Role::Admin),
-            ("li", Role::Operator),
-            ("zhao", Role::Viewer),
-        ]
-        .into_iter()
-        .map(|(name, role)| {
-            (
-                name.to_owned(),
-                UserConfig {
-                    role,
-                    password_hash: hash.clone(),
-                },
-            )
-        })
-        .collect(),
-        max_failures: 3,
-        secure_cookies: false,
-        live_interval: Duration::from_millis(200),
-        ..DashboardConfig::default()
-    };
-}
 
 /// A browser stand-in: keeps cookies, does not follow redirects.
 struct Ui {
@@ -130,7 +100,7 @@ impl Ui {
 
     /// Logs in; returns the session's CSRF token.
     async fn login(&mut self, user: &str) -> String {
-        let done = self.try_login(user, PASSWORD).await;
+        let done = self.try_login(user, DASHBOARD_PASSWORD).await;
         assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
         assert_eq!(done.location.as_deref(), Some("/ui"));
         self.get("/ui").await.csrf()
@@ -153,7 +123,7 @@ async fn dead_letter(h: &Harness, n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn pages_need_a_login_and_actions_need_a_session() {
-    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), users).await;
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), dashboard_users).await;
     let mut ui = Ui::new(&h.base);
     for path in ["/ui", "/ui/deliveries", "/ui/live", "/ui/audit", "/"] {
         let p = ui.get(path).await;
@@ -185,20 +155,24 @@ async fn pages_need_a_login_and_actions_need_a_session() {
 
 #[tokio::test]
 async fn logins_need_the_form_token_the_right_password_and_lock_out() {
-    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), users).await;
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), dashboard_users).await;
     let mut ui = Ui::new(&h.base);
     // No login-form cookie: a forged cross-site login is refused.
     let forged = ui
         .post(
             "/ui/login",
-            &[("csrf", "guess"), ("user", "li"), ("password", PASSWORD)],
+            &[
+                ("csrf", "guess"),
+                ("user", "li"),
+                ("password", DASHBOARD_PASSWORD),
+            ],
         )
         .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     let wrong = ui.try_login("li", "not the password").await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert!(wrong.body.contains("wrong user name or password"));
-    let unknown = ui.try_login("nobody", PASSWORD).await;
+    let unknown = ui.try_login("nobody", DASHBOARD_PASSWORD).await;
     assert_eq!(
         unknown.status,
         StatusCode::UNAUTHORIZED,
@@ -208,7 +182,7 @@ async fn logins_need_the_form_token_the_right_password_and_lock_out() {
     ui.try_login("li", "still wrong").await;
     let third = ui.try_login("li", "wrong again").await;
     assert_eq!(third.status, StatusCode::UNAUTHORIZED);
-    let locked = ui.try_login("li", PASSWORD).await;
+    let locked = ui.try_login("li", DASHBOARD_PASSWORD).await;
     assert_eq!(
         locked.status,
         StatusCode::TOO_MANY_REQUESTS,
@@ -226,7 +200,7 @@ async fn logins_need_the_form_token_the_right_password_and_lock_out() {
 
 #[tokio::test]
 async fn logging_out_ends_the_session() {
-    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), users).await;
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), dashboard_users).await;
     let mut ui = Ui::new(&h.base);
     let csrf = ui.login("li").await;
     let session = ui.cookies["hg_session"].clone();
@@ -245,7 +219,7 @@ async fn logging_out_ends_the_session() {
 
 #[tokio::test]
 async fn operators_retry_with_the_csrf_token_and_every_retry_is_audited() {
-    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), users).await;
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), dashboard_users).await;
     let ids = dead_letter(&h, 1).await;
     let mut ui = Ui::new(&h.base);
     let csrf = ui.login("li").await;
@@ -313,7 +287,7 @@ async fn operators_retry_with_the_csrf_token_and_every_retry_is_audited() {
 
 #[tokio::test]
 async fn viewers_see_but_cannot_act_and_see_no_personal_data() {
-    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), users).await;
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), dashboard_users).await;
     let ids = dead_letter(&h, 1).await;
     let d = h.delivery(&ids[0]).await;
     let ticket = h.gateway.store.ticket(d.ticket_id).await.unwrap().unwrap();
@@ -375,7 +349,7 @@ async fn viewers_see_but_cannot_act_and_see_no_personal_data() {
 
 #[tokio::test]
 async fn admins_unmask_personal_data_only_with_a_reason_and_it_is_audited() {
-    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), users).await;
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), dashboard_users).await;
     let (_, created) = h.post_ticket("PII-1").await;
     let ticket_id = created["id"].as_str().unwrap().to_owned();
     let ticket = h
@@ -440,7 +414,7 @@ async fn admins_unmask_personal_data_only_with_a_reason_and_it_is_audited() {
 
 #[tokio::test]
 async fn replay_by_filter_confirms_the_count_needs_a_reason_and_reports_progress() {
-    let h = Harness::start_with(Behaviour::Ack, fast_retry(2), users).await;
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(2), dashboard_users).await;
     let ids = dead_letter(&h, 5).await;
     h.sim.set_behaviour(Behaviour::Ack);
     let mut ui = Ui::new(&h.base);
@@ -506,7 +480,7 @@ async fn replay_by_filter_confirms_the_count_needs_a_reason_and_reports_progress
 
 #[tokio::test]
 async fn a_paused_partner_gets_nothing_until_resumed_even_across_a_restart() {
-    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), users).await;
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), dashboard_users).await;
     let mut ui = Ui::new(&h.base);
     let csrf = ui.login("li").await;
     let no_reason = ui.post("/ui/partners/p1/pause", &[("csrf", &csrf)]).await;
@@ -550,7 +524,7 @@ async fn a_paused_partner_gets_nothing_until_resumed_even_across_a_restart() {
         "{metrics}"
     );
 
-    let h = h.restart(users).await;
+    let h = h.restart(dashboard_users).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(h.sim.received().is_empty(), "still paused after a restart");
     let mut ui = Ui::new(&h.base);
@@ -573,7 +547,7 @@ async fn a_paused_partner_gets_nothing_until_resumed_even_across_a_restart() {
 
 #[tokio::test]
 async fn the_live_feed_sends_partner_figures_and_filters_name_bad_fields() {
-    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), users).await;
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), dashboard_users).await;
     let (_, created) = h.post_ticket("LIVE-1").await;
     h.wait_for_status(
         &first_delivery(&created),

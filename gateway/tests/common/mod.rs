@@ -274,3 +274,33 @@ pub fn sla_config() -> SlaConfig {
         ..SlaConfig::default()
     }
 }
+
+pub const DASHBOARD_PASSWORD: &str = "correct horse battery staple";
+
+/// Dashboard users wang (admin), li (operator) and zhao (viewer), all with
+/// [`DASHBOARD_PASSWORD`]; three failures lock a user out.
+pub fn dashboard_users(config: &mut Config) {
+    let hash = hotline_gateway::dashboard::hash_password(DASHBOARD_PASSWORD).expect("hash");
+    config.dashboard = hotline_gateway::dashboard::DashboardConfig {
+        users: [
+            ("wang", hotline_gateway::dashboard::Role::Admin),
+            ("li", hotline_gateway::dashboard::Role::Operator),
+            ("zhao", hotline_gateway::dashboard::Role::Viewer),
+        ]
+        .into_iter()
+        .map(|(name, role)| {
+            (
+                name.to_owned(),
+                hotline_gateway::dashboard::config::UserConfig {
+                    role,
+                    password_hash: hash.clone(),
+                },
+            )
+        })
+        .collect(),
+        max_failures: 3,
+        secure_cookies: false,
+        live_interval: Duration::from_millis(200),
+        ..hotline_gateway::dashboard::DashboardConfig::default()
+    };
+}
