@@ -249,6 +249,10 @@ async fn ops_endpoints_and_the_generated_openapi_document() {
         "hotline_deliveries{partner=\"p1\",status=\"acknowledged\"} 1",
         "hotline_delivery_attempt_duration_seconds_bucket",
         "hotline_oldest_pending_age_seconds{partner=\"p1\"}",
+        "hotline_delivery_ack_latency_seconds_bucket",
+        "hotline_partner_paused{partner=\"p1\"} 0",
+        "hotline_alerts_open{kind=\"overdue\"}",
+        "hotline_alerts_open{kind=\"partner_down\"}",
     ] {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
@@ -333,4 +337,61 @@ async fn a_partner_over_its_inbound_rate_gets_429_with_retry_after_in_its_dialec
     let r = h.http.post(&url).body("{}").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
     h.gateway.shutdown().await.unwrap();
+}
+
+/// The Grafana dashboard in `deploy/` asks only for metrics (and labels) the gateway exports.
+#[test]
+fn the_grafana_dashboard_uses_exported_metrics() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("../deploy/grafana/hotline-gateway.json")).unwrap(),
+    )
+    .unwrap();
+    let mut sources = String::new();
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                sources.push_str(&std::fs::read_to_string(path).unwrap());
+            }
+        }
+    }
+    let panels = dash["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10);
+    let mut checked = 0;
+    for panel in panels {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                let Some(name) = word.strip_prefix("hotline_") else {
+                    continue;
+                };
+                let base = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(name);
+                assert!(
+                    sources.contains(&format!("\"hotline_{base}\"")),
+                    "{} asks for hotline_{base}, which the gateway does not export",
+                    panel["title"]
+                );
+                checked += 1;
+            }
+            if let Some(by) = expr.split("by (").nth(1) {
+                for label in by.split(')').next().unwrap().split(',').map(str::trim) {
+                    if label != "le" {
+                        assert!(
+                            sources.contains(&format!("\"{label}\" =>")),
+                            "{}: no metric has the label {label}",
+                            panel["title"]
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked >= 15, "{checked} metric references");
 }

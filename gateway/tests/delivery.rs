@@ -324,6 +324,17 @@ async fn a_dead_partner_trips_the_breaker_and_its_recovery_releases_the_backlog(
     .await
     .expect("the breaker opens");
     assert!(opened["failures"].as_u64().unwrap() >= 3, "{opened}");
+    // Ops hear of it: a partner-down alert names the partner.
+    let (_, alerts) = h.get("/api/v1/alerts?kind=partner_down").await;
+    let alerts = alerts.as_array().expect("alert list");
+    assert!(!alerts.is_empty(), "a partner-down alert is raised");
+    assert_eq!(alerts[0]["party"], PARTNER);
+    assert!(
+        alerts[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deliveries paused")
+    );
     // While open, nothing goes to the partner (a failed probe may reopen it; no more than one).
     let hits = h.sim.hits().len();
     assert!((3..=6).contains(&hits), "{hits} attempts before it opened");

@@ -55,6 +55,30 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         }
         Err(e) => tracing::warn!(error = %e, "could not read queue depths for /metrics"),
     }
+    for partner in state.engine.partner_ids() {
+        let paused = state
+            .engine
+            .partner(partner)
+            .is_some_and(|p| p.paused().is_some());
+        metrics::gauge!("hotline_partner_paused", "partner" => partner.to_owned()).set(if paused {
+            1.0
+        } else {
+            0.0
+        });
+    }
+    match state.store.open_alert_counts().await {
+        Ok(counts) => {
+            for kind in crate::store::AlertKind::ALL {
+                let n: u64 = counts
+                    .iter()
+                    .filter(|c| c.kind == kind)
+                    .map(|c| c.open)
+                    .sum();
+                metrics::gauge!("hotline_alerts_open", "kind" => kind.as_str()).set(n as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not count open alerts for /metrics"),
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

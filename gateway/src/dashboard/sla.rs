@@ -57,14 +57,7 @@ pub struct SlaQuery {
     acked: Option<String>,
 }
 
-const KINDS: [AlertKind; 6] = [
-    AlertKind::Overdue,
-    AlertKind::DueSoon,
-    AlertKind::RepeatCaller,
-    AlertKind::PartnerDown,
-    AlertKind::TransferUnfiled,
-    AlertKind::CalendarMissing,
-];
+const KINDS: [AlertKind; 6] = AlertKind::ALL;
 
 fn row(c: &Clock, now: chrono::DateTime<Utc>) -> ClockRow {
     let left = (c.due_at - now).num_seconds() as f64;

@@ -353,6 +353,15 @@ pub enum AlertKind {
 }
 
 impl AlertKind {
+    pub const ALL: [Self; 6] = [
+        Self::DueSoon,
+        Self::Overdue,
+        Self::RepeatCaller,
+        Self::CalendarMissing,
+        Self::TransferUnfiled,
+        Self::PartnerDown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::DueSoon => "due_soon",
