@@ -256,3 +256,59 @@ fn the_container_configuration_is_valid() {
         assert!(root.join(src).exists(), "{line}: {src} missing");
     }
 }
+
+fn hash_password(password: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("writes");
+    let out = child.wait_with_output().expect("finishes");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn hash_password_makes_a_hash_the_dashboard_accepts() {
+    let (ok, out, err) = hash_password("足够长的密码 long enough");
+    assert!(ok, "{err}");
+    let hash = out.trim();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    use argon2::PasswordVerifier;
+    assert!(
+        argon2::Argon2::default()
+            .verify_password("足够长的密码 long enough".as_bytes(), hash)
+            .is_ok()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dashboard.users.wang]\nrole = \"admin\"\npassword_hash = \"{hash}\"\n\
+             [dashboard.users.li]\nrole = \"operator\"\npassword_hash = \"plain-text\"\n"
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = gateway(&["check-config", "--config", config.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("dashboard.users.li.password_hash") && !err.contains("users.wang"),
+        "only the plain-text password is flagged: {err}"
+    );
+    let (ok, _, err) = hash_password("short");
+    assert!(!ok);
+    assert!(err.contains("at least 12 characters"), "{err}");
+}
