@@ -16,8 +16,8 @@ use crate::delivery::DeliveryEngine;
 use crate::lifecycle;
 use crate::sla::{Change, ClockKind, Sla};
 use crate::store::{
-    Accepted, AlertKind, Clock, ClockState, DeliveryQuery, LateAck, NewAlert, NewEvent, NewTicket,
-    RefusedEvent, Store, StoreError,
+    Accepted, AlertKind, Clock, ClockState, LateAck, NewAlert, NewEvent, NewTicket, RefusedEvent,
+    Store, StoreError,
 };
 
 /// A ticket from a 12348 home system, to be dispatched to `target`.
@@ -472,14 +472,7 @@ impl Intake {
                 if ticket.origin != HOME {
                     vec![ticket.origin.clone()]
                 } else {
-                    let deliveries = self
-                        .store
-                        .deliveries(&DeliveryQuery {
-                            ticket_id: Some(ticket.id),
-                            limit: Some(1000),
-                            ..Default::default()
-                        })
-                        .await?;
+                    let deliveries = self.store.ticket_deliveries(ticket.id).await?;
                     let mut partners: Vec<String> = deliveries
                         .into_iter()
                         .filter(|d| d.message_type == EventKind::Dispatch)

@@ -235,15 +235,7 @@ async fn ops_endpoints_and_the_generated_openapi_document() {
         Duration::from_secs(10),
     )
     .await;
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics().await;
     for needle in [
         "hotline_delivery_attempts_total{partner=\"p1\",outcome=\"acknowledged\"}",
         "hotline_deliveries{partner=\"p1\",status=\"acknowledged\"} 1",

@@ -107,6 +107,15 @@ impl Ui {
     }
 }
 
+/// The audit log, newest first.
+async fn audit(h: &Harness) -> Vec<hotline_gateway::store::AuditEntry> {
+    h.gateway
+        .store
+        .audit_log(&AuditQuery::default())
+        .await
+        .expect("audit log")
+}
+
 async fn dead_letter(h: &Harness, n: usize) -> Vec<String> {
     h.sim.set_behaviour(Behaviour::Fail { status: 400 });
     let mut ids = Vec::new();
@@ -267,12 +276,7 @@ async fn operators_retry_with_the_csrf_token_and_every_retry_is_audited() {
         StatusCode::CONFLICT,
         "only dead letters are retried"
     );
-    let audit = h
-        .gateway
-        .store
-        .audit_log(&AuditQuery::default())
-        .await
-        .unwrap();
+    let audit = audit(&h).await;
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].actor, "li");
     assert_eq!(audit[0].action, "delivery.retry");
@@ -337,12 +341,7 @@ async fn viewers_see_but_cannot_act_and_see_no_personal_data() {
     );
     assert!(page.body.contains("Wire payload"));
     assert!(
-        h.gateway
-            .store
-            .audit_log(&AuditQuery::default())
-            .await
-            .unwrap()
-            .is_empty(),
+        audit(&h).await.is_empty(),
         "refused actions leave no entries"
     );
 }
@@ -396,12 +395,7 @@ async fn admins_unmask_personal_data_only_with_a_reason_and_it_is_audited() {
     assert_eq!(shown.status, StatusCode::OK);
     assert!(shown.body.contains(&phone));
     assert!(shown.body.contains("personal data shown"));
-    let audit = h
-        .gateway
-        .store
-        .audit_log(&AuditQuery::default())
-        .await
-        .unwrap();
+    let audit = audit(&h).await;
     assert_eq!(audit.len(), 1, "one entry: the admin's view");
     assert_eq!(audit[0].action, "ticket.unmask");
     assert_eq!(audit[0].actor, "wang");
@@ -464,12 +458,7 @@ async fn replay_by_filter_confirms_the_count_needs_a_reason_and_reports_progress
         h.wait_for_status(id, DeliveryStatus::Acknowledged, Duration::from_secs(10))
             .await;
     }
-    let audit = h
-        .gateway
-        .store
-        .audit_log(&AuditQuery::default())
-        .await
-        .unwrap();
+    let audit = audit(&h).await;
     assert_eq!(audit[0].action, "deliveries.replay");
     assert_eq!(audit[0].detail["count"], 5);
     assert_eq!(
@@ -510,15 +499,7 @@ async fn a_paused_partner_gets_nothing_until_resumed_even_across_a_restart() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(h.sim.received().is_empty(), "nothing goes out while paused");
     assert_eq!(h.delivery(&id).await.status, DeliveryStatus::Pending);
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics().await;
     assert!(
         metrics.contains("hotline_partner_paused{partner=\"p1\"} 1"),
         "{metrics}"
@@ -533,15 +514,7 @@ async fn a_paused_partner_gets_nothing_until_resumed_even_across_a_restart() {
     assert_eq!(resumed.status, StatusCode::SEE_OTHER);
     h.wait_for_status(&id, DeliveryStatus::Acknowledged, Duration::from_secs(10))
         .await;
-    let actions: Vec<String> = h
-        .gateway
-        .store
-        .audit_log(&AuditQuery::default())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.action)
-        .collect();
+    let actions: Vec<String> = audit(&h).await.into_iter().map(|e| e.action).collect();
     assert_eq!(actions, ["partner.resume", "partner.pause"]);
 }
 

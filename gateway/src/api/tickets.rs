@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::error::{ApiError, ErrorBody, ValidJson, ValidPath, ValidQuery};
 use super::{AppState, TICKETS};
 use crate::intake::CreateTicket;
-use crate::store::{Accepted, AttemptRecord, Delivery, DeliveryQuery, RefusedEvent, TicketQuery};
+use crate::store::{Accepted, AttemptRecord, Delivery, RefusedEvent, TicketQuery};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TicketCreated {
@@ -168,14 +168,7 @@ pub async fn ticket_events(
     }
     let events = state.store.events(id).await?;
     let attempts = state.store.attempts_for_ticket(id).await?;
-    let deliveries = state
-        .store
-        .deliveries(&DeliveryQuery {
-            ticket_id: Some(id),
-            limit: Some(1000),
-            ..Default::default()
-        })
-        .await?;
+    let deliveries = state.store.ticket_deliveries(id).await?;
     let mut counts = Counts::default();
     for e in &events {
         match e.kind() {

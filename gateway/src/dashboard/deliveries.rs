@@ -276,12 +276,7 @@ pub async fn retry(
     let id: Uuid = id
         .parse()
         .map_err(|_| PageError::bad_request("id: 不是有效的投递编号 not a delivery id"))?;
-    let reason = f
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(|r| r.chars().take(500).collect::<String>());
+    let reason = super::optional_reason(f.reason.as_deref());
     match state.store.retry(id, Utc::now()).await? {
         RetryResult::Requeued(d) => {
             state.engine.wake(&d.partner);

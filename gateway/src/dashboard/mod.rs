@@ -81,6 +81,14 @@ pub async fn record(
     Ok(())
 }
 
+/// A reason an operator may give: trimmed, bounded, `None` when blank.
+pub fn optional_reason(reason: Option<&str>) -> Option<String> {
+    reason
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|r| r.chars().take(500).collect())
+}
+
 /// A reason an operator must give, trimmed and bounded.
 pub fn required_reason(reason: Option<&str>) -> Result<String, PageError> {
     let reason = reason.map(str::trim).unwrap_or_default();

@@ -217,12 +217,7 @@ pub async fn resume(
 ) -> Result<Response, PageError> {
     viewer.may(Role::Operator, &f.csrf)?;
     known(&state, &id)?;
-    let reason = f
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned);
+    let reason = super::optional_reason(f.reason.as_deref());
     state.engine.resume(&id).await?;
     super::record(
         &state,

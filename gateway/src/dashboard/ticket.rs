@@ -14,7 +14,7 @@ use super::auth::Viewer;
 use super::config::Role;
 use super::page::{Chrome, PageError, fmt_opt_time, fmt_time, render};
 use crate::api::AppState;
-use crate::store::{Delivery, DeliveryQuery};
+use crate::store::Delivery;
 
 fn enum_text<T: serde::Serialize>(v: &T) -> String {
     match serde_json::to_value(v) {
@@ -139,14 +139,7 @@ async fn show(
     };
     let events = state.store.events(id).await?;
     let attempts = state.store.attempts_for_ticket(id).await?;
-    let deliveries = state
-        .store
-        .deliveries(&DeliveryQuery {
-            ticket_id: Some(id),
-            limit: Some(1000),
-            ..Default::default()
-        })
-        .await?;
+    let deliveries = state.store.ticket_deliveries(id).await?;
     let clocks = state.store.clocks(id).await?;
     let refusals = state.store.refusals(id).await?;
     let d = &ticket.draft;

@@ -75,6 +75,16 @@ pub trait Store: Send + Sync + 'static {
 
     async fn delivery(&self, id: Uuid) -> Result<Option<Delivery>>;
     async fn deliveries(&self, q: &DeliveryQuery) -> Result<Vec<Delivery>>;
+
+    /// Every delivery of a ticket (up to 1000), oldest first.
+    async fn ticket_deliveries(&self, ticket_id: Uuid) -> Result<Vec<Delivery>> {
+        self.deliveries(&DeliveryQuery {
+            ticket_id: Some(ticket_id),
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+    }
     /// Every attempt of every delivery of a ticket, oldest first.
     async fn attempts_for_ticket(&self, ticket_id: Uuid) -> Result<Vec<AttemptRecord>>;
 

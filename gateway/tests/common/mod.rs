@@ -181,6 +181,18 @@ impl Harness {
         get_json(&self.http, format!("{}{path}", self.base)).await
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub async fn delivery(&self, id: &str) -> Delivery {
         let (status, body) = self.get(&format!("/api/v1/deliveries/{id}")).await;
         assert_eq!(status, 200, "{body}");
