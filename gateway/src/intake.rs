@@ -342,8 +342,8 @@ impl Intake {
                     )
                     .await
                     .map_err(unavailable)?;
-                if delivery.is_some() {
-                    self.engine.wake(partner);
+                if let Some(d) = &delivery {
+                    self.engine.late_ack(d);
                 }
                 Ok(IngressReply::AckApplied {
                     known: delivery.is_some(),

@@ -573,3 +573,32 @@ async fn the_live_feed_sends_partner_figures_and_filters_name_bad_fields() {
         "found by the home number"
     );
 }
+
+#[tokio::test]
+async fn late_acknowledgements_count_in_the_ack_latency() {
+    let h = Harness::start_with(
+        Behaviour::Async {
+            delay: Duration::from_millis(300),
+        },
+        fast_retry(3),
+        dashboard_users,
+    )
+    .await;
+    let (_, created) = h.post_ticket("LATE-1").await;
+    h.wait_for_status(
+        &first_delivery(&created),
+        DeliveryStatus::Acknowledged,
+        Duration::from_secs(10),
+    )
+    .await;
+    let view = h
+        .gateway
+        .engine
+        .partner(PARTNER)
+        .expect("partner")
+        .recent
+        .view(chrono::Utc::now());
+    assert_eq!(view.last_5m.delivered, 1, "counted once, at the receipt");
+    let p50 = view.ack_p50_ms.expect("the late ack's latency");
+    assert!(p50 >= 300.0, "{p50} ms includes the partner's delay");
+}

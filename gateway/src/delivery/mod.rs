@@ -175,6 +175,29 @@ impl DeliveryEngine {
         Ok(true)
     }
 
+    /// Counts a partner's asynchronous acknowledgement (its latency, or the refusal that
+    /// dead-lettered the delivery) and wakes the worker: the ticket's next message may go.
+    pub fn late_ack(&self, d: &crate::store::Delivery) {
+        let Some(p) = self.partners.get(&d.partner) else {
+            return;
+        };
+        let now = chrono::Utc::now();
+        match (d.status, d.acked_at) {
+            (crate::store::DeliveryStatus::Acknowledged, Some(at)) => {
+                let latency = (at - d.created_at).to_std().unwrap_or_default();
+                metrics::histogram!("hotline_delivery_ack_latency_seconds", "partner" => d.partner.clone())
+                    .record(latency.as_secs_f64());
+                p.recent.ack_latency(now, latency);
+            }
+            (crate::store::DeliveryStatus::Dead, _) => {
+                p.recent
+                    .record(now, Tally::Dead, None, d.last_error.as_deref());
+            }
+            _ => {}
+        }
+        p.wake.notify_one();
+    }
+
     /// Tells a partner's worker that new deliveries may be due.
     pub fn wake(&self, partner: &str) {
         if let Some(p) = self.partners.get(partner) {

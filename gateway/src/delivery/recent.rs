@@ -95,6 +95,26 @@ struct Inner {
     errors: VecDeque<RecentError>,
 }
 
+impl Inner {
+    /// The minute `at` falls in, started if it is the newest; older minutes beyond the hour go.
+    /// `None` for a minute already dropped.
+    fn slot(&mut self, at: DateTime<Utc>) -> Option<&mut Minute> {
+        let minute = minute_of(at);
+        if self.minutes.back().is_none_or(|m| m.at < minute) {
+            self.minutes.push_back(Minute::new(minute));
+        }
+        while self
+            .minutes
+            .front()
+            .is_some_and(|m| m.at <= minute - MINUTES as i64)
+        {
+            self.minutes.pop_front();
+        }
+        // An attempt that finished a little out of order lands in its own minute if kept.
+        self.minutes.iter_mut().rev().find(|m| m.at == minute)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Recent {
     inner: Mutex<Inner>,
@@ -145,19 +165,7 @@ impl Recent {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        let minute = minute_of(at);
-        if inner.minutes.back().is_none_or(|m| m.at < minute) {
-            inner.minutes.push_back(Minute::new(minute));
-        }
-        while inner
-            .minutes
-            .front()
-            .is_some_and(|m| m.at <= minute - MINUTES as i64)
-        {
-            inner.minutes.pop_front();
-        }
-        // An attempt that finished a little out of order lands in its own minute if kept.
-        if let Some(m) = inner.minutes.iter_mut().rev().find(|m| m.at == minute) {
+        if let Some(m) = inner.slot(at) {
             match tally {
                 Tally::Delivered => m.delivered += 1,
                 Tally::Failed => m.failed += 1,
@@ -173,6 +181,17 @@ impl Recent {
                 text: text.chars().take(300).collect(),
             });
             inner.errors.truncate(ERRORS);
+        }
+    }
+
+    /// Adds an acknowledgement latency on its own: the partner's late acknowledgement of a
+    /// delivery already counted when its receipt was confirmed.
+    pub fn ack_latency(&self, at: DateTime<Utc>, latency: Duration) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if let Some(m) = inner.slot(at) {
+            m.latency[bucket(latency)] += 1;
         }
     }
 
@@ -312,6 +331,17 @@ mod tests {
         assert!((95.0..=118.75).contains(&p95), "p95 {p95}");
         assert_eq!(v.series[59].p95_ms, Some(p95));
         assert_eq!(Recent::default().view(now).ack_p50_ms, None);
+        // A late acknowledgement adds its latency without counting a delivery again.
+        let late = Recent::default();
+        late.record(now, Tally::Delivered, None, None);
+        late.ack_latency(at(29_000_001, 5), Duration::from_secs(3));
+        let v = late.view(at(29_000_001, 6));
+        assert_eq!(v.last_hour.delivered, 1);
+        assert!(
+            (3000.0..=3750.0).contains(&v.ack_p95_ms.unwrap()),
+            "{:?}",
+            v.ack_p95_ms
+        );
     }
 
     #[test]
