@@ -14,7 +14,7 @@ use crate::delivery::DeliveryEngine;
 use crate::intake::{CallerMatch, Intake};
 use crate::sla::scan::Scanner;
 use crate::sla::{Calendar, Sla};
-use crate::store::{SqliteStore, Store};
+use crate::store::{PgStore, SqliteStore, Store};
 use crate::transfer::{Timers, Transfers};
 use crate::{partners, telemetry};
 
@@ -40,6 +40,18 @@ impl Gateway {
                     .await
                     .with_context(|| format!("opening {}", config.store.path.display()))?,
             ),
+            StoreKind::Postgres => {
+                let url = config
+                    .store
+                    .url
+                    .as_deref()
+                    .context("store.url is required for the PostgreSQL store")?;
+                Arc::new(
+                    PgStore::open(url)
+                        .await
+                        .context("opening the PostgreSQL store")?,
+                )
+            }
         };
         let partners = partners::build(&config)?;
         let polled_partners = partners.clone();

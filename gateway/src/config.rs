@@ -184,8 +184,11 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
+    /// The embedded default: one file, one node.
     #[default]
     Sqlite,
+    /// PostgreSQL at `store.url`: several gateway instances share it.
+    Postgres,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,6 +198,9 @@ pub struct StoreConfig {
     /// SQLite database file (created with its directory when missing).
     #[serde(default = "defaults::db_path")]
     pub path: PathBuf,
+    /// PostgreSQL connection URL (`kind = "postgres"`), e.g. `postgres://gw@db:5432/hotline`.
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 impl Default for StoreConfig {
@@ -202,6 +208,7 @@ impl Default for StoreConfig {
         Self {
             kind: StoreKind::Sqlite,
             path: defaults::db_path(),
+            url: None,
         }
     }
 }
@@ -556,6 +563,19 @@ impl Config {
             );
         }
         self.dashboard.check(&mut bad);
+        if self.store.kind == StoreKind::Postgres {
+            match &self.store.url {
+                None => bad(
+                    "store.url".into(),
+                    "required when store.kind = \"postgres\"".into(),
+                ),
+                Some(u) if !u.starts_with("postgres://") && !u.starts_with("postgresql://") => bad(
+                    "store.url".into(),
+                    "must be a postgres:// or postgresql:// URL".into(),
+                ),
+                Some(_) => {}
+            }
+        }
         if self.delivery.claim_batch == 0 {
             bad("delivery.claim_batch".into(), "must be at least 1".into());
         }

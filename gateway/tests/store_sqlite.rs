@@ -38,6 +38,7 @@ suite!(
     deliveries_are_found_by_any_number_type_and_time,
     the_audit_log_is_a_hash_chain,
     pauses_are_kept_until_resumed,
+    clocks_alerts_refusals_and_cursors_round_trip,
 );
 
 #[tokio::test]

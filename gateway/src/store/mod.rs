@@ -3,6 +3,7 @@
 //! [`sqlite::SqliteStore`] is the embedded default. Every method is a business operation and is
 //! atomic; nothing is acknowledged to a caller before it is committed to disk.
 
+mod postgres;
 mod sqlite;
 mod types;
 
@@ -13,6 +14,7 @@ use chrono::{DateTime, Utc};
 use hotline_model::{Event, Ticket};
 use uuid::Uuid;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use types::*;
 
@@ -31,11 +33,23 @@ pub enum StoreError {
     /// The ticket's status changed meanwhile; read it again and retry.
     #[error("the ticket's status changed meanwhile")]
     StatusChanged,
+    /// The operation lost a race with another writer (a key taken meanwhile, a serialization
+    /// failure, a deadlock) or its connection; running it again from the start is safe.
+    #[error("database contention or lost connection: {0}")]
+    Contention(String),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Database(e.to_string())
+        // unique_violation, serialization_failure, deadlock_detected
+        const RACES: [&str; 3] = ["23505", "40001", "40P01"];
+        match &e {
+            sqlx::Error::Database(d) if d.code().is_some_and(|c| RACES.contains(&c.as_ref())) => {
+                Self::Contention(e.to_string())
+            }
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => Self::Contention(e.to_string()),
+            _ => Self::Database(e.to_string()),
+        }
     }
 }
 

@@ -837,3 +837,242 @@ pub async fn pauses_are_kept_until_resumed(store: Arc<dyn Store>) {
     store.set_pause(P, None).await.unwrap();
     assert!(store.pauses().await.unwrap().is_empty());
 }
+
+fn clock(ticket_id: Uuid, kind: hotline_gateway::sla::ClockKind, due_in_h: i64) -> Clock {
+    let now = chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
+    Clock {
+        id: Uuid::now_v7(),
+        ticket_id,
+        kind,
+        party: P.into(),
+        urgent: true,
+        started_at: now,
+        due_at: now + chrono::Duration::hours(due_in_h),
+        urge_at: now + chrono::Duration::hours(due_in_h - 1),
+        provisional: true,
+        extended_days: 2,
+        state: ClockState::Running,
+        stopped_at: None,
+        urged_at: None,
+        overdue_at: None,
+    }
+}
+
+pub async fn clocks_alerts_refusals_and_cursors_round_trip(store: Arc<dyn Store>) {
+    use hotline_gateway::sla::ClockKind;
+    let since = Utc::now() - chrono::Duration::seconds(1);
+    let mut cmd = new_ticket("K-1", &[P]);
+    cmd.caller_hash = Some("hash-1".into());
+    cmd.ticket.draft.units = vec!["历下区人社局".into()];
+    let t = cmd.ticket.id;
+    let receipt = clock(t, ClockKind::Receipt, -2);
+    let reply = clock(t, ClockKind::Reply, 48);
+    cmd.clocks = vec![
+        ClockOp::Start(receipt.clone()),
+        ClockOp::Start(reply.clone()),
+    ];
+    store.accept_ticket(cmd).await.unwrap();
+    store.accept_ticket(new_ticket("K-2", &[P])).await.unwrap();
+
+    // Listing with numbers, paging, caller matching.
+    let all = store.tickets(&TicketQuery::default()).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        all[0].partner_numbers.get(HOME).map(String::as_str),
+        Some("K-1")
+    );
+    let page = store
+        .tickets(&TicketQuery {
+            after: Some(all[0].id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(
+        store.caller_tickets("hash-1", since).await.unwrap(),
+        vec![t]
+    );
+
+    // Clocks: read back exactly, found when due, marked once, rescheduled, closed.
+    let stored = store.clocks(t).await.unwrap();
+    assert_eq!(stored, vec![receipt.clone(), reply.clone()]);
+    assert_eq!(store.running_clocks(10).await.unwrap()[0].id, receipt.id);
+    assert_eq!(store.provisional_clocks().await.unwrap().len(), 2);
+    let now = Utc::now();
+    let overdue = store.clocks_due(ClockMark::Overdue, now, 10).await.unwrap();
+    assert_eq!(
+        overdue.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [receipt.id]
+    );
+    assert!(
+        store
+            .mark_clock(receipt.id, ClockMark::Overdue, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .mark_clock(receipt.id, ClockMark::Overdue, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .clocks_due(ClockMark::Overdue, now, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let to_urge = store.clocks_due(ClockMark::Urged, now, 10).await.unwrap();
+    assert_eq!(
+        to_urge.len(),
+        1,
+        "the overdue receipt clock's urge time passed too"
+    );
+    store
+        .change_clocks(vec![ClockOp::Reschedule {
+            id: reply.id,
+            due_at: reply.due_at + chrono::Duration::days(1),
+            urge_at: reply.urge_at + chrono::Duration::days(1),
+            provisional: false,
+            extended_days: 3,
+        }])
+        .await
+        .unwrap();
+    let re = store.clocks(t).await.unwrap();
+    assert!(!re[1].provisional);
+    assert_eq!(re[1].extended_days, 3);
+    assert_eq!(store.provisional_clocks().await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .clocks_started(since, Utc::now() + chrono::Duration::seconds(1))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let mut close = urge(t);
+    close.clocks = vec![ClockOp::Close {
+        kind: ClockKind::Reply,
+        party: Some(P.into()),
+        at: Utc::now(),
+    }];
+    store.record_event(close).await.unwrap();
+    assert_eq!(store.clocks(t).await.unwrap()[1].state, ClockState::Met);
+    assert_eq!(
+        store
+            .events_between(
+                hotline_model::EventKind::Urge,
+                since,
+                Utc::now() + chrono::Duration::seconds(1)
+            )
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Alerts: raised once per key, counted with the ticket's first unit, acknowledged.
+    let alert = NewAlert {
+        key: format!("overdue:{}", receipt.id),
+        kind: AlertKind::Overdue,
+        ticket_id: Some(t),
+        party: Some(P.into()),
+        message: "已超期".into(),
+        detail: serde_json::json!({"clock": receipt.id}),
+    };
+    assert!(store.raise_alert(alert.clone()).await.unwrap());
+    assert!(!store.raise_alert(alert).await.unwrap());
+    let counts = store.open_alert_counts().await.unwrap();
+    assert_eq!(counts.len(), 1);
+    assert_eq!(counts[0].unit.as_deref(), Some("历下区人社局"));
+    let open = store
+        .alerts(&AlertQuery {
+            open: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].detail["clock"], receipt.id.to_string());
+    let acked = store.ack_alert(open[0].id, "li").await.unwrap().unwrap();
+    assert_eq!(acked.acknowledged_by.as_deref(), Some("li"));
+    assert!(
+        store
+            .alerts(&AlertQuery {
+                open: Some(true),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .alerts(&AlertQuery {
+                open: Some(false),
+                kind: Some(AlertKind::Overdue),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .ack_alert(Uuid::now_v7(), "li")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Refusals, cursors, counts and attempts.
+    let at = chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
+    let refused = RefusedEvent {
+        ticket_id: t,
+        source: P.into(),
+        kind: hotline_model::EventKind::Reply,
+        status: TicketStatus::Withdrawn,
+        reason: "已撤单".into(),
+        at,
+    };
+    store.record_refusal(refused.clone()).await.unwrap();
+    assert_eq!(store.refusals(t).await.unwrap(), vec![refused]);
+    assert_eq!(store.cursor(P).await.unwrap(), None);
+    store.set_cursor(P, "c-1").await.unwrap();
+    store.set_cursor(P, "c-2").await.unwrap();
+    assert_eq!(store.cursor(P).await.unwrap().as_deref(), Some("c-2"));
+    let c = store.claim(P, Utc::now(), LEASE, 10).await.unwrap();
+    assert_eq!(
+        c.len(),
+        2,
+        "one per ticket (the urge waits behind K-1's dispatch)"
+    );
+    for claim in &c {
+        store
+            .finish_attempt(
+                &claim.token,
+                record(&claim.delivery, "acknowledged"),
+                Next::Acknowledged {
+                    partner_ref: Some(format!("REF-{}", claim.delivery.ticket_id)),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let attempts = store.attempts_for_ticket(t).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].http_status, Some(200));
+    assert_eq!(
+        store.resolve_number(P, &format!("REF-{t}")).await.unwrap(),
+        Some(t),
+        "the partner's number is remembered"
+    );
+    let counts = store.delivery_counts().await.unwrap();
+    let count = |s: DeliveryStatus| counts.iter().find(|c| c.status == s).map_or(0, |c| c.count);
+    assert_eq!(count(DeliveryStatus::Acknowledged), 2);
+    assert_eq!(count(DeliveryStatus::Pending), 1);
+    store.ping().await.unwrap();
+}

@@ -1,0 +1,1540 @@
+//! The scale-out store: PostgreSQL, shared by any number of gateway instances.
+//!
+//! Each business operation is one transaction on a pooled connection. Deliveries are claimed
+//! with `FOR UPDATE SKIP LOCKED`, so instances never claim the same row; a transaction that
+//! loses a race (a unique key taken meanwhile, a serialization failure, a deadlock) is run again
+//! from the start, as is one whose connection was lost. The schema mirrors the SQLite one (times
+//! in Unix milliseconds, ids and documents as text), so the row mapping is the same.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hotline_model::{Event, EventKind, Ticket, TicketDraft, TicketStatus};
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use uuid::Uuid;
+
+use super::*;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+const OPEN_STATUSES: &str = "('pending', 'retrying', 'sending', 'awaiting_ack')";
+/// Statuses that let the next message for the same ticket and partner go.
+const SETTLED_STATUSES: &str = "('acknowledged', 'skipped')";
+
+/// Times a transaction that lost a race or its connection is run again.
+const TRIES: u32 = 8;
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+type BoxFut<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
+
+impl PgStore {
+    /// Connects to `url` (retrying while the server starts) and brings the schema up to date.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::Database(format!("bad PostgreSQL URL: {e}")))?;
+        Self::open_with(options).await
+    }
+
+    /// As [`Self::open`], with options built by the caller (e.g. another `search_path`).
+    pub async fn open_with(options: PgConnectOptions) -> Result<Self> {
+        use backon::{ExponentialBuilder, Retryable};
+        let pool = (|| {
+            PgPoolOptions::new()
+                .max_connections(16)
+                .connect_with(options.clone())
+        })
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(5))
+                .with_max_times(10),
+        )
+        .notify(|e, after| tracing::warn!(error = %e, ?after, "PostgreSQL not reachable yet"))
+        .await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// Runs `f` in a transaction and commits it; runs it again when it lost a race or the
+    /// connection.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> Fn(&'c mut PgConnection) -> BoxFut<'c, Result<T>> + Send + Sync,
+    {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let result = async {
+                let mut tx = self.pool.begin().await?;
+                let value = f(&mut tx).await?;
+                tx.commit().await?;
+                Ok(value)
+            }
+            .await;
+            match result {
+                Err(StoreError::Contention(why)) if tries < TRIES => {
+                    tracing::debug!(%why, tries, "transaction lost a race; running it again");
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(tries))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v).ok_or_else(|| StoreError::Corrupt(format!("time {v}")))
+}
+
+fn get_uuid(row: &PgRow, col: &str) -> Result<Uuid> {
+    let s: String = row.try_get(col)?;
+    Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+fn get_enum<T: serde::de::DeserializeOwned>(row: &PgRow, col: &str) -> Result<T> {
+    let s: String = row.try_get(col)?;
+    serde_json::from_value(serde_json::Value::String(s))
+        .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+fn enum_str<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => format!("{other:?}"),
+    }
+}
+
+const DELIVERY_COLUMNS: &str = "d.id, d.ticket_id, d.event_id, d.partner, d.message_id, d.kind, \
+     d.status, d.attempts, d.round_base, d.due_at, d.partner_ref, d.last_error, d.created_at, \
+     d.updated_at, d.acked_at";
+
+/// The filters of a [`DeliveryQuery`], bound as `?1`..`?7` by [`bind_delivery_filter`].
+const DELIVERY_FILTER: &str = "($1 IS NULL OR d.status = $1) AND ($2 IS NULL OR d.partner = $2) \
+     AND ($3 IS NULL OR d.ticket_id = $3) \
+     AND ($4 IS NULL OR d.ticket_id = $4 \
+          OR d.ticket_id IN (SELECT ticket_id FROM ticket_numbers WHERE number = $4)) \
+     AND ($5 IS NULL OR d.kind = $5) AND ($6 IS NULL OR d.created_at >= $6) \
+     AND ($7 IS NULL OR d.created_at < $7)";
+
+fn bind_delivery_filter<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    q: &'q DeliveryQuery,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(q.status.map(DeliveryStatus::as_str))
+        .bind(&q.partner)
+        .bind(q.ticket_id.map(|u| u.to_string()))
+        .bind(q.number.as_deref().map(str::trim))
+        .bind(q.message_type.map(|k| k.as_str()))
+        .bind(q.since.map(ms))
+        .bind(q.until.map(ms))
+}
+
+fn delivery_from_row(row: &PgRow) -> Result<Delivery> {
+    let kind: String = row.try_get("kind")?;
+    let status: String = row.try_get("status")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    let round_base: i64 = row.try_get("round_base")?;
+    Ok(Delivery {
+        id: get_uuid(row, "id")?,
+        ticket_id: get_uuid(row, "ticket_id")?,
+        event_id: get_uuid(row, "event_id")?,
+        partner: row.try_get("partner")?,
+        message_id: get_uuid(row, "message_id")?,
+        message_type: EventKind::from_str(&kind).map_err(StoreError::Corrupt)?,
+        status: DeliveryStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("delivery status {status}")))?,
+        attempts: attempts as u32,
+        attempts_this_round: (attempts - round_base) as u32,
+        due_at: from_ms(row.try_get("due_at")?)?,
+        partner_ref: row.try_get("partner_ref")?,
+        last_error: row.try_get("last_error")?,
+        created_at: from_ms(row.try_get("created_at")?)?,
+        updated_at: from_ms(row.try_get("updated_at")?)?,
+        acked_at: row
+            .try_get::<Option<i64>, _>("acked_at")?
+            .map(from_ms)
+            .transpose()?,
+    })
+}
+
+const TICKET_COLUMNS: &str = "t.id, t.origin, t.external_id, t.status, t.draft, t.created_at, \
+     t.updated_at";
+
+fn ticket_from_row(row: &PgRow, numbers: BTreeMap<String, String>) -> Result<Ticket> {
+    let draft: String = row.try_get("draft")?;
+    let draft: TicketDraft = serde_json::from_str(&draft)?;
+    Ok(Ticket {
+        id: get_uuid(row, "id")?,
+        origin: row.try_get("origin")?,
+        external_id: row.try_get("external_id")?,
+        partner_numbers: numbers,
+        status: get_enum(row, "status")?,
+        draft,
+        created_at: from_ms(row.try_get("created_at")?)?,
+        updated_at: from_ms(row.try_get("updated_at")?)?,
+    })
+}
+
+async fn numbers_of(conn: &mut PgConnection, ticket_id: Uuid) -> Result<BTreeMap<String, String>> {
+    let rows = sqlx::query("SELECT system, number FROM ticket_numbers WHERE ticket_id = $1")
+        .bind(ticket_id.to_string())
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("system")?, r.try_get("number")?)))
+        .collect()
+}
+
+async fn ticket_with(conn: &mut PgConnection, id: Uuid) -> Result<Option<Ticket>> {
+    let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id = $1");
+    let Some(row) = sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let numbers = numbers_of(conn, id).await?;
+    ticket_from_row(&row, numbers).map(Some)
+}
+
+async fn delivery_with(conn: &mut PgConnection, id: Uuid) -> Result<Option<Delivery>> {
+    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.id = $1");
+    sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(delivery_from_row)
+        .transpose()
+}
+
+/// Returns the earlier ticket and event when one of `keys` was already used by `source`.
+async fn seen(
+    conn: &mut PgConnection,
+    source: &str,
+    keys: &[String],
+) -> Result<Option<(Uuid, Uuid)>> {
+    for key in keys {
+        if let Some(row) = sqlx::query(
+            "SELECT ticket_id, event_id FROM inbound_keys WHERE source = $1 AND key = $2",
+        )
+        .bind(source)
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?
+        {
+            return Ok(Some((
+                get_uuid(&row, "ticket_id")?,
+                get_uuid(&row, "event_id")?,
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Writes an event with its idempotency keys, numbers and outbox rows.
+async fn insert_event(
+    conn: &mut PgConnection,
+    event: &Event,
+    keys: &[String],
+    numbers: &[(String, String)],
+    targets: &[String],
+) -> Result<Vec<Uuid>> {
+    let now = ms(Utc::now());
+    let ticket_id = event.ticket_id.to_string();
+    let event_id = event.id.to_string();
+    sqlx::query(
+        "INSERT INTO events (id, ticket_id, kind, source, at, body) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&event_id)
+    .bind(&ticket_id)
+    .bind(event.kind().as_str())
+    .bind(&event.source)
+    .bind(ms(event.at))
+    .bind(serde_json::to_string(event)?)
+    .execute(&mut *conn)
+    .await?;
+    for key in keys {
+        sqlx::query(
+            "INSERT INTO inbound_keys (source, key, ticket_id, event_id) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&event.source)
+        .bind(key)
+        .bind(&ticket_id)
+        .bind(&event_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for (system, number) in numbers {
+        sqlx::query(
+            "INSERT INTO ticket_numbers (system, number, ticket_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(system)
+        .bind(number)
+        .bind(&ticket_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let mut ids = Vec::with_capacity(targets.len());
+    for partner in targets {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO deliveries (id, ticket_id, event_id, partner, message_id, kind, status, \
+             due_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9)",
+        )
+        .bind(id.to_string())
+        .bind(&ticket_id)
+        .bind(&event_id)
+        .bind(partner)
+        .bind(Uuid::now_v7().to_string())
+        .bind(event.kind().as_str())
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+const CLOCK_COLUMNS: &str = "id, ticket_id, kind, party, urgent, started_at, due_at, urge_at, \
+     provisional, extended_days, state, stopped_at, urged_at, overdue_at";
+
+fn opt_time(row: &PgRow, col: &str) -> Result<Option<DateTime<Utc>>> {
+    row.try_get::<Option<i64>, _>(col)?.map(from_ms).transpose()
+}
+
+fn clock_from_row(row: &PgRow) -> Result<Clock> {
+    let kind: String = row.try_get("kind")?;
+    Ok(Clock {
+        id: get_uuid(row, "id")?,
+        ticket_id: get_uuid(row, "ticket_id")?,
+        kind: crate::sla::ClockKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("clock kind {kind}")))?,
+        party: row.try_get("party")?,
+        urgent: row.try_get("urgent")?,
+        started_at: from_ms(row.try_get("started_at")?)?,
+        due_at: from_ms(row.try_get("due_at")?)?,
+        urge_at: from_ms(row.try_get("urge_at")?)?,
+        provisional: row.try_get("provisional")?,
+        extended_days: row.try_get::<i64, _>("extended_days")? as u32,
+        state: get_enum(row, "state")?,
+        stopped_at: opt_time(row, "stopped_at")?,
+        urged_at: opt_time(row, "urged_at")?,
+        overdue_at: opt_time(row, "overdue_at")?,
+    })
+}
+
+async fn apply_clock_ops(conn: &mut PgConnection, ticket_id: Uuid, ops: &[ClockOp]) -> Result<()> {
+    for op in ops {
+        match op {
+            ClockOp::Start(c) => {
+                sqlx::query(&format!(
+                    "INSERT INTO sla_clocks ({CLOCK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'running', NULL, NULL, NULL)"
+                ))
+                .bind(c.id.to_string())
+                .bind(c.ticket_id.to_string())
+                .bind(c.kind.as_str())
+                .bind(&c.party)
+                .bind(c.urgent)
+                .bind(ms(c.started_at))
+                .bind(ms(c.due_at))
+                .bind(ms(c.urge_at))
+                .bind(c.provisional)
+                .bind(i64::from(c.extended_days))
+                .execute(&mut *conn)
+                .await?;
+            }
+            ClockOp::Close { kind, party, at } | ClockOp::Stop { kind, party, at } => {
+                let state = if matches!(op, ClockOp::Stop { .. }) {
+                    "'stopped'"
+                } else {
+                    "CASE WHEN $1 <= due_at THEN 'met' ELSE 'missed' END"
+                };
+                sqlx::query(&format!(
+                    "UPDATE sla_clocks SET state = {state}, stopped_at = $1 \
+                     WHERE ticket_id = $2 AND kind = $3 AND ($4 IS NULL OR party = $4) AND state = 'running'"
+                ))
+                .bind(ms(*at))
+                .bind(ticket_id.to_string())
+                .bind(kind.as_str())
+                .bind(party)
+                .execute(&mut *conn)
+                .await?;
+            }
+            ClockOp::Reschedule {
+                id,
+                due_at,
+                urge_at,
+                provisional,
+                extended_days,
+            } => {
+                sqlx::query(
+                    "UPDATE sla_clocks SET due_at = $1, urge_at = $2, provisional = $3, extended_days = $4, \
+                     urged_at = CASE WHEN $5 > COALESCE(urged_at, 0) THEN NULL ELSE urged_at END, \
+                     overdue_at = CASE WHEN $6 > COALESCE(overdue_at, 0) THEN NULL ELSE overdue_at END \
+                     WHERE id = $7 AND state = 'running'",
+                )
+                .bind(ms(*due_at))
+                .bind(ms(*urge_at))
+                .bind(provisional)
+                .bind(i64::from(*extended_days))
+                .bind(ms(*urge_at))
+                .bind(ms(*due_at))
+                .bind(id.to_string())
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn insert_transfer_entry(conn: &mut PgConnection, e: &TransferEntry) -> Result<bool> {
+    let r = sqlx::query(
+        "INSERT INTO transfer_entries (transfer_id, kind, at, recorded_at, source, \
+         outcome, detail, key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+    )
+    .bind(e.transfer_id.to_string())
+    .bind(&e.kind)
+    .bind(ms(e.at))
+    .bind(ms(e.recorded_at))
+    .bind(&e.source)
+    .bind(e.outcome.as_str())
+    .bind(&e.detail)
+    .bind(&e.key)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+fn alert_from_row(row: &PgRow) -> Result<Alert> {
+    let detail: String = row.try_get("detail")?;
+    Ok(Alert {
+        id: get_uuid(row, "id")?,
+        kind: get_enum(row, "kind")?,
+        ticket_id: row
+            .try_get::<Option<String>, _>("ticket_id")?
+            .map(|s| Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()?,
+        party: row.try_get("party")?,
+        message: row.try_get("message")?,
+        detail: serde_json::from_str(&detail)?,
+        created_at: from_ms(row.try_get("created_at")?)?,
+        acknowledged_at: opt_time(row, "acknowledged_at")?,
+        acknowledged_by: row.try_get("acknowledged_by")?,
+    })
+}
+
+async fn remember_partner_ref(
+    conn: &mut PgConnection,
+    delivery_id: Uuid,
+    partner_ref: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO ticket_numbers (system, number, ticket_id) \
+         SELECT partner, $1, ticket_id FROM deliveries WHERE id = $2 ON CONFLICT DO NOTHING",
+    )
+    .bind(partner_ref)
+    .bind(delivery_id.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn accept_ticket(&self, cmd: NewTicket) -> Result<Accepted> {
+        self.write(move |conn| {
+            let cmd = cmd.clone();
+            Box::pin(async move {
+                let t = &cmd.ticket;
+                if let Some((ticket_id, event_id)) = seen(conn, &t.origin, &cmd.keys).await? {
+                    return Ok(Accepted::Duplicate {
+                        ticket_id,
+                        event_id,
+                    });
+                }
+                sqlx::query(
+                    "INSERT INTO tickets (id, origin, external_id, status, kind, urgency, draft, \
+                     created_at, updated_at, caller_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(t.id.to_string())
+                .bind(&t.origin)
+                .bind(&t.external_id)
+                .bind(t.status.as_str())
+                .bind(enum_str(&t.draft.kind))
+                .bind(enum_str(&t.draft.urgency))
+                .bind(serde_json::to_string(&t.draft)?)
+                .bind(ms(t.created_at))
+                .bind(ms(t.updated_at))
+                .bind(&cmd.caller_hash)
+                .execute(&mut *conn)
+                .await?;
+                let deliveries =
+                    insert_event(conn, &cmd.event, &cmd.keys, &cmd.numbers, &cmd.targets).await?;
+                apply_clock_ops(conn, t.id, &cmd.clocks).await?;
+                Ok(Accepted::Created {
+                    ticket_id: t.id,
+                    event_id: cmd.event.id,
+                    deliveries,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn record_event(&self, cmd: NewEvent) -> Result<Accepted> {
+        self.write(move |conn| {
+            let cmd = cmd.clone();
+            Box::pin(async move {
+                let e = &cmd.event;
+                if let Some((ticket_id, event_id)) = seen(conn, &e.source, &cmd.keys).await? {
+                    return Ok(Accepted::Duplicate {
+                        ticket_id,
+                        event_id,
+                    });
+                }
+                let expected = cmd.expected_status.map(TicketStatus::as_str);
+                let updated = sqlx::query(
+                    "UPDATE tickets SET status = COALESCE($1, status), updated_at = $2 \
+                     WHERE id = $3 AND ($4 IS NULL OR status = $5)",
+                )
+                .bind(cmd.status.map(TicketStatus::as_str))
+                .bind(ms(Utc::now()))
+                .bind(e.ticket_id.to_string())
+                .bind(expected)
+                .bind(expected)
+                .execute(&mut *conn)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    let exists: Option<i64> =
+                        sqlx::query_scalar("SELECT 1::BIGINT FROM tickets WHERE id = $1")
+                            .bind(e.ticket_id.to_string())
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                    return Err(match exists {
+                        Some(_) => StoreError::StatusChanged,
+                        None => StoreError::Conflict(format!("no ticket {}", e.ticket_id)),
+                    });
+                }
+                let deliveries =
+                    insert_event(conn, e, &cmd.keys, &cmd.numbers, &cmd.targets).await?;
+                apply_clock_ops(conn, e.ticket_id, &cmd.clocks).await?;
+                Ok(Accepted::Created {
+                    ticket_id: e.ticket_id,
+                    event_id: e.id,
+                    deliveries,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn seen(&self, source: &str, keys: &[String]) -> Result<Option<(Uuid, Uuid)>> {
+        let mut conn = self.pool.acquire().await?;
+        seen(&mut conn, source, keys).await
+    }
+
+    async fn record_refusal(&self, r: RefusedEvent) -> Result<()> {
+        self.write(move |conn| {
+            let r = r.clone();
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO refused_events (id, ticket_id, source, kind, status, reason, at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(Uuid::now_v7().to_string())
+                .bind(r.ticket_id.to_string())
+                .bind(&r.source)
+                .bind(r.kind.as_str())
+                .bind(r.status.as_str())
+                .bind(&r.reason)
+                .bind(ms(r.at))
+                .execute(conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn refusals(&self, ticket_id: Uuid) -> Result<Vec<RefusedEvent>> {
+        let rows = sqlx::query(
+            "SELECT source, kind, status, reason, at FROM refused_events WHERE ticket_id = $1 \
+             ORDER BY at, id",
+        )
+        .bind(ticket_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get("kind")?;
+                Ok(RefusedEvent {
+                    ticket_id,
+                    source: r.try_get("source")?,
+                    kind: EventKind::from_str(&kind).map_err(StoreError::Corrupt)?,
+                    status: get_enum(r, "status")?,
+                    reason: r.try_get("reason")?,
+                    at: from_ms(r.try_get("at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn resolve_number(&self, system: &str, number: &str) -> Result<Option<Uuid>> {
+        let row =
+            sqlx::query("SELECT ticket_id FROM ticket_numbers WHERE system = $1 AND number = $2")
+                .bind(system)
+                .bind(number)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| get_uuid(&r, "ticket_id")).transpose()
+    }
+
+    async fn ticket(&self, id: Uuid) -> Result<Option<Ticket>> {
+        let mut conn = self.pool.acquire().await?;
+        ticket_with(&mut conn, id).await
+    }
+
+    async fn tickets(&self, q: &TicketQuery) -> Result<Vec<Ticket>> {
+        let sql = format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets t \
+             WHERE ($1 IS NULL OR t.origin = $1) AND ($2 IS NULL OR t.status = $2) \
+               AND ($3 IS NULL OR t.id > $3) \
+             ORDER BY t.id LIMIT $4"
+        );
+        let mut conn = self.pool.acquire().await?;
+        let rows = sqlx::query(&sql)
+            .bind(&q.origin)
+            .bind(q.status.map(TicketStatus::as_str))
+            .bind(q.after.map(|u| u.to_string()))
+            .bind(i64::from(page_limit(q.limit)))
+            .fetch_all(&mut *conn)
+            .await?;
+        // Every listed ticket's numbers in one query.
+        let ids: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>("id"))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut numbers: std::collections::HashMap<String, BTreeMap<String, String>> =
+            std::collections::HashMap::new();
+        if !ids.is_empty() {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "SELECT ticket_id, system, number FROM ticket_numbers WHERE ticket_id IN (",
+            );
+            let mut list = qb.separated(", ");
+            for id in &ids {
+                list.push_bind(id);
+            }
+            qb.push(")");
+            for r in qb.build().fetch_all(&mut *conn).await? {
+                numbers
+                    .entry(r.try_get("ticket_id")?)
+                    .or_default()
+                    .insert(r.try_get("system")?, r.try_get("number")?);
+            }
+        }
+        rows.iter()
+            .zip(&ids)
+            .map(|(row, id)| ticket_from_row(row, numbers.remove(id).unwrap_or_default()))
+            .collect()
+    }
+
+    async fn events(&self, ticket_id: Uuid) -> Result<Vec<Event>> {
+        let rows = sqlx::query("SELECT body FROM events WHERE ticket_id = $1 ORDER BY at, id")
+            .bind(ticket_id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(serde_json::from_str(r.try_get("body")?)?))
+            .collect()
+    }
+
+    async fn delivery(&self, id: Uuid) -> Result<Option<Delivery>> {
+        let mut conn = self.pool.acquire().await?;
+        delivery_with(&mut conn, id).await
+    }
+
+    async fn deliveries(&self, q: &DeliveryQuery) -> Result<Vec<Delivery>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d \
+             WHERE {DELIVERY_FILTER} AND ($8 IS NULL OR d.id > $8) \
+             ORDER BY d.id LIMIT $9"
+        );
+        let rows = bind_delivery_filter(sqlx::query(&sql), q)
+            .bind(q.after.map(|u| u.to_string()))
+            .bind(i64::from(page_limit(q.limit)))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn count_deliveries(&self, q: &DeliveryQuery) -> Result<u64> {
+        let sql = format!("SELECT COUNT(*) AS n FROM deliveries d WHERE {DELIVERY_FILTER}");
+        let row = bind_delivery_filter(sqlx::query(&sql), q)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")? as u64)
+    }
+
+    async fn attempts_for_ticket(&self, ticket_id: Uuid) -> Result<Vec<AttemptRecord>> {
+        let rows = sqlx::query(
+            "SELECT a.* FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
+             WHERE d.ticket_id = $1 ORDER BY a.started_at, a.number",
+        )
+        .bind(ticket_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AttemptRecord {
+                    delivery_id: get_uuid(r, "delivery_id")?,
+                    number: r.try_get::<i64, _>("number")? as u32,
+                    started_at: from_ms(r.try_get("started_at")?)?,
+                    duration_ms: r.try_get::<i64, _>("duration_ms")? as u64,
+                    outcome: r.try_get("outcome")?,
+                    http_status: r
+                        .try_get::<Option<i64>, _>("http_status")?
+                        .map(|s| s as u16),
+                    partner_code: r.try_get("partner_code")?,
+                    error: r.try_get("error")?,
+                    partner_ref: r.try_get("partner_ref")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn claim(
+        &self,
+        partner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Claim>> {
+        let partner = partner.to_owned();
+        let lease_until = now + crate::time::span(lease);
+        self.write(move |conn| {
+            let partner = partner.clone();
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT d.id FROM deliveries d \
+                     WHERE d.partner = $1 AND d.status IN {OPEN_STATUSES} AND d.due_at <= $2 \
+                       AND NOT EXISTS (SELECT 1 FROM deliveries e \
+                           WHERE e.ticket_id = d.ticket_id AND e.partner = d.partner \
+                             AND e.seq < d.seq AND e.status NOT IN {SETTLED_STATUSES}) \
+                     ORDER BY d.due_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED"
+                );
+                let ids = sqlx::query(&sql)
+                    .bind(&partner)
+                    .bind(ms(now))
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *conn)
+                    .await?;
+                let mut claims = Vec::with_capacity(ids.len());
+                for row in &ids {
+                    let id = get_uuid(row, "id")?;
+                    let token = Uuid::now_v7();
+                    sqlx::query(
+                        "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, \
+                         lease_token = $1, due_at = $2, updated_at = $3 WHERE id = $4",
+                    )
+                    .bind(token.to_string())
+                    .bind(ms(lease_until))
+                    .bind(ms(now))
+                    .bind(id.to_string())
+                    .execute(&mut *conn)
+                    .await?;
+                    let delivery = delivery_with(conn, id)
+                        .await?
+                        .ok_or_else(|| StoreError::Corrupt(format!("delivery {id} vanished")))?;
+                    let ticket = ticket_with(conn, delivery.ticket_id)
+                        .await?
+                        .ok_or_else(|| StoreError::Corrupt(format!("ticket of {id} missing")))?;
+                    let body: String = sqlx::query_scalar("SELECT body FROM events WHERE id = $1")
+                        .bind(delivery.event_id.to_string())
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    claims.push(Claim {
+                        token: ClaimToken {
+                            delivery_id: id,
+                            lease_token: token,
+                        },
+                        delivery,
+                        ticket,
+                        event: serde_json::from_str(&body)?,
+                    });
+                }
+                Ok(claims)
+            })
+        })
+        .await
+    }
+
+    async fn finish_attempt(
+        &self,
+        claim: &ClaimToken,
+        attempt: AttemptRecord,
+        next: Next,
+    ) -> Result<bool> {
+        let claim = claim.clone();
+        self.write(move |conn| {
+            let next = next.clone();
+            let attempt = attempt.clone();
+            Box::pin(async move {
+                let now = ms(Utc::now());
+                sqlx::query(
+                    "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, \
+                     outcome, http_status, partner_code, error, partner_ref) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                )
+                .bind(attempt.delivery_id.to_string())
+                .bind(i64::from(attempt.number))
+                .bind(ms(attempt.started_at))
+                .bind(attempt.duration_ms as i64)
+                .bind(&attempt.outcome)
+                .bind(attempt.http_status.map(i64::from))
+                .bind(&attempt.partner_code)
+                .bind(&attempt.error)
+                .bind(&attempt.partner_ref)
+                .execute(&mut *conn)
+                .await?;
+                let (status, due, error, partner_ref, acked) = match &next {
+                    Next::Acknowledged { partner_ref } => {
+                        ("acknowledged", None, None, partner_ref.clone(), Some(now))
+                    }
+                    Next::AwaitingAck { until } => {
+                        ("awaiting_ack", Some(ms(*until)), None, None, None)
+                    }
+                    Next::Retry { at, error } => {
+                        ("retrying", Some(ms(*at)), Some(error.clone()), None, None)
+                    }
+                    Next::Dead { error } => ("dead", None, Some(error.clone()), None, None),
+                    Next::Skipped { reason } => ("skipped", None, Some(reason.clone()), None, None),
+                };
+                let updated = sqlx::query(
+                    "UPDATE deliveries SET status = $1, due_at = COALESCE($2, due_at), \
+                     last_error = $3, partner_ref = COALESCE($4, partner_ref), \
+                     acked_at = COALESCE($5, acked_at), lease_token = NULL, updated_at = $6 \
+                     WHERE id = $7 AND lease_token = $8 AND status = 'sending'",
+                )
+                .bind(status)
+                .bind(due)
+                .bind(error)
+                .bind(&partner_ref)
+                .bind(acked)
+                .bind(now)
+                .bind(claim.delivery_id.to_string())
+                .bind(claim.lease_token.to_string())
+                .execute(&mut *conn)
+                .await?;
+                let held = updated.rows_affected() == 1;
+                if held && let Some(r) = &partner_ref {
+                    remember_partner_ref(conn, claim.delivery_id, r).await?;
+                }
+                Ok(held)
+            })
+        })
+        .await
+    }
+
+    async fn acknowledge(
+        &self,
+        partner: &str,
+        message_id: Uuid,
+        ack: LateAck,
+    ) -> Result<Option<Delivery>> {
+        let partner = partner.to_owned();
+        self.write(move |conn| {
+            let partner = partner.clone();
+            let ack = ack.clone();
+            Box::pin(async move {
+                let Some(row) = sqlx::query(
+                    "SELECT id, status FROM deliveries WHERE message_id = $1 AND partner = $2",
+                )
+                .bind(message_id.to_string())
+                .bind(&partner)
+                .fetch_optional(&mut *conn)
+                .await?
+                else {
+                    return Ok(None);
+                };
+                let id = get_uuid(&row, "id")?;
+                let status: String = row.try_get("status")?;
+                let now = ms(Utc::now());
+                if status != "acknowledged" {
+                    if ack.accepted {
+                        sqlx::query(
+                            "UPDATE deliveries SET status = 'acknowledged', lease_token = NULL, \
+                             partner_ref = COALESCE($1, partner_ref), last_error = NULL, \
+                             acked_at = $2, updated_at = $3 WHERE id = $4",
+                        )
+                        .bind(&ack.partner_ref)
+                        .bind(now)
+                        .bind(now)
+                        .bind(id.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                        if let Some(r) = &ack.partner_ref {
+                            remember_partner_ref(conn, id, r).await?;
+                        }
+                    } else {
+                        let reason = format!(
+                            "refused by partner: {}",
+                            ack.reason.as_deref().unwrap_or("no reason given")
+                        );
+                        sqlx::query(
+                            "UPDATE deliveries SET status = 'dead', lease_token = NULL, \
+                             last_error = $1, updated_at = $2 WHERE id = $3",
+                        )
+                        .bind(reason)
+                        .bind(now)
+                        .bind(id.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                }
+                delivery_with(conn, id).await
+            })
+        })
+        .await
+    }
+
+    async fn retry(&self, id: Uuid, now: DateTime<Utc>) -> Result<RetryResult> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let Some(d) = delivery_with(conn, id).await? else {
+                    return Ok(RetryResult::NotFound);
+                };
+                if d.status != DeliveryStatus::Dead {
+                    return Ok(RetryResult::NotDead(d.status));
+                }
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'pending', due_at = $1, round_base = attempts, \
+                     updated_at = $2 WHERE id = $3 AND status = 'dead'",
+                )
+                .bind(ms(now))
+                .bind(ms(now))
+                .bind(id.to_string())
+                .execute(&mut *conn)
+                .await?;
+                let d = delivery_with(conn, id)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("delivery {id} vanished")))?;
+                Ok(RetryResult::Requeued(d))
+            })
+        })
+        .await
+    }
+
+    async fn next_due(&self, partner: &str) -> Result<Option<DateTime<Utc>>> {
+        let sql = format!(
+            "SELECT MIN(due_at) FROM deliveries WHERE partner = $1 AND status IN {OPEN_STATUSES}"
+        );
+        let v: Option<i64> = sqlx::query_scalar(&sql)
+            .bind(partner)
+            .fetch_one(&self.pool)
+            .await?;
+        v.map(from_ms).transpose()
+    }
+
+    async fn release_retries(
+        &self,
+        partner: &str,
+        now: DateTime<Utc>,
+        limit: Option<u32>,
+    ) -> Result<u64> {
+        let partner = partner.to_owned();
+        self.write(move |conn| {
+            let partner = partner.clone();
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "UPDATE deliveries SET due_at = $1, updated_at = $1 WHERE id IN ( \
+                     SELECT id FROM deliveries WHERE partner = $2 AND status = 'retrying' \
+                     AND due_at > $1 ORDER BY due_at LIMIT $3)",
+                )
+                .bind(ms(now))
+                .bind(&partner)
+                .bind(limit.map(i64::from))
+                .execute(conn)
+                .await?;
+                Ok(r.rows_affected())
+            })
+        })
+        .await
+    }
+
+    async fn delivery_counts(&self) -> Result<Vec<StatusCount>> {
+        let rows = sqlx::query(
+            "SELECT partner, status, COUNT(*) AS n, MIN(created_at) AS oldest \
+             FROM deliveries GROUP BY partner, status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get("status")?;
+                Ok(StatusCount {
+                    partner: r.try_get("partner")?,
+                    status: DeliveryStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
+                    count: r.try_get::<i64, _>("n")? as u64,
+                    oldest: r
+                        .try_get::<Option<i64>, _>("oldest")?
+                        .map(from_ms)
+                        .transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn clocks(&self, ticket_id: Uuid) -> Result<Vec<Clock>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CLOCK_COLUMNS} FROM sla_clocks WHERE ticket_id = $1 ORDER BY started_at, id"
+        ))
+        .bind(ticket_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(clock_from_row).collect()
+    }
+
+    async fn clocks_due(
+        &self,
+        mark: ClockMark,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Clock>> {
+        let filter = match mark {
+            ClockMark::Urged => "urged_at IS NULL AND urge_at <= $1 ORDER BY urge_at",
+            ClockMark::Overdue => "overdue_at IS NULL AND due_at < $1 ORDER BY due_at",
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {CLOCK_COLUMNS} FROM sla_clocks WHERE state = 'running' AND {filter} LIMIT $2"
+        ))
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(clock_from_row).collect()
+    }
+
+    async fn mark_clock(&self, id: Uuid, mark: ClockMark, at: DateTime<Utc>) -> Result<bool> {
+        let col = match mark {
+            ClockMark::Urged => "urged_at",
+            ClockMark::Overdue => "overdue_at",
+        };
+        self.write(move |conn| {
+            Box::pin(async move {
+                let r = sqlx::query(&format!(
+                    "UPDATE sla_clocks SET {col} = $1 WHERE id = $2 AND {col} IS NULL"
+                ))
+                .bind(ms(at))
+                .bind(id.to_string())
+                .execute(conn)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    async fn provisional_clocks(&self) -> Result<Vec<Clock>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CLOCK_COLUMNS} FROM sla_clocks WHERE state = 'running' AND provisional"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(clock_from_row).collect()
+    }
+
+    async fn change_clocks(&self, ops: Vec<ClockOp>) -> Result<()> {
+        self.write(move |conn| {
+            let ops = ops.clone();
+            Box::pin(async move { apply_clock_ops(conn, Uuid::nil(), &ops).await })
+        })
+        .await
+    }
+
+    async fn clocks_started(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Clock>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CLOCK_COLUMNS} FROM sla_clocks WHERE started_at >= $1 AND started_at < $2"
+        ))
+        .bind(ms(from))
+        .bind(ms(to))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(clock_from_row).collect()
+    }
+
+    async fn events_between(
+        &self,
+        kind: EventKind,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Event>> {
+        let rows = sqlx::query(
+            "SELECT body FROM events WHERE kind = $1 AND at >= $2 AND at < $3 ORDER BY at",
+        )
+        .bind(kind.as_str())
+        .bind(ms(from))
+        .bind(ms(to))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(serde_json::from_str(r.try_get("body")?)?))
+            .collect()
+    }
+
+    async fn raise_alert(&self, a: NewAlert) -> Result<bool> {
+        self.write(move |conn| {
+            let a = a.clone();
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "INSERT INTO alerts (id, key, kind, ticket_id, party, message, detail, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                )
+                .bind(Uuid::now_v7().to_string())
+                .bind(&a.key)
+                .bind(a.kind.as_str())
+                .bind(a.ticket_id.map(|t| t.to_string()))
+                .bind(&a.party)
+                .bind(&a.message)
+                .bind(a.detail.to_string())
+                .bind(ms(Utc::now()))
+                .execute(conn)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    async fn alerts(&self, q: &AlertQuery) -> Result<Vec<Alert>> {
+        let rows = sqlx::query(
+            "SELECT * FROM alerts WHERE ($1::BOOLEAN IS NULL OR $1 = (acknowledged_at IS NULL)) \
+             AND ($2 IS NULL OR kind = $2) AND ($3 IS NULL OR ticket_id = $3) \
+             ORDER BY created_at DESC, id DESC LIMIT $4",
+        )
+        .bind(q.open)
+        .bind(q.kind.map(AlertKind::as_str))
+        .bind(q.ticket_id.map(|t| t.to_string()))
+        .bind(i64::from(page_limit(q.limit)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    async fn open_alert_counts(&self) -> Result<Vec<AlertCount>> {
+        let rows = sqlx::query(
+            "SELECT a.kind, a.party, (t.draft::JSON -> 'units' ->> 0) AS unit, COUNT(*) AS n \
+             FROM alerts a LEFT JOIN tickets t ON t.id = a.ticket_id \
+             WHERE a.acknowledged_at IS NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AlertCount {
+                    kind: get_enum(r, "kind")?,
+                    party: r.try_get("party")?,
+                    unit: r.try_get("unit")?,
+                    open: r.try_get::<i64, _>("n")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn ack_alert(&self, id: Uuid, by: &str) -> Result<Option<Alert>> {
+        let by = by.to_owned();
+        self.write(move |conn| {
+            let by = by.clone();
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE alerts SET acknowledged_at = $1, acknowledged_by = $2 \
+                     WHERE id = $3 AND acknowledged_at IS NULL",
+                )
+                .bind(ms(Utc::now()))
+                .bind(&by)
+                .bind(id.to_string())
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query("SELECT * FROM alerts WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(conn)
+                    .await?
+                    .as_ref()
+                    .map(alert_from_row)
+                    .transpose()
+            })
+        })
+        .await
+    }
+
+    async fn caller_tickets(&self, caller_hash: &str, since: DateTime<Utc>) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "SELECT id FROM tickets WHERE caller_hash = $1 AND created_at >= $2 ORDER BY created_at, id",
+        )
+        .bind(caller_hash)
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| get_uuid(r, "id")).collect()
+    }
+
+    async fn cursor(&self, partner: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT cursor FROM partner_cursors WHERE partner = $1")
+                .bind(partner)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn set_cursor(&self, partner: &str, cursor: &str) -> Result<()> {
+        let (partner, cursor) = (partner.to_owned(), cursor.to_owned());
+        self.write(move |conn| {
+            let partner = partner.clone();
+            let cursor = cursor.clone();
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO partner_cursors (partner, cursor, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (partner) DO UPDATE SET cursor = excluded.cursor, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(&partner)
+                .bind(&cursor)
+                .bind(ms(Utc::now()))
+                .execute(conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn insert_transfer(
+        &self,
+        transfer: &Transfer,
+        entry: TransferEntry,
+    ) -> Result<TransferInsert> {
+        let t = transfer.clone();
+        self.write(move |conn| {
+            let t = t.clone();
+            let entry = entry.clone();
+            Box::pin(async move {
+                if t.direction == crate::transfer::record::Direction::Inbound
+                    && let Some(r) = &t.partner_ref
+                {
+                    let existing: Option<String> = sqlx::query_scalar(
+                        "SELECT id FROM transfers WHERE direction = 'inbound' AND partner = $1 \
+                         AND partner_ref = $2",
+                    )
+                    .bind(&t.partner)
+                    .bind(r)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if let Some(id) = existing {
+                        let id =
+                            Uuid::from_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        return Ok(TransferInsert::Duplicate(id));
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO transfers (id, direction, partner, call_id, partner_ref, state, \
+                     requested_at, deadline_at, fallback_ticket_id, fallback_due, notify_pending, \
+                     version, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(t.id.to_string())
+                .bind(t.direction.as_str())
+                .bind(&t.partner)
+                .bind(&t.call_id)
+                .bind(&t.partner_ref)
+                .bind(t.state.as_str())
+                .bind(ms(t.requested_at))
+                .bind(t.deadline_at.map(ms))
+                .bind(t.fallback_ticket_id.map(|u| u.to_string()))
+                .bind(t.fallback_due())
+                .bind(t.notify_pending)
+                .bind(t.version)
+                .bind(serde_json::to_string(&t)?)
+                .execute(&mut *conn)
+                .await?;
+                insert_transfer_entry(conn, &entry).await?;
+                Ok(TransferInsert::New(t.id))
+            })
+        })
+        .await
+    }
+
+    async fn update_transfer(
+        &self,
+        transfer: &Transfer,
+        entries: Vec<TransferEntry>,
+    ) -> Result<()> {
+        let t = transfer.clone();
+        self.write(move |conn| {
+            let t = t.clone();
+            let entries = entries.clone();
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "UPDATE transfers SET partner_ref = $1, state = $2, deadline_at = $3, \
+                     fallback_ticket_id = $4, fallback_due = $5, notify_pending = $6, version = $7, \
+                     doc = $8 WHERE id = $9 AND version = $10",
+                )
+                .bind(&t.partner_ref)
+                .bind(t.state.as_str())
+                .bind(t.deadline_at.map(ms))
+                .bind(t.fallback_ticket_id.map(|u| u.to_string()))
+                .bind(t.fallback_due())
+                .bind(t.notify_pending)
+                .bind(t.version)
+                .bind(serde_json::to_string(&t)?)
+                .bind(t.id.to_string())
+                .bind(t.version - 1)
+                .execute(&mut *conn)
+                .await?;
+                if r.rows_affected() != 1 {
+                    return Err(StoreError::StatusChanged);
+                }
+                for e in &entries {
+                    insert_transfer_entry(conn, e).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn record_transfer_entry(&self, entry: TransferEntry) -> Result<bool> {
+        self.write(move |conn| {
+            let entry = entry.clone();
+            Box::pin(async move { insert_transfer_entry(conn, &entry).await })
+        })
+        .await
+    }
+
+    async fn transfer(&self, id: Uuid) -> Result<Option<Transfer>> {
+        let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM transfers WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+    }
+
+    async fn transfer_entries(&self, id: Uuid) -> Result<Vec<TransferEntry>> {
+        let rows =
+            sqlx::query("SELECT * FROM transfer_entries WHERE transfer_id = $1 ORDER BY seq")
+                .bind(id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TransferEntry {
+                    transfer_id: get_uuid(r, "transfer_id")?,
+                    kind: r.try_get("kind")?,
+                    at: from_ms(r.try_get("at")?)?,
+                    recorded_at: from_ms(r.try_get("recorded_at")?)?,
+                    source: r.try_get("source")?,
+                    outcome: get_enum(r, "outcome")?,
+                    detail: r.try_get("detail")?,
+                    key: r.try_get("key")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn transfers_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Transfer>> {
+        let docs: Vec<String> = sqlx::query_scalar(
+            "SELECT doc FROM transfers WHERE deadline_at <= $1 OR fallback_due \
+             OR notify_pending ORDER BY requested_at LIMIT $2",
+        )
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        docs.iter().map(|d| Ok(serde_json::from_str(d)?)).collect()
+    }
+
+    async fn transfers(&self, q: &TransferQuery) -> Result<Vec<Transfer>> {
+        let docs: Vec<String> = sqlx::query_scalar(
+            "SELECT doc FROM transfers WHERE ($1 IS NULL OR partner = $1) \
+             AND ($2 IS NULL OR state = $2) AND ($3 IS NULL OR direction = $3) \
+             AND ($4 IS NULL OR requested_at >= $4) ORDER BY requested_at DESC, id DESC LIMIT $5",
+        )
+        .bind(&q.partner)
+        .bind(q.state.map(|s| s.as_str()))
+        .bind(q.direction.map(|d| d.as_str()))
+        .bind(q.since.map(ms))
+        .bind(i64::from(page_limit(q.limit)))
+        .fetch_all(&self.pool)
+        .await?;
+        docs.iter().map(|d| Ok(serde_json::from_str(d)?)).collect()
+    }
+
+    async fn running_clocks(&self, limit: u32) -> Result<Vec<Clock>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CLOCK_COLUMNS} FROM sla_clocks WHERE state = 'running' \
+             ORDER BY due_at, id LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(clock_from_row).collect()
+    }
+
+    async fn record_audit(&self, entry: NewAudit) -> Result<AuditEntry> {
+        self.write(move |conn| {
+            let entry = entry.clone();
+            Box::pin(async move {
+                let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let (seq, prev_hash) = match last {
+                    Some(r) => (
+                        r.try_get::<i64, _>("seq")? as u64 + 1,
+                        r.try_get::<String, _>("hash")?,
+                    ),
+                    None => (1, crate::audit::GENESIS.to_owned()),
+                };
+                // Millisecond precision, as stored, so the hash can be checked later.
+                let at = from_ms(ms(Utc::now()))?;
+                let hash = crate::audit::entry_hash(&prev_hash, seq, at, &entry);
+                sqlx::query(
+                    "INSERT INTO audit_log (seq, at, actor, role, action, target, reason, detail, \
+                     prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(seq as i64)
+                .bind(ms(at))
+                .bind(&entry.actor)
+                .bind(&entry.role)
+                .bind(&entry.action)
+                .bind(&entry.target)
+                .bind(&entry.reason)
+                .bind(entry.detail.to_string())
+                .bind(&prev_hash)
+                .bind(&hash)
+                .execute(&mut *conn)
+                .await?;
+                Ok(AuditEntry {
+                    seq,
+                    at,
+                    actor: entry.actor,
+                    role: entry.role,
+                    action: entry.action,
+                    target: entry.target,
+                    reason: entry.reason,
+                    detail: entry.detail,
+                    prev_hash,
+                    hash,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn audit_log(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE ($1 IS NULL OR actor = $1) \
+             AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR seq < $3) \
+             ORDER BY seq DESC LIMIT $4",
+        )
+        .bind(&q.actor)
+        .bind(&q.action)
+        .bind(q.before.map(|b| b as i64))
+        .bind(i64::from(page_limit(q.limit)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let detail: String = r.try_get("detail")?;
+                Ok(AuditEntry {
+                    seq: r.try_get::<i64, _>("seq")? as u64,
+                    at: from_ms(r.try_get("at")?)?,
+                    actor: r.try_get("actor")?,
+                    role: r.try_get("role")?,
+                    action: r.try_get("action")?,
+                    target: r.try_get("target")?,
+                    reason: r.try_get("reason")?,
+                    detail: serde_json::from_str(&detail)?,
+                    prev_hash: r.try_get("prev_hash")?,
+                    hash: r.try_get("hash")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_pause(&self, partner: &str, pause: Option<Pause>) -> Result<()> {
+        let partner = partner.to_owned();
+        self.write(move |conn| {
+            let pause = pause.clone();
+            let partner = partner.clone();
+            Box::pin(async move {
+                match pause {
+                    Some(p) => {
+                        sqlx::query(
+                            "INSERT INTO partner_pauses (partner, since, by, reason) \
+                             VALUES ($1, $2, $3, $4) ON CONFLICT (partner) DO UPDATE SET \
+                             since = excluded.since, by = excluded.by, reason = excluded.reason",
+                        )
+                        .bind(&partner)
+                        .bind(ms(p.since))
+                        .bind(&p.by)
+                        .bind(&p.reason)
+                        .execute(conn)
+                        .await?;
+                    }
+                    None => {
+                        sqlx::query("DELETE FROM partner_pauses WHERE partner = $1")
+                            .bind(&partner)
+                            .execute(conn)
+                            .await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn pauses(&self) -> Result<Vec<Pause>> {
+        let rows = sqlx::query("SELECT * FROM partner_pauses ORDER BY partner")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Pause {
+                    partner: r.try_get("partner")?,
+                    since: from_ms(r.try_get("since")?)?,
+                    by: r.try_get("by")?,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
