@@ -3,6 +3,7 @@
 //! [`sqlite::SqliteStore`] is the embedded default. Every method is a business operation and is
 //! atomic; nothing is acknowledged to a caller before it is committed to disk.
 
+pub mod dump;
 mod postgres;
 mod sqlite;
 mod types;

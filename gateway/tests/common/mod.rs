@@ -131,6 +131,12 @@ impl Harness {
         Self::boot(sim, dir, reqwest::Client::new(), retry, tweak).await
     }
 
+    /// Stops the gateway; the folder with its database stays until the returned guard drops.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.gateway.shutdown().await.expect("clean shutdown");
+        self._dir
+    }
+
     /// Stops the gateway and starts it again on the same database.
     pub async fn restart(self, tweak: impl FnOnce(&mut Config)) -> Self {
         let Harness {
