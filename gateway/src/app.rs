@@ -129,24 +129,27 @@ impl Gateway {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         engine.spawn(&tracker, shutdown.clone());
+        let leases = crate::cluster::Leases::new(Arc::clone(&store));
+        tracing::info!(instance = %leases.holder, "scheduled jobs run under leases");
         Scanner {
             store: Arc::clone(&store),
             intake: Arc::clone(&intake),
             sla: Arc::clone(&sla),
             every: config.sla.scan_interval,
         }
-        .spawn(&tracker, shutdown.clone());
+        .spawn(&tracker, shutdown.clone(), leases.clone());
         Timers {
             transfers: Arc::clone(&transfers),
             every: config.transfers.scan_interval,
         }
-        .spawn(&tracker, shutdown.clone());
+        .spawn(&tracker, shutdown.clone(), leases.clone());
         for poller in polled {
             poller.spawn(
                 Arc::clone(&store),
                 Arc::clone(&intake),
                 &tracker,
                 shutdown.clone(),
+                leases.clone(),
             );
         }
         let router = api::router(

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod delivery;

@@ -26,9 +26,17 @@ impl Poller {
         intake: Arc<Intake>,
         tracker: &TaskTracker,
         shutdown: CancellationToken,
+        leases: crate::cluster::Leases,
     ) {
         tracker.spawn(async move {
+            let job = format!("poll:{}", self.partner);
             loop {
+                if !leases.hold(&job, self.every).await {
+                    tokio::select! {
+                        () = tokio::time::sleep(self.every) => continue,
+                        () = shutdown.cancelled() => return,
+                    }
+                }
                 match self.round(store.as_ref(), &intake).await {
                     Ok(n) if n > 0 => continue, // more may be waiting
                     Ok(_) => {}

@@ -90,6 +90,7 @@ suite!(
     the_audit_log_is_a_hash_chain,
     pauses_are_kept_until_resumed,
     clocks_alerts_refusals_and_cursors_round_trip,
+    a_job_lease_has_one_holder_until_it_runs_out,
 );
 
 #[tokio::test]

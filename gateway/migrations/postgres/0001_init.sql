@@ -197,3 +197,11 @@ CREATE TABLE partner_pauses (
     by      TEXT NOT NULL,
     reason  TEXT NOT NULL
 );
+
+-- Scheduled jobs (SLA scans, transfer timers, polling a partner) run on one instance at a time:
+-- the one holding the job's lease.
+CREATE TABLE job_leases (
+    job    TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until  BIGINT NOT NULL
+);

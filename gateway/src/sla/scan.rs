@@ -42,10 +42,18 @@ fn kind_zh(kind: ClockKind) -> &'static str {
 }
 
 impl Scanner {
-    pub fn spawn(self, tracker: &TaskTracker, shutdown: CancellationToken) {
+    /// Scans every `every` while this instance holds the `sla-scan` lease.
+    pub fn spawn(
+        self,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+        leases: crate::cluster::Leases,
+    ) {
         tracker.spawn(async move {
             loop {
-                if let Err(e) = self.scan(Utc::now()).await {
+                if leases.hold("sla-scan", self.every).await
+                    && let Err(e) = self.scan(Utc::now()).await
+                {
                     tracing::warn!(error = %e, "SLA scan failed");
                 }
                 tokio::select! {

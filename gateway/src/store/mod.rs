@@ -246,6 +246,16 @@ pub trait Store: Send + Sync + 'static {
     /// The partners whose deliveries are paused.
     async fn pauses(&self) -> Result<Vec<Pause>>;
 
+    /// Takes or renews the lease on a scheduled job for `ttl`: `true` when `holder` has it (it
+    /// was free, expired, or already `holder`'s), `false` when another instance holds it.
+    async fn try_lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<bool>;
+
     /// Whether the store answers.
     async fn ping(&self) -> Result<()>;
 }

@@ -1605,6 +1605,37 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn try_lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let (job, holder) = (job.to_owned(), holder.to_owned());
+        let until = now
+            .checked_add_signed(crate::time::span(ttl))
+            .unwrap_or(now);
+        self.write(move |conn| {
+            Box::pin(async move {
+                let got: Option<String> = sqlx::query_scalar(
+                    "INSERT INTO job_leases (job, holder, until) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+                     WHERE job_leases.until < ?4 OR job_leases.holder = excluded.holder \
+                     RETURNING holder",
+                )
+                .bind(&job)
+                .bind(&holder)
+                .bind(ms(until))
+                .bind(ms(now))
+                .fetch_optional(conn)
+                .await?;
+                Ok(got.is_some())
+            })
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         if self.writer.is_closed() {

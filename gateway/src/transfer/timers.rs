@@ -15,7 +15,13 @@ pub struct Timers {
 }
 
 impl Timers {
-    pub fn spawn(self, tracker: &TaskTracker, shutdown: CancellationToken) {
+    /// Runs every `every` while this instance holds the `transfer-timers` lease.
+    pub fn spawn(
+        self,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+        leases: crate::cluster::Leases,
+    ) {
         tracker.spawn(async move {
             let mut tick = tokio::time::interval(self.every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -23,6 +29,9 @@ impl Timers {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     _ = tick.tick() => {}
+                }
+                if !leases.hold("transfer-timers", self.every).await {
+                    continue;
                 }
                 if let Err(e) = self.transfers.tick(Utc::now()).await {
                     tracing::warn!(error = %e, "transfer timers: store failed; trying again");

@@ -1076,3 +1076,33 @@ pub async fn clocks_alerts_refusals_and_cursors_round_trip(store: Arc<dyn Store>
     assert_eq!(count(DeliveryStatus::Pending), 1);
     store.ping().await.unwrap();
 }
+
+pub async fn a_job_lease_has_one_holder_until_it_runs_out(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let ttl = Duration::from_secs(10);
+    assert!(store.try_lease("sla-scan", "a", now, ttl).await.unwrap());
+    assert!(!store.try_lease("sla-scan", "b", now, ttl).await.unwrap());
+    assert!(
+        store.try_lease("poll:p1", "b", now, ttl).await.unwrap(),
+        "jobs are separate"
+    );
+    let later = now + chrono::Duration::seconds(5);
+    assert!(
+        store.try_lease("sla-scan", "a", later, ttl).await.unwrap(),
+        "renewed"
+    );
+    let expired_first = now + chrono::Duration::seconds(12);
+    assert!(
+        !store
+            .try_lease("sla-scan", "b", expired_first, ttl)
+            .await
+            .unwrap(),
+        "the renewal counts from the renewal"
+    );
+    let gone = later + chrono::Duration::seconds(11);
+    assert!(
+        store.try_lease("sla-scan", "b", gone, ttl).await.unwrap(),
+        "taken over"
+    );
+    assert!(!store.try_lease("sla-scan", "a", gone, ttl).await.unwrap());
+}

@@ -1,0 +1,235 @@
+//! Two `hotline-gateway serve` processes on one PostgreSQL share the work: tickets accepted by
+//! either are delivered once in effect, and when one is killed with SIGKILL in the middle of the
+//! load the other finishes its deliveries (the killed one's leases run out). Needs the machine's
+//! PostgreSQL (`DATABASE_URL`); fails when it is down.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use contract_tests::samples::random_draft;
+use contract_tests::webhook_sim::Behaviour;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn write_config(
+    dir: &Path,
+    name: &str,
+    port: u16,
+    db_url: &str,
+    partner_url: &str,
+) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+
+[store]
+kind = "postgres"
+url = "{db_url}"
+
+[delivery]
+lease = "3s"
+poll_interval = "100ms"
+
+[sla]
+calendar_dir = "{calendar}"
+
+[partners.{PARTNER}]
+adapter = "webhook"
+url = "{partner_url}"
+signing_secret = "{OUR_SECRET}"
+verify_secret = "{THEIR_SECRET}"
+timeout = "1s"
+concurrency = 8
+
+[partners.{PARTNER}.retry]
+min_delay = "100ms"
+max_delay = "500ms"
+factor = 2.0
+max_attempts = 50
+"#,
+        calendar = mappings_dir().join("calendar").display(),
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("config written");
+    path
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(config: &Path) -> Running {
+    Running(
+        Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("gateway process starts"),
+    )
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) {
+    let ready = wait_until(Duration::from_secs(30), || async {
+        let r = http.get(format!("{base}/readyz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "gateway at {base} never became ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_load_and_survive_one_being_killed() {
+    let url = database_url();
+    let mut admin = sqlx::PgConnection::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {url} is required: {e}"));
+    let schema = format!("cl_{}", uuid::Uuid::now_v7().simple());
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let db_url = format!("{url}?options=-c%20search_path%3D{schema}");
+
+    let sim = start_sim(PARTNER).await;
+    // A flaky partner during the load: deliveries are failing, retrying and in flight when
+    // A is killed.
+    sim.set_behaviour(Behaviour::Flaky { percent: 40 });
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let (a_base, b_base) = (
+        format!("http://127.0.0.1:{pa}"),
+        format!("http://127.0.0.1:{pb}"),
+    );
+    let a_conf = write_config(dir.path(), "a", pa, &db_url, &sim.url());
+    let b_conf = write_config(dir.path(), "b", pb, &db_url, &sim.url());
+    let http = reqwest::Client::new();
+    let mut a = spawn(&a_conf);
+    wait_ready(&http, &a_base).await; // A runs the migrations first
+    let _b = spawn(&b_conf);
+    wait_ready(&http, &b_base).await;
+
+    // 300 tickets, alternately to A and B, 10 at a time; A is killed after the first 150.
+    let mut accepted = BTreeSet::new();
+    let mut killed = false;
+    for round in 0..30 {
+        if round == 15 {
+            a.0.kill().expect("SIGKILL");
+            a.0.wait().unwrap();
+            killed = true;
+        }
+        let mut sends = Vec::new();
+        for j in 0..10 {
+            let i = round * 10 + j;
+            let base = if i % 2 == 0 && !killed {
+                &a_base
+            } else {
+                &b_base
+            };
+            let body = json!({"external_id": format!("CL-{i}"), "target": PARTNER, "ticket": random_draft()});
+            sends.push(
+                http.post(format!("{base}/api/v1/tickets"))
+                    .json(&body)
+                    .send(),
+            );
+        }
+        for s in futures::future::join_all(sends).await {
+            if let Ok(r) = s
+                && r.status().as_u16() == 201
+            {
+                let v: Value = r.json().await.unwrap();
+                accepted.insert(v["id"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert_eq!(
+        accepted.len(),
+        300,
+        "both instances accept; after the kill, B takes everything"
+    );
+
+    let all = wait_until(Duration::from_secs(60), || async {
+        let got: BTreeSet<String> = sim
+            .received()
+            .iter()
+            .filter(|r| r.message_type == "dispatch")
+            .map(|r| {
+                r.envelope["ticket"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        accepted.is_subset(&got).then_some(got)
+    })
+    .await;
+    let got = all.unwrap_or_else(|| {
+        panic!(
+            "only {} of {} delivered",
+            sim.received().len(),
+            accepted.len()
+        )
+    });
+    assert_eq!(got, accepted, "nothing lost, nothing extra");
+    // Once in effect: one message id per ticket, however often a message was sent.
+    let mut ids_per_ticket: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in sim.received() {
+        ids_per_ticket
+            .entry(
+                r.envelope["ticket"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+            .or_default()
+            .insert(r.message_id.clone());
+    }
+    assert!(
+        ids_per_ticket.values().all(|ids| ids.len() == 1),
+        "a ticket delivered under two message ids"
+    );
+    let raw = sim.hits().len();
+    eprintln!("cluster: 300 tickets, {raw} attempts reached the partner (503s included)");
+    let acked = wait_until(Duration::from_secs(20), || async {
+        let r = http
+            .get(format!(
+                "{b_base}/api/v1/deliveries?status=acknowledged&limit=1000"
+            ))
+            .send()
+            .await
+            .ok()?;
+        let v: Value = r.json().await.ok()?;
+        (v.as_array()?.len() == 300).then_some(())
+    })
+    .await;
+    assert!(acked.is_some(), "every delivery recorded as acknowledged");
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
