@@ -64,6 +64,12 @@ enum Command {
         config: PathBuf,
         file: PathBuf,
     },
+    /// Ask a running gateway whether it is ready (`GET <url>`); exit 0 if it answers 2xx. For
+    /// container health checks, where the image has no curl.
+    Probe {
+        #[arg(long, default_value = "http://127.0.0.1:8348/readyz")]
+        url: String,
+    },
     /// Hash a dashboard password for `[dashboard.users.<name>] password_hash`: reads the password
     /// from the first line of standard input, prints the Argon2id PHC string.
     HashPassword,
@@ -124,6 +130,7 @@ async fn main() -> ExitCode {
         Command::Serve { config } => serve(config).await,
         Command::CheckConfig { config } => return check_config(&config),
         Command::HashPassword => hash_password(),
+        Command::Probe { url } => probe(&url).await,
         Command::Migrate { config } => migrate(&config).await,
         Command::Export { config, out } => export(&config, &out).await,
         Command::Import { config, file } => import(&config, &file).await,
@@ -250,6 +257,22 @@ async fn import(path: &std::path::Path, file: &std::path::Path) -> anyhow::Resul
         counts.get("tickets").copied().unwrap_or(0),
         counts.get("deliveries").copied().unwrap_or(0)
     );
+    Ok(())
+}
+
+async fn probe(url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("no answer from {url}"))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    anyhow::ensure!(status.is_success(), "{url} answered {status}: {body}");
+    println!("{body}");
     Ok(())
 }
 

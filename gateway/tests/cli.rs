@@ -312,3 +312,69 @@ fn hash_password_makes_a_hash_the_dashboard_accepts() {
     assert!(!ok);
     assert!(err.contains("at least 12 characters"), "{err}");
 }
+
+/// The cluster example config is valid, and the compose file and Kubernetes manifests use it,
+/// the probes the gateway answers, and the secrets the config names.
+#[test]
+fn the_cluster_deployment_files_agree_with_the_gateway() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mappings = root.join("mappings");
+    let (ok, out, err) = gateway_with_env(
+        &[
+            "check-config",
+            "--config",
+            "deploy/config/gateway.cluster.example.toml",
+        ],
+        vec![
+            (
+                "HOTLINE_GATEWAY__MAPPINGS_DIR".into(),
+                mappings.display().to_string(),
+            ),
+            (
+                "HOTLINE_GATEWAY__SLA__CALENDAR_DIR".into(),
+                mappings.join("calendar").display().to_string(),
+            ),
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let compose = std::fs::read_to_string(root.join("deploy/compose.yaml")).unwrap();
+    let deployment = std::fs::read_to_string(root.join("deploy/k8s/deployment.yaml")).unwrap();
+    let kustomization =
+        std::fs::read_to_string(root.join("deploy/k8s/kustomization.yaml")).unwrap();
+    assert!(
+        compose.contains("./config/gateway.cluster.example.toml:/etc/hotline-gateway/gateway.toml")
+    );
+    assert!(kustomization.contains("gateway.toml=../config/gateway.cluster.example.toml"));
+    for env in [
+        "HOTLINE_GATEWAY__STORE__URL",
+        "HOTLINE_GATEWAY__PRIVACY__CALLER_HASH_KEY",
+    ] {
+        assert!(compose.contains(env) && deployment.contains(env), "{env}");
+    }
+    for path in ["path: /readyz", "path: /healthz"] {
+        assert!(deployment.contains(path), "{path}");
+    }
+    assert!(compose.contains("\"probe\", \"--url\", \"http://127.0.0.1:8348/readyz\""));
+    for file in [
+        "service.yaml",
+        "pdb.yaml",
+        "deployment.yaml",
+        "secret.example.yaml",
+    ] {
+        assert!(root.join("deploy/k8s").join(file).exists(), "{file}");
+        assert!(
+            file == "secret.example.yaml" || kustomization.contains(file),
+            "{file} not in the kustomization"
+        );
+    }
+}
+
+#[test]
+fn probe_fails_on_no_answer_and_names_the_url() {
+    let (ok, _, err) = gateway(&["probe", "--url", "http://127.0.0.1:9/readyz"]);
+    assert!(!ok);
+    assert!(
+        err.contains("no answer from http://127.0.0.1:9/readyz"),
+        "{err}"
+    );
+}

@@ -59,6 +59,10 @@ verify_secret = "{THEIR_SECRET}"
 timeout = "1s"
 concurrency = 8
 
+[partners.{PARTNER}.breaker]
+cooldown = "300ms"
+max_cooldown = "1s"
+
 [partners.{PARTNER}.retry]
 min_delay = "100ms"
 max_delay = "500ms"
@@ -133,6 +137,13 @@ async fn two_instances_share_the_load_and_survive_one_being_killed() {
     wait_ready(&http, &a_base).await; // A runs the migrations first
     let _b = spawn(&b_conf);
     wait_ready(&http, &b_base).await;
+    // The container health check: the binary asks the instance itself.
+    let probe = Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
+        .args(["probe", "--url", &format!("{b_base}/readyz")])
+        .output()
+        .unwrap();
+    assert!(probe.status.success());
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "ready");
 
     // 300 tickets, alternately to A and B, 10 at a time; A is killed after the first 150.
     let mut accepted = BTreeSet::new();
