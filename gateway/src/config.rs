@@ -224,6 +224,27 @@ pub struct DeliveryConfig {
     /// Most deliveries one worker claims at a time.
     #[serde(default = "defaults::claim_batch")]
     pub claim_batch: u32,
+    /// How claimed deliveries reach the instances that send them: straight from the store
+    /// (`store`, the default), or through per-partner RabbitMQ queues (`rabbitmq`).
+    #[serde(default)]
+    pub queue: QueueKind,
+    /// RabbitMQ URL for `queue = "rabbitmq"`, e.g. `amqp://gw:…@mq:5672/%2f`.
+    #[serde(default)]
+    pub amqp_url: Option<String>,
+    /// Prefix of the exchanges and queues the gateway declares.
+    #[serde(default = "defaults::amqp_prefix")]
+    pub amqp_prefix: String,
+}
+
+/// Where delivery work travels between the store and the senders.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueKind {
+    /// Each instance's workers claim from the store.
+    #[default]
+    Store,
+    /// Claims are published to RabbitMQ; consumers on any instance send them.
+    Rabbitmq,
 }
 
 impl Default for DeliveryConfig {
@@ -232,6 +253,9 @@ impl Default for DeliveryConfig {
             lease: defaults::lease(),
             poll_interval: defaults::poll_interval(),
             claim_batch: defaults::claim_batch(),
+            queue: QueueKind::Store,
+            amqp_url: None,
+            amqp_prefix: defaults::amqp_prefix(),
         }
     }
 }
@@ -350,6 +374,9 @@ impl Default for RetryConfig {
 
 pub mod defaults {
     use super::*;
+    pub fn amqp_prefix() -> String {
+        "hotline".into()
+    }
     pub fn listen() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 8348))
     }
@@ -572,6 +599,19 @@ impl Config {
                 Some(u) if !u.starts_with("postgres://") && !u.starts_with("postgresql://") => bad(
                     "store.url".into(),
                     "must be a postgres:// or postgresql:// URL".into(),
+                ),
+                Some(_) => {}
+            }
+        }
+        if self.delivery.queue == QueueKind::Rabbitmq {
+            match &self.delivery.amqp_url {
+                None => bad(
+                    "delivery.amqp_url".into(),
+                    "required when delivery.queue = \"rabbitmq\"".into(),
+                ),
+                Some(u) if !u.starts_with("amqp://") && !u.starts_with("amqps://") => bad(
+                    "delivery.amqp_url".into(),
+                    "must be an amqp:// or amqps:// URL".into(),
                 ),
                 Some(_) => {}
             }

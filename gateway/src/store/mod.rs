@@ -114,6 +114,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Claim>>;
 
+    /// The claim a queue message stands for, if it still holds: the delivery is being sent
+    /// under exactly this lease. `None` when it was finished or claimed again meanwhile.
+    async fn claimed(&self, token: &ClaimToken) -> Result<Option<Claim>>;
+
     /// Records an attempt and moves the delivery on. Returns `false` when the lease was lost
     /// (the row was re-claimed or acknowledged meanwhile); the attempt is recorded regardless.
     async fn finish_attempt(

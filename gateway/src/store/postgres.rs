@@ -228,6 +228,29 @@ async fn delivery_with(conn: &mut PgConnection, id: Uuid) -> Result<Option<Deliv
         .transpose()
 }
 
+/// A claimed delivery with its ticket and event, read inside the claiming transaction.
+async fn claim_of(conn: &mut PgConnection, id: Uuid, token: Uuid) -> Result<Claim> {
+    let delivery = delivery_with(conn, id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("delivery {id} vanished")))?;
+    let ticket = ticket_with(conn, delivery.ticket_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("ticket of {id} missing")))?;
+    let body: String = sqlx::query_scalar("SELECT body FROM events WHERE id = $1")
+        .bind(delivery.event_id.to_string())
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Claim {
+        token: ClaimToken {
+            delivery_id: id,
+            lease_token: token,
+        },
+        delivery,
+        ticket,
+        event: serde_json::from_str(&body)?,
+    })
+}
+
 /// Returns the earlier ticket and event when one of `keys` was already used by `source`.
 async fn seen(
     conn: &mut PgConnection,
@@ -766,30 +789,29 @@ impl Store for PgStore {
                     .bind(id.to_string())
                     .execute(&mut *conn)
                     .await?;
-                    let delivery = delivery_with(conn, id)
-                        .await?
-                        .ok_or_else(|| StoreError::Corrupt(format!("delivery {id} vanished")))?;
-                    let ticket = ticket_with(conn, delivery.ticket_id)
-                        .await?
-                        .ok_or_else(|| StoreError::Corrupt(format!("ticket of {id} missing")))?;
-                    let body: String = sqlx::query_scalar("SELECT body FROM events WHERE id = $1")
-                        .bind(delivery.event_id.to_string())
-                        .fetch_one(&mut *conn)
-                        .await?;
-                    claims.push(Claim {
-                        token: ClaimToken {
-                            delivery_id: id,
-                            lease_token: token,
-                        },
-                        delivery,
-                        ticket,
-                        event: serde_json::from_str(&body)?,
-                    });
+                    claims.push(claim_of(conn, id, token).await?);
                 }
                 Ok(claims)
             })
         })
         .await
+    }
+
+    async fn claimed(&self, token: &ClaimToken) -> Result<Option<Claim>> {
+        let mut conn = self.pool.acquire().await?;
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT 1::BIGINT FROM deliveries WHERE id = $1 AND lease_token = $2 AND status = 'sending'",
+        )
+        .bind(token.delivery_id.to_string())
+        .bind(token.lease_token.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+        match held {
+            Some(_) => claim_of(&mut conn, token.delivery_id, token.lease_token)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn finish_attempt(

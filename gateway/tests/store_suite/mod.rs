@@ -1106,3 +1106,33 @@ pub async fn a_job_lease_has_one_holder_until_it_runs_out(store: Arc<dyn Store>)
     );
     assert!(!store.try_lease("sla-scan", "a", gone, ttl).await.unwrap());
 }
+
+pub async fn a_claim_is_found_by_its_token_while_it_holds(store: Arc<dyn Store>) {
+    store.accept_ticket(new_ticket("Q-1", &[P])).await.unwrap();
+    let c = store
+        .claim(P, Utc::now(), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let found = store.claimed(&c.token).await.unwrap().expect("held");
+    assert_eq!(found.delivery, c.delivery);
+    assert_eq!(found.ticket, c.ticket);
+    assert_eq!(found.event, c.event);
+    let stale = ClaimToken {
+        delivery_id: c.token.delivery_id,
+        lease_token: Uuid::now_v7(),
+    };
+    assert!(
+        store.claimed(&stale).await.unwrap().is_none(),
+        "another lease"
+    );
+    store
+        .finish_attempt(
+            &c.token,
+            record(&c.delivery, "acknowledged"),
+            Next::Acknowledged { partner_ref: None },
+        )
+        .await
+        .unwrap();
+    assert!(store.claimed(&c.token).await.unwrap().is_none(), "finished");
+}
