@@ -2,6 +2,7 @@
 //! each through the partner's adapter with at most `concurrency` in flight, and records the
 //! classified outcome: acknowledged, awaiting an asynchronous ack, retried later, or dead.
 
+mod amqp;
 pub mod breaker;
 pub mod recent;
 mod retry;
@@ -205,9 +206,14 @@ impl DeliveryEngine {
         }
     }
 
-    /// Starts one worker per partner; they stop when `shutdown` is cancelled, after finishing
-    /// the attempts in flight.
+    /// Starts one worker per partner (or, with `delivery.queue = "rabbitmq"`, a relay and a
+    /// consumer per partner); they stop when `shutdown` is cancelled, after finishing the
+    /// attempts in flight.
     pub fn spawn(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
+        if self.config.queue == crate::config::QueueKind::Rabbitmq {
+            self.spawn_amqp(tracker, shutdown);
+            return;
+        }
         for (id, partner) in &self.partners {
             let engine = Arc::clone(self);
             let partner = Arc::clone(partner);
@@ -322,7 +328,8 @@ impl DeliveryEngine {
         }
     }
 
-    async fn attempt(&self, partner: &Partner, claim: Claim) {
+    /// Sends one claimed delivery and records the outcome; `true` when it ended dead.
+    async fn attempt(&self, partner: &Partner, claim: Claim) -> bool {
         let d = &claim.delivery;
         let started_at = Utc::now();
         let msg = OutboundMessage {
@@ -410,7 +417,9 @@ impl DeliveryEngine {
                 _ => None,
             },
         };
+        let dead = matches!(next, Next::Dead { .. });
         self.record(&claim, record, next).await;
+        dead
     }
 
     /// Tells the partner's breaker how the attempt went; a breaker that closes releases the

@@ -95,6 +95,7 @@ pub fn base_config(dir: &tempfile::TempDir) -> Config {
             lease: Duration::from_secs(10),
             poll_interval: Duration::from_millis(50),
             claim_batch: 16,
+            ..DeliveryConfig::default()
         },
         mappings_dir: mappings_dir(),
         sla: sla_config(),
