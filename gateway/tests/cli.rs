@@ -337,7 +337,47 @@ fn the_cluster_deployment_files_agree_with_the_gateway() {
         ],
     );
     assert!(ok, "{out}{err}");
+    // As compose runs it: through RabbitMQ, which needs its URL.
+    let env = |extra: &[(&str, &str)]| {
+        let mut v = vec![
+            (
+                "HOTLINE_GATEWAY__MAPPINGS_DIR".to_owned(),
+                mappings.display().to_string(),
+            ),
+            (
+                "HOTLINE_GATEWAY__SLA__CALENDAR_DIR".to_owned(),
+                mappings.join("calendar").display().to_string(),
+            ),
+            (
+                "HOTLINE_GATEWAY__DELIVERY__QUEUE".to_owned(),
+                "rabbitmq".to_owned(),
+            ),
+        ];
+        v.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        v
+    };
+    let args = [
+        "check-config",
+        "--config",
+        "deploy/config/gateway.cluster.example.toml",
+    ];
+    let (ok, _, err) = gateway_with_env(&args, env(&[]));
+    assert!(!ok && err.contains("delivery.amqp_url"), "{err}");
+    let (ok, out, err) = gateway_with_env(
+        &args,
+        env(&[(
+            "HOTLINE_GATEWAY__DELIVERY__AMQP_URL",
+            "amqp://hotline:x@rabbitmq:5672/%2f",
+        )]),
+    );
+    assert!(ok, "{out}{err}");
     let compose = std::fs::read_to_string(root.join("deploy/compose.yaml")).unwrap();
+    assert!(compose.contains("HOTLINE_GATEWAY__DELIVERY__QUEUE: rabbitmq"));
+    assert!(compose.contains("HOTLINE_GATEWAY__DELIVERY__AMQP_URL"));
     let deployment = std::fs::read_to_string(root.join("deploy/k8s/deployment.yaml")).unwrap();
     let kustomization =
         std::fs::read_to_string(root.join("deploy/k8s/kustomization.yaml")).unwrap();

@@ -21,6 +21,22 @@ fn database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
+fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -34,7 +50,15 @@ fn write_config(
     port: u16,
     db_url: &str,
     partner_url: &str,
+    amqp_prefix: Option<&str>,
 ) -> std::path::PathBuf {
+    let queue = match amqp_prefix {
+        Some(prefix) => format!(
+            "queue = \"rabbitmq\"\namqp_url = \"{}\"\namqp_prefix = \"{prefix}\"\n",
+            amqp_url()
+        ),
+        None => String::new(),
+    };
     let text = format!(
         r#"
 [server]
@@ -47,7 +71,7 @@ url = "{db_url}"
 [delivery]
 lease = "3s"
 poll_interval = "100ms"
-
+{queue}
 [sla]
 calendar_dir = "{calendar}"
 
@@ -109,6 +133,17 @@ async fn wait_ready(http: &reqwest::Client, base: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_load_and_survive_one_being_killed() {
+    cluster_run(None).await;
+}
+
+/// The same over RabbitMQ queues, with the broker restarted while the load runs as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_over_rabbitmq_survive_a_kill_and_a_broker_restart() {
+    let prefix = format!("cl{}", uuid::Uuid::now_v7().simple());
+    cluster_run(Some(&prefix)).await;
+}
+
+async fn cluster_run(amqp_prefix: Option<&str>) {
     let url = database_url();
     let mut admin = sqlx::PgConnection::connect(&url)
         .await
@@ -130,8 +165,8 @@ async fn two_instances_share_the_load_and_survive_one_being_killed() {
         format!("http://127.0.0.1:{pa}"),
         format!("http://127.0.0.1:{pb}"),
     );
-    let a_conf = write_config(dir.path(), "a", pa, &db_url, &sim.url());
-    let b_conf = write_config(dir.path(), "b", pb, &db_url, &sim.url());
+    let a_conf = write_config(dir.path(), "a", pa, &db_url, &sim.url(), amqp_prefix);
+    let b_conf = write_config(dir.path(), "b", pb, &db_url, &sim.url(), amqp_prefix);
     let http = reqwest::Client::new();
     let mut a = spawn(&a_conf);
     wait_ready(&http, &a_base).await; // A runs the migrations first
@@ -153,6 +188,12 @@ async fn two_instances_share_the_load_and_survive_one_being_killed() {
             a.0.kill().expect("SIGKILL");
             a.0.wait().unwrap();
             killed = true;
+        }
+        if amqp_prefix.is_some() && round == 8 {
+            rabbitmqctl(&["stop_app"]);
+        }
+        if amqp_prefix.is_some() && round == 20 {
+            rabbitmqctl(&["start_app"]);
         }
         let mut sends = Vec::new();
         for j in 0..10 {
@@ -239,6 +280,21 @@ async fn two_instances_share_the_load_and_survive_one_being_killed() {
     })
     .await;
     assert!(acked.is_some(), "every delivery recorded as acknowledged");
+    if let Some(prefix) = amqp_prefix
+        && let Ok(conn) =
+            lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await
+        && let Ok(ch) = conn.create_channel().await
+    {
+        for q in [
+            format!("{prefix}.deliver.{PARTNER}"),
+            format!("{prefix}.dead-letters"),
+        ] {
+            let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+        }
+        let _ = ch
+            .exchange_delete(format!("{prefix}.dlx").as_str().into(), Default::default())
+            .await;
+    }
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&mut admin)
         .await
