@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
@@ -14,10 +14,6 @@ use hotline_gateway::config::{Config, QueueKind};
 use hotline_gateway::store::DeliveryStatus;
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
-
-fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
 
 fn via_rabbitmq(prefix: &str) -> impl FnOnce(&mut Config) + use<> {
     let prefix = prefix.to_owned();
@@ -115,18 +111,6 @@ async fn deliveries_travel_through_the_queue_and_final_failures_reach_the_dead_l
     cleanup(&prefix).await;
 }
 
-fn rabbitmqctl(args: &[&str]) {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl runs");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_in_the_middle_of_a_load_loses_nothing() {
     let prefix = prefix();
@@ -152,43 +136,7 @@ async fn a_broker_restart_in_the_middle_of_a_load_loses_nothing() {
         );
         accepted.insert(created["id"].as_str().unwrap().to_owned());
     }
-    let all = wait_until(Duration::from_secs(90), || async {
-        let got: BTreeSet<String> = h
-            .sim
-            .received()
-            .iter()
-            .filter(|r| r.message_type == "dispatch")
-            .map(|r| {
-                r.envelope["ticket"]["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-            .collect();
-        accepted.is_subset(&got).then_some(got)
-    })
-    .await;
-    let got = all.unwrap_or_else(|| {
-        panic!(
-            "only {} of {} delivered",
-            h.sim.received().len(),
-            accepted.len()
-        )
-    });
-    assert_eq!(got, accepted, "nothing lost, nothing extra");
-    let mut ids_per_ticket: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for r in h.sim.received() {
-        ids_per_ticket
-            .entry(
-                r.envelope["ticket"]["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            )
-            .or_default()
-            .insert(r.message_id.clone());
-    }
-    assert!(ids_per_ticket.values().all(|ids| ids.len() == 1));
+    assert_each_delivered_once(&h.sim, &accepted, Duration::from_secs(90)).await;
     assert!(
         h.metrics()
             .await

@@ -5,9 +5,9 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -15,34 +15,6 @@ use contract_tests::samples::random_draft;
 use contract_tests::webhook_sim::Behaviour;
 use serde_json::{Value, json};
 use sqlx::Connection;
-
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn rabbitmqctl(args: &[&str]) {
-    let out = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl runs");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn write_config(
     dir: &Path,
@@ -100,37 +72,6 @@ max_attempts = 50
     path
 }
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(config: &Path) -> Running {
-    Running(
-        Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("gateway process starts"),
-    )
-}
-
-async fn wait_ready(http: &reqwest::Client, base: &str) {
-    let ready = wait_until(Duration::from_secs(30), || async {
-        let r = http.get(format!("{base}/readyz")).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
-    assert!(ready.is_some(), "gateway at {base} never became ready");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_load_and_survive_one_being_killed() {
     cluster_run(None).await;
@@ -168,9 +109,9 @@ async fn cluster_run(amqp_prefix: Option<&str>) {
     let a_conf = write_config(dir.path(), "a", pa, &db_url, &sim.url(), amqp_prefix);
     let b_conf = write_config(dir.path(), "b", pb, &db_url, &sim.url(), amqp_prefix);
     let http = reqwest::Client::new();
-    let mut a = spawn(&a_conf);
+    let mut a = spawn_serve(&a_conf);
     wait_ready(&http, &a_base).await; // A runs the migrations first
-    let _b = spawn(&b_conf);
+    let _b = spawn_serve(&b_conf);
     wait_ready(&http, &b_base).await;
     // The container health check: the binary asks the instance itself.
     let probe = Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
@@ -225,46 +166,7 @@ async fn cluster_run(amqp_prefix: Option<&str>) {
         "both instances accept; after the kill, B takes everything"
     );
 
-    let all = wait_until(Duration::from_secs(60), || async {
-        let got: BTreeSet<String> = sim
-            .received()
-            .iter()
-            .filter(|r| r.message_type == "dispatch")
-            .map(|r| {
-                r.envelope["ticket"]["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-            .collect();
-        accepted.is_subset(&got).then_some(got)
-    })
-    .await;
-    let got = all.unwrap_or_else(|| {
-        panic!(
-            "only {} of {} delivered",
-            sim.received().len(),
-            accepted.len()
-        )
-    });
-    assert_eq!(got, accepted, "nothing lost, nothing extra");
-    // Once in effect: one message id per ticket, however often a message was sent.
-    let mut ids_per_ticket: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for r in sim.received() {
-        ids_per_ticket
-            .entry(
-                r.envelope["ticket"]["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            )
-            .or_default()
-            .insert(r.message_id.clone());
-    }
-    assert!(
-        ids_per_ticket.values().all(|ids| ids.len() == 1),
-        "a ticket delivered under two message ids"
-    );
+    assert_each_delivered_once(&sim, &accepted, Duration::from_secs(60)).await;
     let raw = sim.hits().len();
     eprintln!("cluster: 300 tickets, {raw} attempts reached the partner (503s included)");
     let acked = wait_until(Duration::from_secs(20), || async {

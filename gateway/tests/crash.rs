@@ -4,20 +4,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use contract_tests::samples::random_draft;
 use contract_tests::webhook_sim::Behaviour;
 use serde_json::{Value, json};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn write_config(dir: &Path, port: u16, partner_url: &str) -> std::path::PathBuf {
     let text = format!(
@@ -56,38 +49,6 @@ max_attempts = 50
     path
 }
 
-/// The gateway process, killed when the test ends however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(config: &Path) -> Running {
-    Running(
-        Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("gateway process starts"),
-    )
-}
-
-async fn wait_ready(http: &reqwest::Client, base: &str) {
-    let ready = wait_until(Duration::from_secs(20), || async {
-        let r = http.get(format!("{base}/readyz")).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
-    assert!(ready.is_some(), "gateway at {base} never became ready");
-}
-
 #[tokio::test]
 async fn sigkill_between_accept_and_delivery_loses_nothing() {
     let sim = start_sim(PARTNER).await;
@@ -98,7 +59,7 @@ async fn sigkill_between_accept_and_delivery_loses_nothing() {
     let config = write_config(dir.path(), port, &sim.url());
     let http = reqwest::Client::new();
 
-    let mut gw = spawn(&config);
+    let mut gw = spawn_serve(&config);
     wait_ready(&http, &base).await;
     let mut ids = Vec::new();
     for i in 0..30 {
@@ -122,7 +83,7 @@ async fn sigkill_between_accept_and_delivery_loses_nothing() {
     );
 
     sim.set_behaviour(Behaviour::Ack); // the partner is back
-    let _gw = spawn(&config);
+    let _gw = spawn_serve(&config);
     wait_ready(&http, &base).await;
     let delivered = wait_until(Duration::from_secs(30), || async {
         (sim.received().len() >= ids.len()).then_some(())

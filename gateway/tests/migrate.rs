@@ -17,11 +17,6 @@ use hotline_gateway::store::{
 use sqlx::Connection;
 use sqlx::postgres::PgConnectOptions;
 
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
 fn gateway(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
         .args(args)

@@ -5,6 +5,7 @@
 
 pub mod dump;
 mod postgres;
+mod rows;
 mod sqlite;
 mod types;
 

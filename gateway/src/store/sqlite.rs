@@ -15,25 +15,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use hotline_model::{Event, EventKind, Ticket, TicketDraft, TicketStatus};
+use hotline_model::{Event, EventKind, Ticket, TicketStatus};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::rows::*;
 use super::*;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Writes committed together at most.
 const MAX_BATCH: usize = 512;
-
-const OPEN_STATUSES: &str = "('pending', 'retrying', 'sending', 'awaiting_ack')";
-/// Statuses that let the next message for the same ticket and partner go.
-const SETTLED_STATUSES: &str = "('acknowledged', 'skipped')";
 
 pub struct SqliteStore {
     writer: mpsc::Sender<Box<dyn WriteJob>>,
@@ -187,36 +183,6 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn 
     }
 }
 
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn from_ms(v: i64) -> Result<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(v).ok_or_else(|| StoreError::Corrupt(format!("time {v}")))
-}
-
-fn get_uuid(row: &SqliteRow, col: &str) -> Result<Uuid> {
-    let s: String = row.try_get(col)?;
-    Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
-}
-
-fn get_enum<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> Result<T> {
-    let s: String = row.try_get(col)?;
-    serde_json::from_value(serde_json::Value::String(s))
-        .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
-}
-
-fn enum_str<T: serde::Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        other => format!("{other:?}"),
-    }
-}
-
-const DELIVERY_COLUMNS: &str = "d.id, d.ticket_id, d.event_id, d.partner, d.message_id, d.kind, \
-     d.status, d.attempts, d.round_base, d.due_at, d.partner_ref, d.last_error, d.created_at, \
-     d.updated_at, d.acked_at";
-
 /// The filters of a [`DeliveryQuery`], bound as `?1`..`?7` by [`bind_delivery_filter`].
 const DELIVERY_FILTER: &str = "(?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.partner = ?2) \
      AND (?3 IS NULL OR d.ticket_id = ?3) \
@@ -237,52 +203,6 @@ fn bind_delivery_filter<'q>(
         .bind(q.message_type.map(|k| k.as_str()))
         .bind(q.since.map(ms))
         .bind(q.until.map(ms))
-}
-
-fn delivery_from_row(row: &SqliteRow) -> Result<Delivery> {
-    let kind: String = row.try_get("kind")?;
-    let status: String = row.try_get("status")?;
-    let attempts: i64 = row.try_get("attempts")?;
-    let round_base: i64 = row.try_get("round_base")?;
-    Ok(Delivery {
-        id: get_uuid(row, "id")?,
-        ticket_id: get_uuid(row, "ticket_id")?,
-        event_id: get_uuid(row, "event_id")?,
-        partner: row.try_get("partner")?,
-        message_id: get_uuid(row, "message_id")?,
-        message_type: EventKind::from_str(&kind).map_err(StoreError::Corrupt)?,
-        status: DeliveryStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("delivery status {status}")))?,
-        attempts: attempts as u32,
-        attempts_this_round: (attempts - round_base) as u32,
-        due_at: from_ms(row.try_get("due_at")?)?,
-        partner_ref: row.try_get("partner_ref")?,
-        last_error: row.try_get("last_error")?,
-        created_at: from_ms(row.try_get("created_at")?)?,
-        updated_at: from_ms(row.try_get("updated_at")?)?,
-        acked_at: row
-            .try_get::<Option<i64>, _>("acked_at")?
-            .map(from_ms)
-            .transpose()?,
-    })
-}
-
-const TICKET_COLUMNS: &str = "t.id, t.origin, t.external_id, t.status, t.draft, t.created_at, \
-     t.updated_at";
-
-fn ticket_from_row(row: &SqliteRow, numbers: BTreeMap<String, String>) -> Result<Ticket> {
-    let draft: String = row.try_get("draft")?;
-    let draft: TicketDraft = serde_json::from_str(&draft)?;
-    Ok(Ticket {
-        id: get_uuid(row, "id")?,
-        origin: row.try_get("origin")?,
-        external_id: row.try_get("external_id")?,
-        partner_numbers: numbers,
-        status: get_enum(row, "status")?,
-        draft,
-        created_at: from_ms(row.try_get("created_at")?)?,
-        updated_at: from_ms(row.try_get("updated_at")?)?,
-    })
 }
 
 async fn numbers_of(
@@ -434,34 +354,6 @@ async fn insert_event(
     Ok(ids)
 }
 
-const CLOCK_COLUMNS: &str = "id, ticket_id, kind, party, urgent, started_at, due_at, urge_at, \
-     provisional, extended_days, state, stopped_at, urged_at, overdue_at";
-
-fn opt_time(row: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>> {
-    row.try_get::<Option<i64>, _>(col)?.map(from_ms).transpose()
-}
-
-fn clock_from_row(row: &SqliteRow) -> Result<Clock> {
-    let kind: String = row.try_get("kind")?;
-    Ok(Clock {
-        id: get_uuid(row, "id")?,
-        ticket_id: get_uuid(row, "ticket_id")?,
-        kind: crate::sla::ClockKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("clock kind {kind}")))?,
-        party: row.try_get("party")?,
-        urgent: row.try_get::<i64, _>("urgent")? != 0,
-        started_at: from_ms(row.try_get("started_at")?)?,
-        due_at: from_ms(row.try_get("due_at")?)?,
-        urge_at: from_ms(row.try_get("urge_at")?)?,
-        provisional: row.try_get::<i64, _>("provisional")? != 0,
-        extended_days: row.try_get::<i64, _>("extended_days")? as u32,
-        state: get_enum(row, "state")?,
-        stopped_at: opt_time(row, "stopped_at")?,
-        urged_at: opt_time(row, "urged_at")?,
-        overdue_at: opt_time(row, "overdue_at")?,
-    })
-}
-
 async fn apply_clock_ops(
     conn: &mut SqliteConnection,
     ticket_id: Uuid,
@@ -547,24 +439,6 @@ async fn insert_transfer_entry(conn: &mut SqliteConnection, e: &TransferEntry) -
     .execute(conn)
     .await?;
     Ok(r.rows_affected() == 1)
-}
-
-fn alert_from_row(row: &SqliteRow) -> Result<Alert> {
-    let detail: String = row.try_get("detail")?;
-    Ok(Alert {
-        id: get_uuid(row, "id")?,
-        kind: get_enum(row, "kind")?,
-        ticket_id: row
-            .try_get::<Option<String>, _>("ticket_id")?
-            .map(|s| Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()?,
-        party: row.try_get("party")?,
-        message: row.try_get("message")?,
-        detail: serde_json::from_str(&detail)?,
-        created_at: from_ms(row.try_get("created_at")?)?,
-        acknowledged_at: opt_time(row, "acknowledged_at")?,
-        acknowledged_by: row.try_get("acknowledged_by")?,
-    })
 }
 
 async fn remember_partner_ref(

@@ -323,3 +323,112 @@ pub fn dashboard_users(config: &mut Config) {
         ..hotline_gateway::dashboard::DashboardConfig::default()
     };
 }
+
+// ---- Real processes and services on this machine ----
+
+/// The machine's PostgreSQL (`DATABASE_URL`, default the project machines' server).
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The machine's RabbitMQ (`AMQP_URL`, default the project machines' broker).
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Runs `rabbitmqctl` (e.g. `stop_app` / `start_app`: the broker restarted in a test).
+pub fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A `hotline-gateway serve` process, killed when the test ends however it ends.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn spawn_serve(config: &std::path::Path) -> Running {
+    Running(
+        std::process::Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("gateway process starts"),
+    )
+}
+
+pub async fn wait_ready(http: &reqwest::Client, base: &str) {
+    let ready = wait_until(Duration::from_secs(30), || async {
+        let r = http.get(format!("{base}/readyz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "gateway at {base} never became ready");
+}
+
+/// Waits until the simulator took a dispatch of every `accepted` ticket, then checks nothing
+/// else arrived and each ticket came under one message id (once in effect, however often sent).
+pub async fn assert_each_delivered_once(
+    sim: &WebhookSim,
+    accepted: &std::collections::BTreeSet<String>,
+    within: Duration,
+) {
+    let ticket_of = |r: &contract_tests::behaviour::Received| {
+        r.envelope["ticket"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let got = wait_until(within, || async {
+        let got: std::collections::BTreeSet<String> = sim
+            .received()
+            .iter()
+            .filter(|r| r.message_type == "dispatch")
+            .map(ticket_of)
+            .collect();
+        accepted.is_subset(&got).then_some(got)
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "only {} of {} delivered",
+            sim.received().len(),
+            accepted.len()
+        )
+    });
+    assert_eq!(&got, accepted, "nothing lost, nothing extra");
+    let mut ids: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
+    for r in sim.received() {
+        ids.entry(ticket_of(&r))
+            .or_default()
+            .insert(r.message_id.clone());
+    }
+    assert!(
+        ids.values().all(|m| m.len() == 1),
+        "a ticket delivered under two message ids"
+    );
+}

@@ -1,0 +1,179 @@
+//! What the SQLite and PostgreSQL stores share: the column lists, the status sets, time and
+//! enum encoding, and the mapping from a row to a delivery, ticket, clock or alert. Both
+//! schemas keep the same columns (times as Unix milliseconds, ids and documents as text); they
+//! differ only in how a flag is stored, which [`Fields`] hides.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use hotline_model::{EventKind, Ticket, TicketDraft};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{Alert, Clock, Delivery, DeliveryStatus, Result, StoreError};
+
+pub(super) const OPEN_STATUSES: &str = "('pending', 'retrying', 'sending', 'awaiting_ack')";
+/// Statuses that let the next message for the same ticket and partner go.
+pub(super) const SETTLED_STATUSES: &str = "('acknowledged', 'skipped')";
+
+pub(super) const DELIVERY_COLUMNS: &str = "d.id, d.ticket_id, d.event_id, d.partner, \
+     d.message_id, d.kind, d.status, d.attempts, d.round_base, d.due_at, d.partner_ref, \
+     d.last_error, d.created_at, d.updated_at, d.acked_at";
+
+pub(super) const TICKET_COLUMNS: &str = "t.id, t.origin, t.external_id, t.status, t.draft, \
+     t.created_at, t.updated_at";
+
+pub(super) const CLOCK_COLUMNS: &str = "id, ticket_id, kind, party, urgent, started_at, due_at, \
+     urge_at, provisional, extended_days, state, stopped_at, urged_at, overdue_at";
+
+/// Reading a column of either engine's row.
+pub(super) trait Fields {
+    fn text(&self, col: &str) -> Result<String>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>>;
+    fn int(&self, col: &str) -> Result<i64>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>>;
+    /// A boolean: an integer in SQLite, a `BOOLEAN` in PostgreSQL.
+    fn flag(&self, col: &str) -> Result<bool>;
+}
+
+macro_rules! fields {
+    ($row:ty, $flag:expr) => {
+        impl Fields for $row {
+            fn text(&self, col: &str) -> Result<String> {
+                Ok(self.try_get(col)?)
+            }
+            fn opt_text(&self, col: &str) -> Result<Option<String>> {
+                Ok(self.try_get(col)?)
+            }
+            fn int(&self, col: &str) -> Result<i64> {
+                Ok(self.try_get(col)?)
+            }
+            fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+                Ok(self.try_get(col)?)
+            }
+            fn flag(&self, col: &str) -> Result<bool> {
+                $flag(self, col)
+            }
+        }
+    };
+}
+
+fields!(
+    sqlx::sqlite::SqliteRow,
+    |r: &sqlx::sqlite::SqliteRow, c: &str| { Ok(r.try_get::<i64, _>(c)? != 0) }
+);
+fields!(
+    sqlx::postgres::PgRow,
+    |r: &sqlx::postgres::PgRow, c: &str| { Ok(r.try_get::<bool, _>(c)?) }
+);
+
+pub(super) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(super) fn from_ms(v: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v).ok_or_else(|| StoreError::Corrupt(format!("time {v}")))
+}
+
+pub(super) fn get_uuid(row: &impl Fields, col: &str) -> Result<Uuid> {
+    let s = row.text(col)?;
+    Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+pub(super) fn get_enum<T: serde::de::DeserializeOwned>(row: &impl Fields, col: &str) -> Result<T> {
+    let s = row.text(col)?;
+    serde_json::from_value(serde_json::Value::String(s))
+        .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+pub(super) fn enum_str<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => format!("{other:?}"),
+    }
+}
+
+pub(super) fn opt_time(row: &impl Fields, col: &str) -> Result<Option<DateTime<Utc>>> {
+    row.opt_int(col)?.map(from_ms).transpose()
+}
+
+pub(super) fn delivery_from_row(row: &impl Fields) -> Result<Delivery> {
+    let kind = row.text("kind")?;
+    let status = row.text("status")?;
+    let attempts = row.int("attempts")?;
+    let round_base = row.int("round_base")?;
+    Ok(Delivery {
+        id: get_uuid(row, "id")?,
+        ticket_id: get_uuid(row, "ticket_id")?,
+        event_id: get_uuid(row, "event_id")?,
+        partner: row.text("partner")?,
+        message_id: get_uuid(row, "message_id")?,
+        message_type: EventKind::from_str(&kind).map_err(StoreError::Corrupt)?,
+        status: DeliveryStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("delivery status {status}")))?,
+        attempts: attempts as u32,
+        attempts_this_round: (attempts - round_base) as u32,
+        due_at: from_ms(row.int("due_at")?)?,
+        partner_ref: row.opt_text("partner_ref")?,
+        last_error: row.opt_text("last_error")?,
+        created_at: from_ms(row.int("created_at")?)?,
+        updated_at: from_ms(row.int("updated_at")?)?,
+        acked_at: opt_time(row, "acked_at")?,
+    })
+}
+
+pub(super) fn ticket_from_row(
+    row: &impl Fields,
+    numbers: BTreeMap<String, String>,
+) -> Result<Ticket> {
+    let draft: TicketDraft = serde_json::from_str(&row.text("draft")?)?;
+    Ok(Ticket {
+        id: get_uuid(row, "id")?,
+        origin: row.text("origin")?,
+        external_id: row.opt_text("external_id")?,
+        partner_numbers: numbers,
+        status: get_enum(row, "status")?,
+        draft,
+        created_at: from_ms(row.int("created_at")?)?,
+        updated_at: from_ms(row.int("updated_at")?)?,
+    })
+}
+
+pub(super) fn clock_from_row(row: &impl Fields) -> Result<Clock> {
+    let kind = row.text("kind")?;
+    Ok(Clock {
+        id: get_uuid(row, "id")?,
+        ticket_id: get_uuid(row, "ticket_id")?,
+        kind: crate::sla::ClockKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("clock kind {kind}")))?,
+        party: row.text("party")?,
+        urgent: row.flag("urgent")?,
+        started_at: from_ms(row.int("started_at")?)?,
+        due_at: from_ms(row.int("due_at")?)?,
+        urge_at: from_ms(row.int("urge_at")?)?,
+        provisional: row.flag("provisional")?,
+        extended_days: row.int("extended_days")? as u32,
+        state: get_enum(row, "state")?,
+        stopped_at: opt_time(row, "stopped_at")?,
+        urged_at: opt_time(row, "urged_at")?,
+        overdue_at: opt_time(row, "overdue_at")?,
+    })
+}
+
+pub(super) fn alert_from_row(row: &impl Fields) -> Result<Alert> {
+    Ok(Alert {
+        id: get_uuid(row, "id")?,
+        kind: get_enum(row, "kind")?,
+        ticket_id: row
+            .opt_text("ticket_id")?
+            .map(|s| Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()?,
+        party: row.opt_text("party")?,
+        message: row.text("message")?,
+        detail: serde_json::from_str(&row.text("detail")?)?,
+        created_at: from_ms(row.int("created_at")?)?,
+        acknowledged_at: opt_time(row, "acknowledged_at")?,
+        acknowledged_by: row.opt_text("acknowledged_by")?,
+    })
+}
