@@ -43,6 +43,39 @@ pub fn entry_intact(e: &AuditEntry) -> bool {
     entry_hash(&e.prev_hash, e.seq, e.at, &content) == e.hash
 }
 
+/// Where a chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Break {
+    #[error(
+        "审计记录 {0} 被修改 / audit entry {0} was edited: its hash does not match its content"
+    )]
+    Edited(u64),
+    #[error("审计记录 {0} 缺失 / audit entry {0} is missing: deleted, or the log was cut")]
+    Missing(u64),
+    #[error("审计记录 {0} 与前一条不衔接 / audit entry {0} does not follow the entry before it")]
+    Unlinked(u64),
+}
+
+/// Checks a whole log, oldest entry first: every entry intact, numbered from 1 without gaps,
+/// each naming its predecessor's hash. Returns the head (last sequence number and hash), to be
+/// kept elsewhere: an entry cut from the end shows only against a kept head.
+pub fn verify(entries: &[AuditEntry]) -> Result<(u64, String), Break> {
+    let mut prev = (0, GENESIS.to_owned());
+    for e in entries {
+        if e.seq != prev.0 + 1 {
+            return Err(Break::Missing(prev.0 + 1));
+        }
+        if !entry_intact(e) {
+            return Err(Break::Edited(e.seq));
+        }
+        if e.prev_hash != prev.1 {
+            return Err(Break::Unlinked(e.seq));
+        }
+        prev = (e.seq, e.hash.clone());
+    }
+    Ok(prev)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +89,50 @@ mod tests {
             reason: None,
             detail: serde_json::json!({"n": 1}),
         }
+    }
+
+    fn chain(n: u64) -> Vec<AuditEntry> {
+        let mut out: Vec<AuditEntry> = Vec::new();
+        for seq in 1..=n {
+            let prev_hash = out.last().map_or(GENESIS.to_owned(), |e| e.hash.clone());
+            let at = DateTime::from_timestamp_millis(1_790_000_000_000 + seq as i64).unwrap();
+            let content = entry("wang");
+            out.push(AuditEntry {
+                seq,
+                at,
+                hash: entry_hash(&prev_hash, seq, at, &content),
+                prev_hash,
+                actor: content.actor,
+                role: content.role,
+                action: content.action,
+                target: content.target,
+                reason: content.reason,
+                detail: content.detail,
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn verify_finds_edits_deletions_and_splices() {
+        let log = chain(5);
+        assert_eq!(verify(&log), Ok((5, log[4].hash.clone())));
+        assert_eq!(verify(&[]), Ok((0, GENESIS.to_owned())));
+        let mut edited = log.clone();
+        edited[2].reason = Some("changed".into());
+        assert_eq!(verify(&edited), Err(Break::Edited(3)));
+        let mut deleted = log.clone();
+        deleted.remove(3);
+        assert_eq!(verify(&deleted), Err(Break::Missing(4)));
+        // An entry rewritten with a fresh hash still breaks the link to the next one.
+        let mut rehashed = log.clone();
+        rehashed[1].actor = "li".into();
+        let content = NewAudit {
+            actor: "li".into(),
+            ..entry("wang")
+        };
+        rehashed[1].hash = entry_hash(&rehashed[1].prev_hash, 2, rehashed[1].at, &content);
+        assert_eq!(verify(&rehashed), Err(Break::Unlinked(3)));
     }
 
     #[test]

@@ -418,3 +418,70 @@ fn probe_fails_on_no_answer_and_names_the_url() {
         "{err}"
     );
 }
+
+/// `audit verify` on a real database: intact, then after an edit and a deletion made behind the
+/// product's back (its triggers dropped, as an intruder with database access would).
+#[tokio::test]
+async fn audit_verify_detects_an_edited_or_deleted_entry() {
+    use hotline_gateway::store::{NewAudit, SqliteStore, Store};
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gw.db");
+    let store = SqliteStore::open(&db).await.unwrap();
+    for i in 0..5 {
+        store
+            .record_audit(NewAudit {
+                actor: "li".into(),
+                role: "operator".into(),
+                action: "delivery.retry".into(),
+                target: Some(format!("d{i}")),
+                reason: Some("对方已恢复".into()),
+                detail: serde_json::json!({ "i": i }),
+            })
+            .await
+            .unwrap();
+    }
+    drop(store);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let config = dir.path().join("gw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "mappings_dir = {:?}\n[store]\npath = {:?}\n[sla]\ncalendar_dir = {:?}\n",
+            root.join("mappings").display().to_string(),
+            db.display().to_string(),
+            root.join("mappings/calendar").display().to_string()
+        ),
+    )
+    .unwrap();
+    let verify = || gateway(&["audit", "verify", "--config", config.to_str().unwrap()]);
+    let (ok, out, err) = verify();
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("5 entries"), "{out}");
+
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    for sql in [
+        "DROP TRIGGER audit_log_no_update",
+        "DROP TRIGGER audit_log_no_delete",
+        "UPDATE audit_log SET reason = '无' WHERE seq = 3",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    let (ok, _, err) = verify();
+    assert!(!ok);
+    assert!(err.contains("audit entry 3 was edited"), "{err}");
+    sqlx::query("UPDATE audit_log SET reason = '对方已恢复' WHERE seq = 3")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert!(verify().0, "restored");
+    sqlx::query("DELETE FROM audit_log WHERE seq = 2")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (ok, _, err) = verify();
+    assert!(!ok);
+    assert!(err.contains("audit entry 2 is missing"), "{err}");
+}
