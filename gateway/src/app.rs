@@ -34,11 +34,20 @@ pub struct Gateway {
 impl Gateway {
     /// Opens the store, starts the delivery workers and the HTTP server.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let sealer = crate::seal::Sealer::from_config(&config.privacy.encryption)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if sealer.is_none() {
+            tracing::warn!(
+                "privacy.encryption is off: callers' personal data is stored in clear; set an active key"
+            );
+        }
+        let seal = crate::store::Seal::new(sealer);
         let store: Arc<dyn Store> = match config.store.kind {
             StoreKind::Sqlite => Arc::new(
                 SqliteStore::open(&config.store.path)
                     .await
-                    .with_context(|| format!("opening {}", config.store.path.display()))?,
+                    .with_context(|| format!("opening {}", config.store.path.display()))?
+                    .sealed(seal),
             ),
             StoreKind::Postgres => {
                 let url = config
@@ -49,7 +58,8 @@ impl Gateway {
                 Arc::new(
                     PgStore::open(url)
                         .await
-                        .context("opening the PostgreSQL store")?,
+                        .context("opening the PostgreSQL store")?
+                        .sealed(seal),
                 )
             }
         };

@@ -129,12 +129,17 @@ pub struct PrivacyConfig {
     /// earlier tickets.
     #[serde(default = "defaults::caller_hash_key")]
     pub caller_hash_key: String,
+    /// Encryption of callers' personal data at rest (`active` key id and `keys.<id>`); off
+    /// when `active` is empty.
+    #[serde(default)]
+    pub encryption: crate::seal::EncryptionConfig,
 }
 
 impl Default for PrivacyConfig {
     fn default() -> Self {
         Self {
             caller_hash_key: defaults::caller_hash_key(),
+            encryption: crate::seal::EncryptionConfig::default(),
         }
     }
 }
@@ -590,6 +595,11 @@ impl Config {
             );
         }
         self.dashboard.check(&mut bad);
+        if let Err(crate::seal::SealError::Config(key, msg)) =
+            crate::seal::Sealer::from_config(&self.privacy.encryption)
+        {
+            bad(key, msg);
+        }
         if self.store.kind == StoreKind::Postgres {
             match &self.store.url {
                 None => bad(

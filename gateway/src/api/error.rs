@@ -77,11 +77,19 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store failed");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "the store is temporarily unavailable; nothing was changed, try again",
-        )
+        match e {
+            // Trying again will not help: say what is wrong (never the data itself).
+            StoreError::Corrupt(why) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "stored_data_unreadable",
+                format!("stored data cannot be read: {why}"),
+            ),
+            _ => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the store is temporarily unavailable; nothing was changed, try again",
+            ),
+        }
     }
 }
 

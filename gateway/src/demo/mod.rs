@@ -188,6 +188,17 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         },
         privacy: PrivacyConfig {
             caller_hash_key: "demo-caller-hash-key-2026".into(),
+            // A fixed demo key, so demo-data/ stays readable across runs. Never use it for real.
+            encryption: crate::seal::EncryptionConfig {
+                active: "demo".into(),
+                keys: std::collections::BTreeMap::from([(
+                    "demo".to_owned(),
+                    crate::seal::KeyConfig {
+                        cipher: crate::seal::CipherKind::Aes256Gcm,
+                        key: "ZGVtby1vbmx5LWtleS1kby1ub3QtdXNlLWZvci1yZWE=".into(),
+                    },
+                )]),
+            },
         },
         partners,
         routes: vec![

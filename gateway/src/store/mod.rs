@@ -17,6 +17,7 @@ use hotline_model::{Event, Ticket};
 use uuid::Uuid;
 
 pub use postgres::PgStore;
+pub use rows::Seal;
 pub use sqlite::SqliteStore;
 pub use types::*;
 

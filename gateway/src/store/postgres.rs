@@ -29,6 +29,7 @@ const TRIES: u32 = 8;
 
 pub struct PgStore {
     pool: PgPool,
+    seal: Seal,
 }
 
 type BoxFut<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
@@ -62,7 +63,16 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            seal: Seal::default(),
+        })
+    }
+
+    /// Seals callers' personal data with these keys from now on.
+    pub fn sealed(mut self, seal: Seal) -> Self {
+        self.seal = seal;
+        self
     }
 
     /// Runs `f` in a transaction and commits it; runs it again when it lost a race or the
@@ -125,7 +135,7 @@ async fn numbers_of(conn: &mut PgConnection, ticket_id: Uuid) -> Result<BTreeMap
         .collect()
 }
 
-async fn ticket_with(conn: &mut PgConnection, id: Uuid) -> Result<Option<Ticket>> {
+async fn ticket_with(conn: &mut PgConnection, id: Uuid, seal: &Seal) -> Result<Option<Ticket>> {
     let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id = $1");
     let Some(row) = sqlx::query(&sql)
         .bind(id.to_string())
@@ -135,7 +145,7 @@ async fn ticket_with(conn: &mut PgConnection, id: Uuid) -> Result<Option<Ticket>
         return Ok(None);
     };
     let numbers = numbers_of(conn, id).await?;
-    ticket_from_row(&row, numbers).map(Some)
+    ticket_from_row(&row, numbers, seal).map(Some)
 }
 
 async fn delivery_with(conn: &mut PgConnection, id: Uuid) -> Result<Option<Delivery>> {
@@ -150,11 +160,11 @@ async fn delivery_with(conn: &mut PgConnection, id: Uuid) -> Result<Option<Deliv
 }
 
 /// A claimed delivery with its ticket and event, read inside the claiming transaction.
-async fn claim_of(conn: &mut PgConnection, id: Uuid, token: Uuid) -> Result<Claim> {
+async fn claim_of(conn: &mut PgConnection, id: Uuid, token: Uuid, seal: &Seal) -> Result<Claim> {
     let delivery = delivery_with(conn, id)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("delivery {id} vanished")))?;
-    let ticket = ticket_with(conn, delivery.ticket_id)
+    let ticket = ticket_with(conn, delivery.ticket_id, seal)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("ticket of {id} missing")))?;
     let body: String = sqlx::query_scalar("SELECT body FROM events WHERE id = $1")
@@ -364,8 +374,10 @@ async fn remember_partner_ref(
 #[async_trait]
 impl Store for PgStore {
     async fn accept_ticket(&self, cmd: NewTicket) -> Result<Accepted> {
+        let draft = self.seal.draft_out(&cmd.ticket.draft)?;
         self.write(move |conn| {
             let cmd = cmd.clone();
+            let draft = draft.clone();
             Box::pin(async move {
                 let t = &cmd.ticket;
                 if let Some((ticket_id, event_id)) = seen(conn, &t.origin, &cmd.keys).await? {
@@ -384,7 +396,7 @@ impl Store for PgStore {
                 .bind(t.status.as_str())
                 .bind(enum_str(&t.draft.kind))
                 .bind(enum_str(&t.draft.urgency))
-                .bind(serde_json::to_string(&t.draft)?)
+                .bind(&draft)
                 .bind(ms(t.created_at))
                 .bind(ms(t.updated_at))
                 .bind(&cmd.caller_hash)
@@ -513,7 +525,7 @@ impl Store for PgStore {
 
     async fn ticket(&self, id: Uuid) -> Result<Option<Ticket>> {
         let mut conn = self.pool.acquire().await?;
-        ticket_with(&mut conn, id).await
+        ticket_with(&mut conn, id, &self.seal).await
     }
 
     async fn tickets(&self, q: &TicketQuery) -> Result<Vec<Ticket>> {
@@ -556,7 +568,9 @@ impl Store for PgStore {
         }
         rows.iter()
             .zip(&ids)
-            .map(|(row, id)| ticket_from_row(row, numbers.remove(id).unwrap_or_default()))
+            .map(|(row, id)| {
+                ticket_from_row(row, numbers.remove(id).unwrap_or_default(), &self.seal)
+            })
             .collect()
     }
 
@@ -633,8 +647,10 @@ impl Store for PgStore {
     ) -> Result<Vec<Claim>> {
         let partner = partner.to_owned();
         let lease_until = now + crate::time::span(lease);
+        let seal = self.seal.clone();
         self.write(move |conn| {
             let partner = partner.clone();
+            let seal = seal.clone();
             Box::pin(async move {
                 let sql = format!(
                     "SELECT d.id FROM deliveries d \
@@ -664,7 +680,7 @@ impl Store for PgStore {
                     .bind(id.to_string())
                     .execute(&mut *conn)
                     .await?;
-                    claims.push(claim_of(conn, id, token).await?);
+                    claims.push(claim_of(conn, id, token, &seal).await?);
                 }
                 Ok(claims)
             })
@@ -682,7 +698,7 @@ impl Store for PgStore {
         .fetch_optional(&mut *conn)
         .await?;
         match held {
-            Some(_) => claim_of(&mut conn, token.delivery_id, token.lease_token)
+            Some(_) => claim_of(&mut conn, token.delivery_id, token.lease_token, &self.seal)
                 .await
                 .map(Some),
             None => Ok(None),
@@ -1136,9 +1152,11 @@ impl Store for PgStore {
         entry: TransferEntry,
     ) -> Result<TransferInsert> {
         let t = transfer.clone();
+        let doc = self.seal.transfer_out(&t)?;
         self.write(move |conn| {
             let t = t.clone();
             let entry = entry.clone();
+            let doc = doc.clone();
             Box::pin(async move {
                 if t.direction == crate::transfer::record::Direction::Inbound
                     && let Some(r) = &t.partner_ref
@@ -1174,7 +1192,7 @@ impl Store for PgStore {
                 .bind(t.fallback_due())
                 .bind(t.notify_pending)
                 .bind(t.version)
-                .bind(serde_json::to_string(&t)?)
+                .bind(&doc)
                 .execute(&mut *conn)
                 .await?;
                 insert_transfer_entry(conn, &entry).await?;
@@ -1190,9 +1208,11 @@ impl Store for PgStore {
         entries: Vec<TransferEntry>,
     ) -> Result<()> {
         let t = transfer.clone();
+        let doc = self.seal.transfer_out(&t)?;
         self.write(move |conn| {
             let t = t.clone();
             let entries = entries.clone();
+            let doc = doc.clone();
             Box::pin(async move {
                 let r = sqlx::query(
                     "UPDATE transfers SET partner_ref = $1, state = $2, deadline_at = $3, \
@@ -1206,7 +1226,7 @@ impl Store for PgStore {
                 .bind(t.fallback_due())
                 .bind(t.notify_pending)
                 .bind(t.version)
-                .bind(serde_json::to_string(&t)?)
+                .bind(&doc)
                 .bind(t.id.to_string())
                 .bind(t.version - 1)
                 .execute(&mut *conn)
@@ -1236,7 +1256,7 @@ impl Store for PgStore {
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;
-        Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+        doc.map(|d| self.seal.transfer_in(&d)).transpose()
     }
 
     async fn transfer_entries(&self, id: Uuid) -> Result<Vec<TransferEntry>> {
@@ -1270,7 +1290,7 @@ impl Store for PgStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        docs.iter().map(|d| Ok(serde_json::from_str(d)?)).collect()
+        docs.iter().map(|d| self.seal.transfer_in(d)).collect()
     }
 
     async fn transfers(&self, q: &TransferQuery) -> Result<Vec<Transfer>> {
@@ -1286,7 +1306,7 @@ impl Store for PgStore {
         .bind(i64::from(page_limit(q.limit)))
         .fetch_all(&self.pool)
         .await?;
-        docs.iter().map(|d| Ok(serde_json::from_str(d)?)).collect()
+        docs.iter().map(|d| self.seal.transfer_in(d)).collect()
     }
 
     async fn running_clocks(&self, limit: u32) -> Result<Vec<Clock>> {

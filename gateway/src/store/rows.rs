@@ -126,8 +126,9 @@ pub(super) fn delivery_from_row(row: &impl Fields) -> Result<Delivery> {
 pub(super) fn ticket_from_row(
     row: &impl Fields,
     numbers: BTreeMap<String, String>,
+    seal: &Seal,
 ) -> Result<Ticket> {
-    let draft: TicketDraft = serde_json::from_str(&row.text("draft")?)?;
+    let draft = seal.draft_in(&row.text("draft")?)?;
     Ok(Ticket {
         id: get_uuid(row, "id")?,
         origin: row.text("origin")?,
@@ -176,4 +177,53 @@ pub(super) fn alert_from_row(row: &impl Fields) -> Result<Alert> {
         acknowledged_at: opt_time(row, "acknowledged_at")?,
         acknowledged_by: row.opt_text("acknowledged_by")?,
     })
+}
+
+/// How a store writes and reads callers' personal data: sealed ([`crate::seal`]) when
+/// encryption is configured, as is otherwise.
+#[derive(Clone, Default)]
+pub struct Seal(Option<std::sync::Arc<crate::seal::Sealer>>);
+
+impl Seal {
+    pub fn new(sealer: Option<crate::seal::Sealer>) -> Self {
+        Self(sealer.map(std::sync::Arc::new))
+    }
+
+    pub(super) fn draft_out(&self, d: &TicketDraft) -> Result<String> {
+        Ok(match &self.0 {
+            Some(s) => serde_json::to_string(&s.seal_draft(d))?,
+            None => serde_json::to_string(d)?,
+        })
+    }
+
+    pub(super) fn draft_in(&self, text: &str) -> Result<TicketDraft> {
+        let d: TicketDraft = serde_json::from_str(text)?;
+        match &self.0 {
+            Some(s) => s.open_draft(d).map_err(opened),
+            None => Ok(d),
+        }
+    }
+
+    pub(super) fn transfer_out(&self, t: &super::Transfer) -> Result<String> {
+        Ok(match &self.0 {
+            Some(s) => {
+                let mut t = t.clone();
+                t.offer.ticket = s.seal_draft(&t.offer.ticket);
+                serde_json::to_string(&t)?
+            }
+            None => serde_json::to_string(t)?,
+        })
+    }
+
+    pub(super) fn transfer_in(&self, text: &str) -> Result<super::Transfer> {
+        let mut t: super::Transfer = serde_json::from_str(text)?;
+        if let Some(s) = &self.0 {
+            t.offer.ticket = s.open_draft(t.offer.ticket).map_err(opened)?;
+        }
+        Ok(t)
+    }
+}
+
+fn opened(e: crate::seal::SealError) -> StoreError {
+    StoreError::Corrupt(format!("personal data: {e}"))
 }

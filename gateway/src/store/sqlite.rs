@@ -34,6 +34,7 @@ const MAX_BATCH: usize = 512;
 pub struct SqliteStore {
     writer: mpsc::Sender<Box<dyn WriteJob>>,
     read: SqlitePool,
+    seal: Seal,
 }
 
 impl SqliteStore {
@@ -67,7 +68,17 @@ impl SqliteStore {
             .await?;
         let (writer, rx) = mpsc::channel(8192);
         tokio::spawn(writer_loop(conn, rx));
-        Ok(Self { writer, read })
+        Ok(Self {
+            writer,
+            read,
+            seal: Seal::default(),
+        })
+    }
+
+    /// Seals callers' personal data with these keys from now on.
+    pub fn sealed(mut self, seal: Seal) -> Self {
+        self.seal = seal;
+        self
     }
 
     /// Runs `f` inside the next group commit; resolves after the commit.
@@ -218,7 +229,7 @@ async fn numbers_of(
         .collect()
 }
 
-async fn ticket_with(conn: &mut SqliteConnection, id: Uuid) -> Result<Option<Ticket>> {
+async fn ticket_with(conn: &mut SqliteConnection, id: Uuid, seal: &Seal) -> Result<Option<Ticket>> {
     let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id = ?");
     let Some(row) = sqlx::query(&sql)
         .bind(id.to_string())
@@ -228,7 +239,7 @@ async fn ticket_with(conn: &mut SqliteConnection, id: Uuid) -> Result<Option<Tic
         return Ok(None);
     };
     let numbers = numbers_of(conn, id).await?;
-    ticket_from_row(&row, numbers).map(Some)
+    ticket_from_row(&row, numbers, seal).map(Some)
 }
 
 async fn delivery_with(conn: &mut SqliteConnection, id: Uuid) -> Result<Option<Delivery>> {
@@ -243,11 +254,16 @@ async fn delivery_with(conn: &mut SqliteConnection, id: Uuid) -> Result<Option<D
 }
 
 /// A claimed delivery with its ticket and event, read inside the claiming transaction.
-async fn claim_of(conn: &mut SqliteConnection, id: Uuid, token: Uuid) -> Result<Claim> {
+async fn claim_of(
+    conn: &mut SqliteConnection,
+    id: Uuid,
+    token: Uuid,
+    seal: &Seal,
+) -> Result<Claim> {
     let delivery = delivery_with(conn, id)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("delivery {id} vanished")))?;
-    let ticket = ticket_with(conn, delivery.ticket_id)
+    let ticket = ticket_with(conn, delivery.ticket_id, seal)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("ticket of {id} missing")))?;
     let body: String = sqlx::query_scalar("SELECT body FROM events WHERE id = ?")
@@ -460,6 +476,7 @@ async fn remember_partner_ref(
 #[async_trait]
 impl Store for SqliteStore {
     async fn accept_ticket(&self, cmd: NewTicket) -> Result<Accepted> {
+        let draft = self.seal.draft_out(&cmd.ticket.draft)?;
         self.write(move |conn| {
             Box::pin(async move {
                 let t = &cmd.ticket;
@@ -479,7 +496,7 @@ impl Store for SqliteStore {
                 .bind(t.status.as_str())
                 .bind(enum_str(&t.draft.kind))
                 .bind(enum_str(&t.draft.urgency))
-                .bind(serde_json::to_string(&t.draft)?)
+                .bind(&draft)
                 .bind(ms(t.created_at))
                 .bind(ms(t.updated_at))
                 .bind(&cmd.caller_hash)
@@ -606,7 +623,7 @@ impl Store for SqliteStore {
 
     async fn ticket(&self, id: Uuid) -> Result<Option<Ticket>> {
         let mut conn = self.read.acquire().await?;
-        ticket_with(&mut conn, id).await
+        ticket_with(&mut conn, id, &self.seal).await
     }
 
     async fn tickets(&self, q: &TicketQuery) -> Result<Vec<Ticket>> {
@@ -649,7 +666,9 @@ impl Store for SqliteStore {
         }
         rows.iter()
             .zip(&ids)
-            .map(|(row, id)| ticket_from_row(row, numbers.remove(id).unwrap_or_default()))
+            .map(|(row, id)| {
+                ticket_from_row(row, numbers.remove(id).unwrap_or_default(), &self.seal)
+            })
             .collect()
     }
 
@@ -726,6 +745,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Claim>> {
         let partner = partner.to_owned();
         let lease_until = now + crate::time::span(lease);
+        let seal = self.seal.clone();
         self.write(move |conn| {
             Box::pin(async move {
                 let sql = format!(
@@ -756,7 +776,7 @@ impl Store for SqliteStore {
                     .bind(id.to_string())
                     .execute(&mut *conn)
                     .await?;
-                    claims.push(claim_of(conn, id, token).await?);
+                    claims.push(claim_of(conn, id, token, &seal).await?);
                 }
                 Ok(claims)
             })
@@ -774,7 +794,7 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *conn)
         .await?;
         match held {
-            Some(_) => claim_of(&mut conn, token.delivery_id, token.lease_token)
+            Some(_) => claim_of(&mut conn, token.delivery_id, token.lease_token, &self.seal)
                 .await
                 .map(Some),
             None => Ok(None),
@@ -1218,6 +1238,7 @@ impl Store for SqliteStore {
         entry: TransferEntry,
     ) -> Result<TransferInsert> {
         let t = transfer.clone();
+        let doc = self.seal.transfer_out(&t)?;
         self.write(move |conn| {
             Box::pin(async move {
                 if t.direction == crate::transfer::record::Direction::Inbound
@@ -1254,7 +1275,7 @@ impl Store for SqliteStore {
                 .bind(t.fallback_due())
                 .bind(t.notify_pending)
                 .bind(t.version)
-                .bind(serde_json::to_string(&t)?)
+                .bind(&doc)
                 .execute(&mut *conn)
                 .await?;
                 insert_transfer_entry(conn, &entry).await?;
@@ -1270,6 +1291,7 @@ impl Store for SqliteStore {
         entries: Vec<TransferEntry>,
     ) -> Result<()> {
         let t = transfer.clone();
+        let doc = self.seal.transfer_out(&t)?;
         self.write(move |conn| {
             Box::pin(async move {
                 let r = sqlx::query(
@@ -1284,7 +1306,7 @@ impl Store for SqliteStore {
                 .bind(t.fallback_due())
                 .bind(t.notify_pending)
                 .bind(t.version)
-                .bind(serde_json::to_string(&t)?)
+                .bind(&doc)
                 .bind(t.id.to_string())
                 .bind(t.version - 1)
                 .execute(&mut *conn)
@@ -1311,7 +1333,7 @@ impl Store for SqliteStore {
             .bind(id.to_string())
             .fetch_optional(&self.read)
             .await?;
-        Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+        doc.map(|d| self.seal.transfer_in(&d)).transpose()
     }
 
     async fn transfer_entries(&self, id: Uuid) -> Result<Vec<TransferEntry>> {
@@ -1344,7 +1366,7 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        docs.iter().map(|d| Ok(serde_json::from_str(d)?)).collect()
+        docs.iter().map(|d| self.seal.transfer_in(d)).collect()
     }
 
     async fn transfers(&self, q: &TransferQuery) -> Result<Vec<Transfer>> {
@@ -1360,7 +1382,7 @@ impl Store for SqliteStore {
         .bind(page_limit(q.limit))
         .fetch_all(&self.read)
         .await?;
-        docs.iter().map(|d| Ok(serde_json::from_str(d)?)).collect()
+        docs.iter().map(|d| self.seal.transfer_in(d)).collect()
     }
 
     async fn running_clocks(&self, limit: u32) -> Result<Vec<Clock>> {
