@@ -313,6 +313,13 @@ pub trait Adapter: Send + Sync + 'static {
         )))
     }
 
+    /// For a request whose signature covers a one-time nonce: the nonce, and how long it must
+    /// be remembered (longer than the timestamp window on both sides). The gateway refuses a
+    /// nonce it has seen, also after a restart.
+    fn replay_guard(&self, _req: &InboundRequest) -> Option<(String, Duration)> {
+        None
+    }
+
     /// The mapping the adapter speaks, as (partner, version), when it is mapping-driven.
     fn mapping_version(&self) -> Option<(&str, &str)> {
         None

@@ -164,6 +164,17 @@ impl Signer {
         Ok(())
     }
 
+    /// The nonce a signed request carries (HMAC schemes), which must not come twice.
+    pub fn nonce<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        match self.spec.scheme {
+            Scheme::HmacSha256 | Scheme::HmacSm3 => headers
+                .get(&self.spec.nonce_header)
+                .and_then(|v| v.to_str().ok())
+                .filter(|n| !n.is_empty()),
+            _ => None,
+        }
+    }
+
     /// Checks a request the partner signed.
     pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), SignatureError> {
         self.verify_with(

@@ -250,6 +250,39 @@ impl MappedSim {
         self.inner.send_raw(body).await
     }
 
+    /// Headers signing `body` as the partner, once: what an eavesdropper would capture.
+    pub fn signed_headers(&self, body: &[u8]) -> anyhow::Result<HeaderMap> {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", self.inner.profile.content_type.parse()?);
+        self.inner.signer.sign_as_partner(&mut headers, body)?;
+        Ok(headers)
+    }
+
+    /// Sends `body` with exactly these headers (a captured request, replayed).
+    pub async fn send_with_headers(
+        &self,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let base = lock(&self.inner.gateway)
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("simulator has no gateway URL"))?;
+        let resp = self
+            .inner
+            .client
+            .post(format!("{base}/partners/{}/messages", self.inner.partner))
+            .headers(headers)
+            .body(body)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await?;
+        Ok((
+            status,
+            self.inner.read_answer(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
     /// The text at a path of an answer, e.g. the result code.
     pub fn answer_code(&self, answer: &Value) -> Option<String> {
         read_text(answer, &self.inner.profile.reply.code)

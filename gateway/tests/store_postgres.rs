@@ -92,6 +92,7 @@ suite!(
     clocks_alerts_refusals_and_cursors_round_trip,
     a_job_lease_has_one_holder_until_it_runs_out,
     a_claim_is_found_by_its_token_while_it_holds,
+    a_nonce_is_taken_once_until_it_expires,
 );
 
 #[tokio::test]

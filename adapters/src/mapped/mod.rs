@@ -463,6 +463,15 @@ impl Adapter for MappedAdapter {
         self.answer(err.status, self.write_answer(code, &text, None))
     }
 
+    fn replay_guard(&self, req: &InboundRequest) -> Option<(String, Duration)> {
+        self.signer.nonce(&req.headers).map(|n| {
+            (
+                n.to_owned(),
+                crate::signature::WINDOW * 2 + Duration::from_secs(60),
+            )
+        })
+    }
+
     fn mapping_version(&self) -> Option<(&str, &str)> {
         Some((&self.mapping.partner, &self.mapping.version))
     }

@@ -54,7 +54,40 @@ pub async fn partner_ingress(
         headers,
         body,
     };
-    let wire = match adapter.decode(&req) {
+    let decoded = adapter.decode(&req);
+    // A correctly signed request whose nonce came before is a replay.
+    if decoded.is_ok()
+        && let Some((nonce, keep)) = adapter.replay_guard(&req)
+    {
+        match state
+            .store
+            .remember_nonce(&partner, &nonce, chrono::Utc::now(), keep)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                let err = IngressError {
+                    status: StatusCode::UNAUTHORIZED,
+                    code: "replayed",
+                    field: None,
+                    reason: format!(
+                        "nonce `{nonce}` was already used; a replayed request is refused"
+                    ),
+                };
+                return into_response(reject(adapter.as_ref(), &partner, &err));
+            }
+            Err(e) => {
+                let err = IngressError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "unavailable",
+                    field: None,
+                    reason: format!("the store is unavailable: {e}"),
+                };
+                return into_response(reject(adapter.as_ref(), &partner, &err));
+            }
+        }
+    }
+    let wire = match decoded {
         Ok(Inbound::Transfer { offer, .. }) => {
             match state.transfers.offered(&partner, *offer).await {
                 Ok(reply) => adapter.respond(&reply),

@@ -262,6 +262,16 @@ pub trait Store: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<bool>;
 
+    /// Remembers a request nonce of `partner` until `keep` from `now`; `false` when it was
+    /// already remembered (a replay). Forgets expired nonces on the way.
+    async fn remember_nonce(
+        &self,
+        partner: &str,
+        nonce: &str,
+        now: DateTime<Utc>,
+        keep: Duration,
+    ) -> Result<bool>;
+
     /// Whether the store answers.
     async fn ping(&self) -> Result<()>;
 }

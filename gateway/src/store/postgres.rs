@@ -1482,6 +1482,36 @@ impl Store for PgStore {
         .await
     }
 
+    async fn remember_nonce(
+        &self,
+        partner: &str,
+        nonce: &str,
+        now: DateTime<Utc>,
+        keep: Duration,
+    ) -> Result<bool> {
+        let (partner, nonce) = (partner.to_owned(), nonce.to_owned());
+        let until = now
+            .checked_add_signed(crate::time::span(keep))
+            .unwrap_or(now);
+        self.write(move |conn| {
+            let (partner, nonce) = (partner.clone(), nonce.clone());
+            Box::pin(async move {
+                sqlx::query("DELETE FROM seen_nonces WHERE expires_at < $1")
+                    .bind(ms(now))
+                    .execute(&mut *conn)
+                    .await?;
+                let r = sqlx::query("INSERT INTO seen_nonces (partner, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                    .bind(&partner)
+                    .bind(&nonce)
+                    .bind(ms(until))
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

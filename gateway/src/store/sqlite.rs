@@ -1554,6 +1554,35 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn remember_nonce(
+        &self,
+        partner: &str,
+        nonce: &str,
+        now: DateTime<Utc>,
+        keep: Duration,
+    ) -> Result<bool> {
+        let (partner, nonce) = (partner.to_owned(), nonce.to_owned());
+        let until = now
+            .checked_add_signed(crate::time::span(keep))
+            .unwrap_or(now);
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM seen_nonces WHERE expires_at < ?")
+                    .bind(ms(now))
+                    .execute(&mut *conn)
+                    .await?;
+                let r = sqlx::query("INSERT OR IGNORE INTO seen_nonces (partner, nonce, expires_at) VALUES (?, ?, ?)")
+                    .bind(&partner)
+                    .bind(&nonce)
+                    .bind(ms(until))
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         if self.writer.is_closed() {

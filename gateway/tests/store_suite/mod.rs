@@ -1136,3 +1136,36 @@ pub async fn a_claim_is_found_by_its_token_while_it_holds(store: Arc<dyn Store>)
         .unwrap();
     assert!(store.claimed(&c.token).await.unwrap().is_none(), "finished");
 }
+
+pub async fn a_nonce_is_taken_once_until_it_expires(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let keep = Duration::from_secs(600);
+    assert!(
+        store
+            .remember_nonce("12345", "n-1", now, keep)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .remember_nonce("12345", "n-1", now, keep)
+            .await
+            .unwrap(),
+        "a replay"
+    );
+    assert!(
+        store
+            .remember_nonce("12315", "n-1", now, keep)
+            .await
+            .unwrap(),
+        "per partner"
+    );
+    let later = now + chrono::Duration::seconds(601);
+    assert!(
+        store
+            .remember_nonce("12345", "n-1", later, keep)
+            .await
+            .unwrap(),
+        "forgotten once expired"
+    );
+}
