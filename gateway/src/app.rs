@@ -34,6 +34,11 @@ pub struct Gateway {
 impl Gateway {
     /// Opens the store, starts the delivery workers and the HTTP server.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
+        if config.api.allow_anonymous {
+            tracing::warn!("api.allow_anonymous: /api/v1 answers requests without a token");
+        } else if config.api.clients.is_empty() {
+            tracing::warn!("no [api.clients]: every /api/v1 request is refused");
+        }
         let sealer = crate::seal::Sealer::from_config(&config.privacy.encryption)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         if sealer.is_none() {
@@ -130,6 +135,7 @@ impl Gateway {
                 config.dashboard.clone(),
                 config.partners.clone(),
             )),
+            api: Arc::new(config.api.clone()),
             metrics: telemetry::prometheus(),
         };
         let listener = tokio::net::TcpListener::bind(config.server.listen)

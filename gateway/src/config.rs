@@ -38,6 +38,9 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     #[serde(default)]
     pub transfers: TransfersConfig,
+    /// Who may call the home API (`/api/v1`): clients, tokens, scopes.
+    #[serde(default)]
+    pub api: crate::api::auth::ApiConfig,
     /// The ops dashboard at `/ui`: users, roles, sessions.
     #[serde(default)]
     pub dashboard: crate::dashboard::DashboardConfig,
@@ -595,6 +598,7 @@ impl Config {
             );
         }
         self.dashboard.check(&mut bad);
+        self.api.check(&mut bad);
         if let Err(crate::seal::SealError::Config(key, msg)) =
             crate::seal::Sealer::from_config(&self.privacy.encryption)
         {

@@ -75,6 +75,15 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Make a home-API client token: prints the token (give it to the client) and the
+    /// `[api.clients.<name>]` table holding only its SHA-256 (put it in the configuration).
+    ApiToken {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: tickets, transfers, legal-aid, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+    },
     /// Hash a dashboard password for `[dashboard.users.<name>] password_hash`: reads the password
     /// from the first line of standard input, prints the Argon2id PHC string.
     HashPassword,
@@ -145,6 +154,7 @@ async fn main() -> ExitCode {
         Command::Serve { config } => serve(config).await,
         Command::CheckConfig { config } => return check_config(&config),
         Command::HashPassword => hash_password(),
+        Command::ApiToken { name, scopes } => api_token(&name, &scopes),
         Command::Probe { url } => probe(&url).await,
         Command::Audit {
             command: AuditCommand::Verify { config },
@@ -330,6 +340,35 @@ async fn probe(url: &str) -> anyhow::Result<()> {
     let body = resp.text().await.unwrap_or_default();
     anyhow::ensure!(status.is_success(), "{url} answered {status}: {body}");
     println!("{body}");
+    Ok(())
+}
+
+fn api_token(name: &str, scopes: &[String]) -> anyhow::Result<()> {
+    use hotline_gateway::api::auth::Scope;
+    anyhow::ensure!(
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+        "--name: letters, digits and '-' only"
+    );
+    let scopes: Vec<Scope> = scopes
+        .iter()
+        .map(|s| {
+            serde_json::from_value(serde_json::Value::String(s.trim().to_owned())).map_err(|_| {
+                anyhow::anyhow!(
+                    "--scopes: unknown scope `{s}`; use tickets, transfers, legal-aid or admin"
+                )
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let (token, hash) = hotline_gateway::api::auth::new_token();
+    let list = scopes
+        .iter()
+        .map(|s| format!("\"{}\"", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!("# 令牌 token, for the client only (shown once): {token}");
+    println!("[api.clients.{name}]");
+    println!("token_sha256 = \"{hash}\"");
+    println!("scopes = [{list}]");
     Ok(())
 }
 

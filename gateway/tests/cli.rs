@@ -485,3 +485,51 @@ async fn audit_verify_detects_an_edited_or_deleted_entry() {
     assert!(!ok);
     assert!(err.contains("audit entry 2 is missing"), "{err}");
 }
+
+#[test]
+fn api_token_prints_a_token_and_a_config_table_that_checks() {
+    let (ok, out, err) = gateway(&[
+        "api-token",
+        "--name",
+        "home-12348",
+        "--scopes",
+        "tickets,transfers",
+    ]);
+    assert!(ok, "{err}");
+    let token = out
+        .lines()
+        .find_map(|l| l.split("shown once): ").nth(1))
+        .expect("the token line")
+        .trim()
+        .to_owned();
+    let table: String = out
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(table.contains(&hotline_gateway::api::auth::token_hash(&token)));
+    assert!(
+        !table.contains(&token),
+        "only the hash goes into the configuration"
+    );
+    assert!(
+        table.contains("scopes = [\"tickets\", \"transfers\"]"),
+        "{table}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::write(
+        &path,
+        format!(
+            "mappings_dir = {:?}\n[sla]\ncalendar_dir = {:?}\n{table}\n",
+            root.join("mappings").display().to_string(),
+            root.join("mappings/calendar").display().to_string()
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = gateway(&["check-config", "--config", path.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = gateway(&["api-token", "--name", "x", "--scopes", "root"]);
+    assert!(!ok && err.contains("unknown scope `root`"), "{err}");
+}

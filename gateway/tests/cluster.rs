@@ -40,6 +40,9 @@ listen = "127.0.0.1:{port}"
 kind = "postgres"
 url = "{db_url}"
 
+[api]
+allow_anonymous = true
+
 [delivery]
 lease = "3s"
 poll_interval = "100ms"

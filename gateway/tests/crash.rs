@@ -21,6 +21,9 @@ listen = "127.0.0.1:{port}"
 [store]
 path = "{db}"
 
+[api]
+allow_anonymous = true
+
 [delivery]
 lease = "5s"
 poll_interval = "100ms"

@@ -544,6 +544,8 @@ mappings_dir = "{mappings}"
 listen = "127.0.0.1:0"
 [store]
 path = "{db}"
+[api]
+allow_anonymous = true
 [delivery]
 poll_interval = "50ms"
 [sla]

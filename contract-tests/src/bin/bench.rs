@@ -261,6 +261,9 @@ fn write_config(dir: &Path, port: u16, sim_url: &str) -> anyhow::Result<PathBuf>
 listen = "127.0.0.1:{port}"
 [store]
 path = "{db}"
+[api]
+allow_anonymous = true
+
 [delivery]
 poll_interval = "200ms"
 claim_batch = 256

@@ -1,6 +1,7 @@
 //! The HTTP API (canonical JSON for the 12348 home systems), partner ingress, and ops endpoints.
 
 mod actions;
+pub mod auth;
 mod deliveries;
 pub mod error;
 mod ingress;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub sla: Arc<crate::sla::Sla>,
     pub transfers: Arc<crate::transfer::Transfers>,
     pub dashboard: Arc<crate::dashboard::Dashboard>,
+    /// Who may call `/api/v1`.
+    pub api: Arc<auth::ApiConfig>,
     pub metrics: PrometheusHandle,
 }
 
@@ -91,6 +94,10 @@ fn api_router() -> OpenApiRouter<AppState> {
 pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration) -> Router {
     let (router, doc) = api_router().split_for_parts();
     let doc = Arc::new(doc);
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::authorize,
+    ));
     router
         .route(
             "/api/v1/openapi.json",

@@ -218,6 +218,15 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         ..Config::default()
     };
     let logins = demo_users()?;
+    // The demo's home side (and whoever tries the API by hand) uses one admin token.
+    let (api_token, api_hash) = crate::api::auth::new_token();
+    config.api.clients.insert(
+        "demo-home".into(),
+        crate::api::auth::ApiClient {
+            token_sha256: api_hash,
+            scopes: vec![crate::api::auth::Scope::Admin],
+        },
+    );
     config.dashboard = crate::dashboard::DashboardConfig {
         users: logins
             .iter()
@@ -258,6 +267,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         );
     }
     println!("  接口 API:                 {base}/api/v1/tickets");
+    println!("    令牌 token (Authorization: Bearer …): {api_token}");
     println!("  投递 deliveries:          {base}/api/v1/deliveries");
     println!("  死信 dead letters:        {base}/api/v1/deliveries?status=dead");
     println!("  接口文档 OpenAPI:         {base}/api/v1/openapi.json");
@@ -293,10 +303,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
 
     let calls = tokio::spawn(transfers::run(
         base.clone(),
+        api_token.clone(),
         sims.clone(),
         opts.interval * 2,
     ));
-    let trickle = tokio::spawn(trickle(base, sims, down, opts.interval));
+    let trickle = tokio::spawn(trickle(base, api_token, sims, down, opts.interval));
     tokio::signal::ctrl_c().await?;
     println!("正在停止 stopping…");
     trickle.abort();
@@ -316,8 +327,26 @@ fn partner_ticket(partner: &str, n: u64, run: &str) -> serde_json::Value {
 }
 
 /// Home → partners every `interval`; one partner → 12348 every other round.
-async fn trickle(base: String, sims: Vec<MappedSim>, down: WebhookSim, interval: Duration) {
-    let client = reqwest::Client::new();
+/// An HTTP client that sends the demo's API token.
+pub(crate) fn api_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap_or_default()
+}
+
+async fn trickle(
+    base: String,
+    token: String,
+    sims: Vec<MappedSim>,
+    down: WebhookSim,
+    interval: Duration,
+) {
+    let client = api_client(&token);
     let run = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
     let mut targets: Vec<String> = sims.iter().map(|s| s.partner().to_owned()).collect();
     targets.push(down.partner());

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 /// Which kind of transfer each round makes.
 const ROUNDS: [&str; 5] = ["12333", "12345", "12315", "12338", "from-12345"];
 
-pub async fn run(base: String, sims: Vec<MappedSim>, every: Duration) {
-    let client = reqwest::Client::new();
+pub async fn run(base: String, token: String, sims: Vec<MappedSim>, every: Duration) {
+    let client = super::api_client(&token);
     let run = chrono::Utc::now().format("%H%M%S").to_string();
     let mut tick = tokio::time::interval(every);
     for n in 0u64.. {

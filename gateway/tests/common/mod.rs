@@ -99,6 +99,11 @@ pub fn base_config(dir: &tempfile::TempDir) -> Config {
         },
         mappings_dir: mappings_dir(),
         sla: sla_config(),
+        // Feature tests call the API without a token; tests/api_auth.rs checks tokens.
+        api: hotline_gateway::api::auth::ApiConfig {
+            allow_anonymous: true,
+            ..Default::default()
+        },
         ..Config::default()
     }
 }
