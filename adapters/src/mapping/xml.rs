@@ -176,8 +176,9 @@ pub fn declared_encoding(head: &[u8]) -> Option<String> {
         .trim_start()
         .strip_prefix('=')?
         .trim_start();
-    let quote = rest.chars().next()?;
-    let rest = &rest[1..];
+    // Only `"` or `'` may quote it; anything else (even a multi-byte character) is no value.
+    let quote = rest.chars().next().filter(|q| *q == '"' || *q == '\'')?;
+    let rest = &rest[quote.len_utf8()..];
     let close = rest.find(quote)?;
     Some(rest[..close].to_owned())
 }
@@ -230,6 +231,19 @@ fn write_element(w: &mut Writer<Vec<u8>>, name: &str, v: &Value) -> Result<(), X
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_declaration_quoted_oddly_has_no_encoding() {
+        // Found by tests/fuzz.rs: a multi-byte character where the quote belongs.
+        assert_eq!(
+            declared_encoding("<?xml version=\"1.0\" encoding=\u{fffd}GB18030\"?><x/>".as_bytes()),
+            None
+        );
+        assert_eq!(
+            declared_encoding(b"<?xml version=\"1.0\" encoding='GBK'?><x/>").as_deref(),
+            Some("GBK")
+        );
+    }
 
     #[test]
     fn elements_attributes_and_repeats_round_trip() {
