@@ -159,6 +159,14 @@ impl Gateway {
             every: config.transfers.scan_interval,
         }
         .spawn(&tracker, shutdown.clone(), leases.clone());
+        if let Some(keep) = config.privacy.retention {
+            crate::retention::Retention {
+                store: Arc::clone(&store),
+                keep,
+                every: config.privacy.retention_interval,
+            }
+            .spawn(&tracker, shutdown.clone(), leases.clone());
+        }
         for poller in polled {
             poller.spawn(
                 Arc::clone(&store),

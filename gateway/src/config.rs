@@ -136,6 +136,13 @@ pub struct PrivacyConfig {
     /// when `active` is empty.
     #[serde(default)]
     pub encryption: crate::seal::EncryptionConfig,
+    /// Blank callers' personal data this long after their ticket ended (closed, withdrawn,
+    /// merged), e.g. `3y`; kept forever when unset.
+    #[serde(default, with = "humantime_serde")]
+    pub retention: Option<Duration>,
+    /// How often the retention job looks for tickets to purge.
+    #[serde(default = "defaults::retention_interval", with = "humantime_serde")]
+    pub retention_interval: Duration,
 }
 
 impl Default for PrivacyConfig {
@@ -143,6 +150,8 @@ impl Default for PrivacyConfig {
         Self {
             caller_hash_key: defaults::caller_hash_key(),
             encryption: crate::seal::EncryptionConfig::default(),
+            retention: None,
+            retention_interval: defaults::retention_interval(),
         }
     }
 }
@@ -382,6 +391,9 @@ impl Default for RetryConfig {
 
 pub mod defaults {
     use super::*;
+    pub fn retention_interval() -> Duration {
+        Duration::from_secs(3600)
+    }
     pub fn amqp_prefix() -> String {
         "hotline".into()
     }

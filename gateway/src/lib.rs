@@ -18,6 +18,7 @@ pub mod mapping_cli;
 pub mod mask;
 pub mod partners;
 pub mod poller;
+pub mod retention;
 pub mod seal;
 pub mod sla;
 pub mod store;

@@ -145,3 +145,56 @@ async fn rotated_keys_still_open_old_values_and_a_missing_key_is_named() {
     assert_eq!(status, 500, "{err}");
     assert!(err.to_string().contains("key `k1`"), "{err}");
 }
+
+#[tokio::test]
+async fn the_retention_job_purges_ended_tickets_and_audits_it() {
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), |c| {
+        c.privacy.retention = Some(Duration::from_millis(1));
+        c.privacy.retention_interval = Duration::from_millis(100);
+    })
+    .await;
+    let (_, open) = h.post_ticket("RET-OPEN").await;
+    let (_, ended) = h.post_ticket("RET-ENDED").await;
+    let ended_id: uuid::Uuid = ended["id"].as_str().unwrap().parse().unwrap();
+    // The home side closes it (straight in the store: the lifecycle's path is tested elsewhere).
+    h.gateway
+        .store
+        .record_event(hotline_gateway::store::NewEvent {
+            event: hotline_model::Event::new(
+                ended_id,
+                hotline_model::HOME,
+                hotline_model::EventBody::Urge { note: None },
+            ),
+            status: Some(hotline_model::TicketStatus::Closed),
+            expected_status: None,
+            targets: vec![],
+            keys: vec![],
+            numbers: vec![],
+            clocks: vec![],
+        })
+        .await
+        .unwrap();
+    let purged = wait_until(Duration::from_secs(10), || async {
+        let (_, t) = h.get(&format!("/api/v1/tickets/{ended_id}")).await;
+        (t["caller"]["name"] == hotline_gateway::store::PURGED).then_some(t)
+    })
+    .await
+    .expect("the ended ticket is purged");
+    assert_eq!(purged["caller"]["phone"], "");
+    let (_, still) = h
+        .get(&format!("/api/v1/tickets/{}", open["id"].as_str().unwrap()))
+        .await;
+    assert_ne!(still["caller"]["name"], hotline_gateway::store::PURGED);
+    let audit = h
+        .gateway
+        .store
+        .audit_log(&Default::default())
+        .await
+        .unwrap();
+    let entry = audit
+        .iter()
+        .find(|e| e.action == "personal_data.purge")
+        .expect("the purge is audited");
+    assert_eq!(entry.actor, "system:retention");
+    assert_eq!(entry.detail["tickets"][0], ended_id.to_string());
+}

@@ -93,6 +93,7 @@ suite!(
     a_job_lease_has_one_holder_until_it_runs_out,
     a_claim_is_found_by_its_token_while_it_holds,
     a_nonce_is_taken_once_until_it_expires,
+    ended_tickets_lose_personal_data_once_retention_passes,
 );
 
 #[tokio::test]

@@ -12,9 +12,11 @@ CREATE TABLE tickets (
     draft       TEXT NOT NULL,
     created_at  BIGINT NOT NULL,
     updated_at  BIGINT NOT NULL,
-    caller_hash TEXT
+    caller_hash TEXT,
+    purged_at   BIGINT
 );
 CREATE INDEX tickets_origin_created ON tickets (origin, created_at);
+CREATE INDEX tickets_retention ON tickets (updated_at) WHERE purged_at IS NULL;
 CREATE INDEX tickets_status ON tickets (status);
 CREATE INDEX tickets_caller ON tickets (caller_hash, created_at);
 

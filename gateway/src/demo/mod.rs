@@ -199,6 +199,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
                     },
                 )]),
             },
+            ..PrivacyConfig::default()
         },
         partners,
         routes: vec![

@@ -40,6 +40,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("created_at", Int),
             ("updated_at", Int),
             ("caller_hash", Text),
+            ("purged_at", Int),
         ],
     ),
     (

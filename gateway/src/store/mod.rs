@@ -17,7 +17,7 @@ use hotline_model::{Event, Ticket};
 use uuid::Uuid;
 
 pub use postgres::PgStore;
-pub use rows::Seal;
+pub use rows::{PURGED, Seal};
 pub use sqlite::SqliteStore;
 pub use types::*;
 
@@ -271,6 +271,15 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         keep: Duration,
     ) -> Result<bool>;
+
+    /// Retention: blanks the caller's personal data (name, phone, ID number, address, phone
+    /// hash) of up to `limit` tickets closed, withdrawn or merged before `closed_before`, once
+    /// each; returns their ids.
+    async fn purge_personal_data(
+        &self,
+        closed_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Uuid>>;
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<()>;

@@ -1512,6 +1512,44 @@ impl Store for PgStore {
         .await
     }
 
+    async fn purge_personal_data(
+        &self,
+        closed_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Uuid>> {
+        let seal = self.seal.clone();
+        self.write(move |conn| {
+            let seal = seal.clone();
+            Box::pin(async move {
+                let rows = sqlx::query(&format!(
+                    "SELECT id, draft FROM tickets WHERE status IN {ENDED_STATUSES} \
+                     AND updated_at < $1 AND purged_at IS NULL ORDER BY updated_at LIMIT $2"
+                ))
+                .bind(ms(closed_before))
+                .bind(i64::from(limit))
+                .fetch_all(&mut *conn)
+                .await?;
+                let now = ms(Utc::now());
+                let mut ids = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let id = get_uuid(row, "id")?;
+                    let draft = seal.draft_purged(&row.text("draft")?)?;
+                    sqlx::query(
+                        "UPDATE tickets SET draft = $1, caller_hash = NULL, purged_at = $2 WHERE id = $3",
+                    )
+                    .bind(draft)
+                    .bind(now)
+                    .bind(id.to_string())
+                    .execute(&mut *conn)
+                    .await?;
+                    ids.push(id);
+                }
+                Ok(ids)
+            })
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

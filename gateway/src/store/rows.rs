@@ -13,6 +13,12 @@ use uuid::Uuid;
 
 use super::{Alert, Clock, Delivery, DeliveryStatus, Result, StoreError};
 
+/// What a purged caller's name reads.
+pub const PURGED: &str = "已清除";
+
+/// Ticket statuses after which personal data may be purged.
+pub(super) const ENDED_STATUSES: &str = "('closed', 'withdrawn', 'merged')";
+
 pub(super) const OPEN_STATUSES: &str = "('pending', 'retrying', 'sending', 'awaiting_ack')";
 /// Statuses that let the next message for the same ticket and partner go.
 pub(super) const SETTLED_STATUSES: &str = "('acknowledged', 'skipped')";
@@ -202,6 +208,16 @@ impl Seal {
             Some(s) => s.open_draft(d).map_err(opened),
             None => Ok(d),
         }
+    }
+
+    /// The stored draft with the caller's personal data blanked (retention).
+    pub(super) fn draft_purged(&self, text: &str) -> Result<String> {
+        let mut d = self.draft_in(text)?;
+        d.caller.name = PURGED.into();
+        d.caller.phone = String::new();
+        d.caller.id_number = None;
+        d.address = None;
+        self.draft_out(&d)
     }
 
     pub(super) fn transfer_out(&self, t: &super::Transfer) -> Result<String> {

@@ -1169,3 +1169,60 @@ pub async fn a_nonce_is_taken_once_until_it_expires(store: Arc<dyn Store>) {
         "forgotten once expired"
     );
 }
+
+pub async fn ended_tickets_lose_personal_data_once_retention_passes(store: Arc<dyn Store>) {
+    let mut open = new_ticket("RT-OPEN", &[P]);
+    open.caller_hash = Some("h-open".into());
+    let open_id = open.ticket.id;
+    store.accept_ticket(open).await.unwrap();
+    let mut done = new_ticket("RT-DONE", &[P]);
+    done.caller_hash = Some("h-done".into());
+    let done_id = done.ticket.id;
+    let before = done.ticket.draft.clone();
+    store.accept_ticket(done).await.unwrap();
+    let mut close = urge(done_id);
+    close.status = Some(TicketStatus::Closed);
+    store.record_event(close).await.unwrap();
+
+    let cutoff = Utc::now() + chrono::Duration::seconds(1);
+    assert!(
+        store
+            .purge_personal_data(Utc::now() - chrono::Duration::days(1), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not yet past retention"
+    );
+    assert_eq!(
+        store.purge_personal_data(cutoff, 10).await.unwrap(),
+        vec![done_id]
+    );
+    assert!(
+        store
+            .purge_personal_data(cutoff, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "once"
+    );
+    let t = store.ticket(done_id).await.unwrap().unwrap();
+    assert_eq!(t.draft.caller.name, hotline_gateway::store::PURGED);
+    assert!(t.draft.caller.phone.is_empty());
+    assert_eq!(t.draft.caller.id_number, None);
+    assert_eq!(t.draft.address, None);
+    assert_eq!(t.draft.content, before.content, "the matter itself stays");
+    assert!(
+        store
+            .caller_tickets("h-done", Utc::now() - chrono::Duration::days(1))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the phone hash goes too"
+    );
+    let kept = store.ticket(open_id).await.unwrap().unwrap();
+    assert_ne!(
+        kept.draft.caller.name,
+        hotline_gateway::store::PURGED,
+        "open tickets keep theirs"
+    );
+}
