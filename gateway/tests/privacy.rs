@@ -198,3 +198,47 @@ async fn the_retention_job_purges_ended_tickets_and_audits_it() {
     assert_eq!(entry.actor, "system:retention");
     assert_eq!(entry.detail["tickets"][0], ended_id.to_string());
 }
+
+#[tokio::test]
+async fn a_confidential_ticket_reaches_the_partner_without_the_callers_identity() {
+    let h = Harness::start(Behaviour::Ack, fast_retry(3)).await;
+    let mut draft = contract_tests::samples::random_draft();
+    draft.confidential = true;
+    draft.caller.id_number = Some("11010519491231002X".into());
+    let (name, phone) = (draft.caller.name.clone(), draft.caller.phone.clone());
+    let (status, created) = h
+        .post_json(
+            "/api/v1/tickets",
+            &json!({"external_id": "CONF-1", "target": PARTNER, "ticket": draft}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    h.wait_for_status(
+        &first_delivery(&created),
+        DeliveryStatus::Acknowledged,
+        Duration::from_secs(10),
+    )
+    .await;
+    let wire = serde_json::to_string(&h.sim.received()[0].envelope).unwrap();
+    for secret in [
+        name.as_str(),
+        phone.as_str(),
+        "11010519491231002X",
+        "泉城路",
+    ] {
+        assert!(
+            !wire.contains(secret),
+            "{secret} reached the partner: {wire}"
+        );
+    }
+    assert!(wire.contains(hotline_model::WITHHELD));
+    assert!(wire.contains("\"confidential\":true"));
+    // The gateway itself keeps the identity for the home side.
+    let (_, got) = h
+        .get(&format!(
+            "/api/v1/tickets/{}",
+            created["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(got["caller"]["phone"], phone.as_str());
+}

@@ -17,11 +17,13 @@ pub struct OutboundEnvelope<T = Ticket, E = Event> {
 }
 
 impl<'a> OutboundEnvelope<&'a Ticket, &'a Event> {
-    pub fn new(msg: &'a OutboundMessage) -> Self {
+    /// The envelope of `msg` carrying `ticket` (the message's ticket, or a copy without the
+    /// caller's identity).
+    pub fn new(msg: &'a OutboundMessage, ticket: &'a Ticket) -> Self {
         Self {
             kind: msg.event.kind(),
             message_id: msg.message_id,
-            ticket: &msg.ticket,
+            ticket,
             event: &msg.event,
         }
     }

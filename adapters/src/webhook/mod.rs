@@ -101,11 +101,22 @@ impl Adapter for WebhookAdapter {
     }
 
     fn encode(&self, msg: &OutboundMessage) -> Result<WireRequest, EncodeError> {
-        let body =
-            serde_json::to_vec(&OutboundEnvelope::new(msg)).map_err(|e| EncodeError::Field {
+        // A confidential ticket never hands the caller's identity to a partner.
+        let withheld;
+        let ticket = if msg.ticket.draft.confidential {
+            let mut t = msg.ticket.clone();
+            t.draft.withhold_identity();
+            withheld = t;
+            &withheld
+        } else {
+            &msg.ticket
+        };
+        let body = serde_json::to_vec(&OutboundEnvelope::new(msg, ticket)).map_err(|e| {
+            EncodeError::Field {
                 field: "ticket".into(),
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
         let id = msg.message_id.to_string();
         let ts = Utc::now().timestamp();
         let sig = self

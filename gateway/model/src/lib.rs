@@ -8,7 +8,7 @@ mod transfer;
 pub mod validate;
 
 pub use event::{Event, EventBody, EventKind, Satisfaction};
-pub use ticket::{Caller, Ticket, TicketDraft, TicketKind, TicketStatus, Urgency};
+pub use ticket::{Caller, Ticket, TicketDraft, TicketKind, TicketStatus, Urgency, WITHHELD};
 pub use transfer::{RefusalReason, TransferAnswer, TransferGrant, TransferOffer};
 pub use validate::FieldError;
 

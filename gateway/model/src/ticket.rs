@@ -125,6 +125,20 @@ pub struct TicketDraft {
     pub units: Vec<String>,
 }
 
+/// What a partner reads as the caller's name of a confidential (保密) ticket.
+pub const WITHHELD: &str = "（保密）";
+
+impl TicketDraft {
+    /// The caller's identity removed (name, phone, ID number, address), for a partner that must
+    /// not receive it: a confidential ticket never hands the caller's identity to a partner.
+    pub fn withhold_identity(&mut self) {
+        self.caller.name = WITHHELD.into();
+        self.caller.phone = String::new();
+        self.caller.id_number = None;
+        self.address = None;
+    }
+}
+
 /// A ticket as the gateway keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Ticket {
