@@ -59,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
         inbound_rate: None,
         inbound_burst: None,
         outbound_rate: None,
+        tls_identity: None,
     };
     let config = Config {
         server: ServerConfig {

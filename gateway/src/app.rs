@@ -181,13 +181,17 @@ impl Gateway {
             config.server.max_body_bytes,
             config.server.request_timeout,
         );
+        let tls = config
+            .server
+            .tls
+            .as_ref()
+            .map(crate::serve::tls_config)
+            .transpose()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let stop = shutdown.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        });
-        tracing::info!(%addr, "hotline-gateway listening");
+        let server =
+            tokio::spawn(async move { crate::serve::serve(listener, tls, router, stop).await });
+        tracing::info!(%addr, scheme, "hotline-gateway listening");
         Ok(Self {
             addr,
             store,

@@ -186,6 +186,10 @@ pub struct ServerConfig {
     /// Deadline for reading a request and answering it.
     #[serde(default = "defaults::request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Serve HTTPS (TLS 1.2+) with this certificate; `client_ca` verifies partners'
+    /// certificates. Plain HTTP when absent.
+    #[serde(default)]
+    pub tls: Option<crate::serve::TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -194,6 +198,7 @@ impl Default for ServerConfig {
             listen: defaults::listen(),
             max_body_bytes: defaults::max_body_bytes(),
             request_timeout: defaults::request_timeout(),
+            tls: None,
         }
     }
 }
@@ -335,6 +340,10 @@ pub struct PartnerConfig {
     /// Most deliveries a second we send the partner, evenly spaced (none: no pacing).
     #[serde(default)]
     pub outbound_rate: Option<u32>,
+    /// The name (certificate CN or DNS SAN) the partner's client certificate must carry to use
+    /// its ingress; needs `server.tls.client_ca`. No certificate needed when absent.
+    #[serde(default)]
+    pub tls_identity: Option<String>,
 }
 
 /// The partner's circuit breaker: after `failures` attempts in a row time out or fail with a
@@ -611,6 +620,15 @@ impl Config {
         }
         self.dashboard.check(&mut bad);
         self.api.check(&mut bad);
+        let client_ca = self.server.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        for (id, p) in &self.partners {
+            if p.tls_identity.is_some() && !client_ca {
+                bad(
+                    format!("partners.{id}.tls_identity"),
+                    "needs server.tls.client_ca to verify the partner's certificate".into(),
+                );
+            }
+        }
         if let Err(crate::seal::SealError::Config(key, msg)) =
             crate::seal::Sealer::from_config(&self.privacy.encryption)
         {

@@ -20,6 +20,7 @@ pub mod partners;
 pub mod poller;
 pub mod retention;
 pub mod seal;
+pub mod serve;
 pub mod sla;
 pub mod store;
 pub mod telemetry;

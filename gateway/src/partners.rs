@@ -27,10 +27,11 @@ pub fn build(config: &Config) -> anyhow::Result<BTreeMap<String, Arc<Partner>>> 
                 Some(rate) => partner.with_inbound_limit(rate, p.inbound_burst.unwrap_or(rate)),
                 None => partner,
             };
-            let partner = match p.outbound_rate {
+            let mut partner = match p.outbound_rate {
                 Some(rate) => partner.with_outbound_pace(rate),
                 None => partner,
             };
+            partner.tls_identity = p.tls_identity.clone();
             Ok((id.clone(), Arc::new(partner)))
         })
         .collect()

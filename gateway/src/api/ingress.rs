@@ -13,6 +13,7 @@ use super::error::ApiError;
 
 pub async fn partner_ingress(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<crate::serve::PeerIdentity>>,
     Path((partner, rest)): Path<(String, String)>,
     method: Method,
     headers: HeaderMap,
@@ -22,6 +23,33 @@ pub async fn partner_ingress(
         return ApiError::not_found(format!("no partner `{partner}`")).into_response();
     };
     let adapter = &p.adapter;
+    // A partner bound to a certificate name must present a certificate carrying it.
+    if let Some(expected) = &p.tls_identity {
+        let identity = peer.map(|axum::Extension(i)| i).unwrap_or_default();
+        if !identity.names(expected) {
+            let (status, reason) = if identity.0.is_empty() {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "a client certificate is required for this partner".to_owned(),
+                )
+            } else {
+                (
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "the client certificate ({}) is not this partner's",
+                        identity.0.join(", ")
+                    ),
+                )
+            };
+            let err = IngressError {
+                status,
+                code: "unauthenticated",
+                field: None,
+                reason,
+            };
+            return into_response(reject(adapter.as_ref(), &partner, &err));
+        }
+    }
     if let Err(wait) = p.admit() {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         let err = IngressError {

@@ -35,6 +35,8 @@ pub struct Partner {
     pub inbound: Option<governor::DefaultDirectRateLimiter>,
     /// Paces our deliveries to the partner, when configured.
     pub outbound: Option<governor::DefaultDirectRateLimiter>,
+    /// The name its client certificate must carry to use its ingress, if bound to one.
+    pub tls_identity: Option<String>,
     /// The last hour of outcomes, for the dashboard.
     pub recent: Recent,
     /// Set while ops hold deliveries back (maintenance).
@@ -56,6 +58,7 @@ impl Partner {
             breaker: Breaker::new(breaker),
             inbound: None,
             outbound: None,
+            tls_identity: None,
             recent: Recent::default(),
             paused: RwLock::new(None),
             wake: Notify::new(),

@@ -78,6 +78,7 @@ fn partner(adapter: AdapterKind, url: String, signing: String, verify: String) -
         inbound_rate: None,
         inbound_burst: None,
         outbound_rate: None,
+        tls_identity: None,
     }
 }
 

@@ -53,6 +53,7 @@ pub fn partner_config(url: String, retry: RetryConfig) -> PartnerConfig {
         inbound_rate: None,
         inbound_burst: None,
         outbound_rate: None,
+        tls_identity: None,
     }
 }
 
