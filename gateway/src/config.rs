@@ -620,7 +620,11 @@ impl Config {
         }
         self.dashboard.check(&mut bad);
         self.api.check(&mut bad);
-        let client_ca = self.server.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        let client_ca = self
+            .server
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca.is_some());
         for (id, p) in &self.partners {
             if p.tls_identity.is_some() && !client_ca {
                 bad(

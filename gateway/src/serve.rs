@@ -94,13 +94,15 @@ pub fn tls_config(c: &TlsConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {
                     .add(cert.with_context(|| format!("server.tls.client_ca: {}", ca.display()))?)
                     .context("server.tls.client_ca: not a CA certificate")?;
             }
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    // The home API and the dashboard are reached without a client certificate;
-                    // a certificate that is presented must verify.
-                    .allow_unauthenticated()
-                    .build()
-                    .context("server.tls.client_ca")?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            // The home API and the dashboard are reached without a client certificate;
+            // a certificate that is presented must verify.
+            .allow_unauthenticated()
+            .build()
+            .context("server.tls.client_ca")?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -188,7 +190,10 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections were still open after {DRAIN:?}; closing them");
     }
     Ok(())

@@ -1,0 +1,172 @@
+//! The gateway over TLS with partner client certificates (certificates made here with rcgen):
+//! an untrusted certificate is refused at the handshake, a partner's certificate opens only its
+//! own ingress, a partner bound to a certificate cannot post without one, and the home side
+//! reaches the server without a client certificate.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use contract_tests::webhook_sim::Behaviour;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+fn ca(name: &str) -> Ca {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Ca {
+        pem: cert.pem(),
+        issuer: Issuer::new(params, key),
+    }
+}
+
+/// (certificate PEM, key PEM) for `name`, signed by `ca`.
+fn leaf(ca: &Ca, name: &str, sans: &[&str]) -> (String, String) {
+    let mut params =
+        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn client(ca: &Ca, identity: Option<&(String, String)>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap());
+    if let Some((cert, key)) = identity {
+        b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
+fn sample(partner: &str, name: &str) -> Vec<u8> {
+    std::fs::read(mappings_dir().join(partner).join("samples").join(name)).unwrap()
+}
+
+#[tokio::test]
+async fn partner_certificates_open_only_their_own_ingress() {
+    let dir = tempfile::tempdir().unwrap();
+    let trusted = ca("12348 partner CA");
+    let rogue = ca("someone else");
+    let server = leaf(&trusted, "gateway", &["localhost"]);
+    let p12345 = leaf(
+        &trusted,
+        "12345.partner.example",
+        &["12345.partner.example"],
+    );
+    let p12315 = leaf(&trusted, "12315.partner.example", &[]);
+    let impostor = leaf(&rogue, "12345.partner.example", &["12345.partner.example"]);
+    let tls = hotline_gateway::serve::TlsConfig {
+        cert: write(dir.path(), "server.pem", &server.0),
+        key: write(dir.path(), "server.key", &server.1),
+        client_ca: Some(write(dir.path(), "ca.pem", &trusted.pem)),
+    };
+    let (s12345, s12315) = (mapped_sim("12345").await, mapped_sim("12315").await);
+    let mut c12345 = mapped_partner(&s12345);
+    c12345.tls_identity = Some("12345.partner.example".into());
+    let mut c12315 = mapped_partner(&s12315);
+    c12315.tls_identity = Some("12315.partner.example".into());
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), move |c| {
+        c.server.tls = Some(tls);
+        c.partners.insert("12345".into(), c12345);
+        c.partners.insert("12315".into(), c12315);
+        assert!(c.check().is_empty(), "{:?}", c.check());
+    })
+    .await;
+    let base = format!("https://localhost:{}", h.gateway.addr.port());
+    let body = sample("12345", "dispatch.xml");
+    let post = |client: reqwest::Client,
+                partner: &'static str,
+                sim: &contract_tests::mapped_sim::MappedSim| {
+        let headers = sim.signed_headers(&body).unwrap();
+        let url = format!("{base}/partners/{partner}/messages");
+        let body = body.clone();
+        async move { client.post(url).headers(headers).body(body).send().await }
+    };
+
+    // 12345 with its own certificate: accepted.
+    let ok = post(client(&trusted, Some(&p12345)), "12345", &s12345)
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200, "{}", ok.text().await.unwrap());
+    // 12345's certificate cannot post as 12315, even with a valid 12315 signature. (12315's
+    // dialect answers HTTP 200 with its own code; the refusal is in the body.)
+    let as_other = post(client(&trusted, Some(&p12345)), "12315", &s12315)
+        .await
+        .unwrap();
+    let text = as_other.text().await.unwrap();
+    assert!(text.contains("not this partner's"), "{text}");
+    assert!(
+        s12315.received().is_empty()
+            && h.gateway
+                .store
+                .tickets(&Default::default())
+                .await
+                .unwrap()
+                .len()
+                == 1,
+        "nothing of it was taken"
+    );
+    // 12315's own certificate does not carry 12345's name either.
+    let swapped = post(client(&trusted, Some(&p12315)), "12345", &s12345)
+        .await
+        .unwrap();
+    assert_eq!(swapped.status(), 403);
+    // No certificate: the handshake passes (the home side needs none), the ingress refuses.
+    let none = post(client(&trusted, None), "12345", &s12345)
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 401);
+    // A certificate from another CA, even with the right name, fails the handshake.
+    let refused = post(client(&trusted, Some(&impostor)), "12345", &s12345).await;
+    assert!(
+        refused.is_err(),
+        "an untrusted client certificate got through"
+    );
+    // Plain HTTP to the TLS port gets nowhere.
+    let plain = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{}/healthz",
+            h.gateway.addr.port()
+        ))
+        .send()
+        .await;
+    assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
+    // The home side, without a client certificate, is served.
+    let health = client(&trusted, None)
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[test]
+fn a_tls_identity_needs_a_client_ca() {
+    let mut c = hotline_gateway::config::Config::default();
+    let mut p = partner_config("http://127.0.0.1:9".into(), fast_retry(1));
+    p.tls_identity = Some("x".into());
+    c.partners.insert("p1".into(), p);
+    let problems = c.check();
+    assert!(
+        problems
+            .iter()
+            .any(|(k, _)| k == "partners.p1.tls_identity"),
+        "{problems:?}"
+    );
+}
