@@ -3,8 +3,15 @@
 //! - `hmac-sha256` / `hmac-sm3`: hex HMAC over app id + timestamp + nonce + body, sent in
 //!   `X-App-Id`, `X-Timestamp` (epoch seconds), `X-Nonce`, `X-Signature` (header names
 //!   configurable); checked in constant time, with a timestamp window.
+//! - `sm2`: an SM2 signature (GB/T 32918, SM3 digest, the standard's default ID) over the same
+//!   parts, hex `r‖s` in `X-Signature`; our secret is our private key (64 hex digits), theirs the
+//!   partner's public key (SEC1, hex).
 //! - `token`: a shared token in a header (`X-Token`).
 //! - `bearer`: `Authorization: Bearer <token>`.
+//!
+//! The partner's secret may list several keys separated by commas: any of them verifies, so a
+//! partner rotates its key without a flag day.  The nonce of a signed request is kept by the
+//! gateway and refused a second time (replay protection).
 
 use std::time::Duration;
 
@@ -17,9 +24,13 @@ use serde::Deserialize;
 pub enum Scheme {
     HmacSha256,
     HmacSm3,
+    Sm2,
     Token,
     Bearer,
 }
+
+/// The distinguishing identifier GB/T 35276 gives as the default for SM2 signatures.
+pub const SM2_ID: &str = "1234567812345678";
 
 /// Header names a scheme uses, with conventional defaults.
 #[derive(Debug, Clone, Deserialize)]
@@ -133,6 +144,64 @@ impl Signer {
         )
     }
 
+    /// The hex SM2 signature (`r‖s`) of app id + timestamp + nonce + body under the private key
+    /// `secret` (hex).
+    pub fn sm2_hex(
+        &self,
+        secret: &str,
+        ts: &str,
+        nonce: &str,
+        body: &[u8],
+    ) -> Result<String, SignatureError> {
+        use sm2::dsa::signature::Signer as _;
+        let bytes = hex::decode(secret.trim())
+            .map_err(|_| SignatureError("the SM2 private key is not hex".into()))?;
+        let key = sm2::dsa::SigningKey::from_slice(SM2_ID, &bytes)
+            .map_err(|_| SignatureError("not an SM2 private key".into()))?;
+        let msg = [
+            self.app_id.as_bytes(),
+            ts.as_bytes(),
+            nonce.as_bytes(),
+            body,
+        ]
+        .concat();
+        let sig: sm2::dsa::Signature = key
+            .try_sign(&msg)
+            .map_err(|e| SignatureError(format!("SM2 signing failed: {e}")))?;
+        Ok(hex::encode(sig.to_bytes()))
+    }
+
+    fn sm2_verify(
+        &self,
+        public_key: &str,
+        ts: &str,
+        nonce: &str,
+        body: &[u8],
+        signature: &str,
+    ) -> bool {
+        use sm2::dsa::signature::Verifier as _;
+        let (Ok(pk), Ok(sig)) = (
+            hex::decode(public_key.trim()),
+            hex::decode(signature.trim()),
+        ) else {
+            return false;
+        };
+        let (Ok(key), Ok(sig)) = (
+            sm2::dsa::VerifyingKey::from_sec1_bytes(SM2_ID, &pk),
+            sm2::dsa::Signature::from_slice(&sig),
+        ) else {
+            return false;
+        };
+        let msg = [
+            self.app_id.as_bytes(),
+            ts.as_bytes(),
+            nonce.as_bytes(),
+            body,
+        ]
+        .concat();
+        key.verify(&msg, &sig).is_ok()
+    }
+
     pub fn sign_with(
         &self,
         headers: &mut HeaderMap,
@@ -142,10 +211,16 @@ impl Signer {
     ) -> Result<(), SignatureError> {
         let s = &self.spec;
         match s.scheme {
-            Scheme::HmacSha256 | Scheme::HmacSm3 => {
+            Scheme::HmacSha256 | Scheme::HmacSm3 | Scheme::Sm2 => {
                 let ts = ts.to_string();
                 let nonce = uuid::Uuid::now_v7().simple().to_string();
-                let sig = self.hmac_hex(secret, &ts, &nonce, body);
+                // A list of keys (rotation) signs with the first.
+                let secret = secret.split(',').next().unwrap_or(secret).trim();
+                let sig = if s.scheme == Scheme::Sm2 {
+                    self.sm2_hex(secret, &ts, &nonce, body)?
+                } else {
+                    self.hmac_hex(secret, &ts, &nonce, body)
+                };
                 headers.insert(header(&s.app_id_header)?, value(&self.app_id)?);
                 headers.insert(header(&s.timestamp_header)?, value(&ts)?);
                 headers.insert(header(&s.nonce_header)?, value(&nonce)?);
@@ -167,7 +242,7 @@ impl Signer {
     /// The nonce a signed request carries (HMAC schemes), which must not come twice.
     pub fn nonce<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
         match self.spec.scheme {
-            Scheme::HmacSha256 | Scheme::HmacSm3 => headers
+            Scheme::HmacSha256 | Scheme::HmacSm3 | Scheme::Sm2 => headers
                 .get(&self.spec.nonce_header)
                 .and_then(|v| v.to_str().ok())
                 .filter(|n| !n.is_empty()),
@@ -209,8 +284,10 @@ impl Signer {
                 .and_then(|v| v.to_str().ok())
                 .ok_or_else(|| SignatureError(format!("header `{name}` is missing")))
         };
+        // Several keys (rotation): any one verifies.
+        let keys = || secret.split(',').map(str::trim).filter(|k| !k.is_empty());
         match s.scheme {
-            Scheme::HmacSha256 | Scheme::HmacSm3 => {
+            Scheme::HmacSha256 | Scheme::HmacSm3 | Scheme::Sm2 => {
                 let app = get(&s.app_id_header)?;
                 if app != self.app_id {
                     return Err(SignatureError(format!("unknown app id `{app}`")));
@@ -226,14 +303,25 @@ impl Signer {
                     )));
                 }
                 let nonce = get(&s.nonce_header)?;
-                let expected = self.hmac_hex(secret, ts, nonce, body);
                 let got = get(&s.signature_header)?.to_ascii_lowercase();
-                if !constant_time_eq(expected.as_bytes(), got.as_bytes()) {
+                let ok = if s.scheme == Scheme::Sm2 {
+                    keys().any(|k| self.sm2_verify(k, ts, nonce, body, &got))
+                } else {
+                    // Every key is tried, so the time taken does not tell which one matched.
+                    keys().fold(false, |ok, k| {
+                        let expected = self.hmac_hex(k, ts, nonce, body);
+                        constant_time_eq(expected.as_bytes(), got.as_bytes()) | ok
+                    })
+                };
+                if !ok {
                     return Err(SignatureError("signature does not match".into()));
                 }
             }
             Scheme::Token => {
-                if !constant_time_eq(get(&s.token_header)?.as_bytes(), secret.as_bytes()) {
+                let got = get(&s.token_header)?;
+                if !keys().fold(false, |ok, k| {
+                    constant_time_eq(got.as_bytes(), k.as_bytes()) | ok
+                }) {
                     return Err(SignatureError("token does not match".into()));
                 }
             }
@@ -242,7 +330,9 @@ impl Signer {
                 let token = auth
                     .strip_prefix("Bearer ")
                     .ok_or_else(|| SignatureError("expected `Authorization: Bearer …`".into()))?;
-                if !constant_time_eq(token.as_bytes(), secret.as_bytes()) {
+                if !keys().fold(false, |ok, k| {
+                    constant_time_eq(token.as_bytes(), k.as_bytes()) | ok
+                }) {
                     return Err(SignatureError("bearer token does not match".into()));
                 }
             }
@@ -255,6 +345,87 @@ impl Signer {
 mod tests {
     use super::*;
 
+    /// GB/T 32918.5 (GM/T 0003.5) example key pair on the recommended curve.
+    const SM2_PRIVATE: &str = "3945208f7b2144b13f36e38ac6d39f95889393692860b51a42fb81ef4df7c5b8";
+    const SM2_PUBLIC: &str = "0409f9df311e5421a150dd7d161e4bc5c672179fad1833fc076bb08ff356f35020\
+                              ccea490ce26775a52dc6ea718cc1aa600aed05fbf35e084a6632f6072da9ad13";
+
+    #[test]
+    fn sm2_verifies_the_standards_example_signature() {
+        use sm2::dsa::signature::Verifier as _;
+        // Message "message digest", default ID; r and s from the standard's example.
+        let key =
+            sm2::dsa::VerifyingKey::from_sec1_bytes(SM2_ID, &hex::decode(SM2_PUBLIC).unwrap())
+                .unwrap();
+        let sig = sm2::dsa::Signature::from_slice(
+            &hex::decode(
+                "f5a03b0648d2c4630eeac513e1bb81a15944da3827d5b74143ac7eaceee720b3\
+                 b1b6aa29df212fd8763182bc0d421ca1bb9038fd1f7f42d4840b69c485bbc1aa",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(key.verify(b"message digest", &sig).is_ok());
+        assert!(key.verify(b"message digesT", &sig).is_err());
+        // The key pair belongs together.
+        let signing =
+            sm2::dsa::SigningKey::from_slice(SM2_ID, &hex::decode(SM2_PRIVATE).unwrap()).unwrap();
+        assert_eq!(
+            hex::encode(signing.verifying_key().to_sec1_bytes()),
+            SM2_PUBLIC
+        );
+    }
+
+    #[test]
+    fn sm2_requests_round_trip_and_tampering_fails() {
+        let s = signer(Scheme::Sm2);
+        let mut h = HeaderMap::new();
+        let now = chrono::Utc::now().timestamp();
+        s.sign_with(&mut h, b"<x/>", SM2_PRIVATE, now).unwrap();
+        assert!(s.verify_with(&h, b"<x/>", SM2_PUBLIC, now).is_ok());
+        assert!(
+            s.verify_with(&h, b"<y/>", SM2_PUBLIC, now).is_err(),
+            "altered body"
+        );
+        let other = sm2::dsa::SigningKey::from_slice(SM2_ID, &[7u8; 32]).unwrap();
+        let other_pub = hex::encode(other.verifying_key().to_sec1_bytes());
+        assert!(
+            s.verify_with(&h, b"<x/>", &other_pub, now).is_err(),
+            "another key"
+        );
+        // Rotation: the partner's old and new public keys are both listed.
+        assert!(
+            s.verify_with(&h, b"<x/>", &format!("{other_pub}, {SM2_PUBLIC}"), now)
+                .is_ok()
+        );
+        assert!(
+            s.verify_with(&h, b"<x/>", SM2_PUBLIC, now + 3600).is_err(),
+            "window"
+        );
+    }
+
+    #[test]
+    fn hmac_keys_rotate_and_tokens_too() {
+        let s = signer(Scheme::HmacSm3);
+        let mut h = HeaderMap::new();
+        let now = chrono::Utc::now().timestamp();
+        s.sign_with(&mut h, b"body", "new-key-0123456789", now)
+            .unwrap();
+        assert!(
+            s.verify_with(&h, b"body", "old-key-0123456789,new-key-0123456789", now)
+                .is_ok()
+        );
+        assert!(
+            s.verify_with(&h, b"body", "old-key-0123456789", now)
+                .is_err()
+        );
+        let t = signer(Scheme::Token);
+        let mut h = HeaderMap::new();
+        t.sign_with(&mut h, b"", "tok-b", now).unwrap();
+        assert!(t.verify_with(&h, b"", "tok-a, tok-b", now).is_ok());
+        assert!(t.verify_with(&h, b"", "tok-a", now).is_err());
+    }
+
     fn signer(scheme: Scheme) -> Signer {
         Signer {
             spec: toml::from_str(&format!(
@@ -262,6 +433,7 @@ mod tests {
                 match scheme {
                     Scheme::HmacSha256 => "hmac-sha256",
                     Scheme::HmacSm3 => "hmac-sm3",
+                    Scheme::Sm2 => "sm2",
                     Scheme::Token => "token",
                     Scheme::Bearer => "bearer",
                 }
