@@ -74,27 +74,7 @@ macro_rules! suite {
     )*};
 }
 
-suite!(
-    accept_is_idempotent,
-    concurrent_accepts_all_commit,
-    one_ticket_goes_in_order_many_go_in_parallel,
-    expired_leases_come_back_and_stale_holders_lose,
-    retries_wait_for_their_time_and_dead_letters_wait_for_ops,
-    late_acks_complete_deliveries_and_win_races,
-    events_on_unknown_tickets_are_refused_and_statuses_move,
-    transfers_change_only_from_the_version_they_were_read_at,
-    a_partner_offering_the_same_transfer_twice_gets_the_first,
-    transfers_with_work_to_do_are_found,
-    released_retries_fall_due_at_once,
-    deliveries_are_found_by_any_number_type_and_time,
-    the_audit_log_is_a_hash_chain,
-    pauses_are_kept_until_resumed,
-    clocks_alerts_refusals_and_cursors_round_trip,
-    a_job_lease_has_one_holder_until_it_runs_out,
-    a_claim_is_found_by_its_token_while_it_holds,
-    a_nonce_is_taken_once_until_it_expires,
-    ended_tickets_lose_personal_data_once_retention_passes,
-);
+store_suite::every_check!(suite);
 
 #[tokio::test]
 async fn audit_entries_cannot_be_changed_in_the_database() {
