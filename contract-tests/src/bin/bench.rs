@@ -31,6 +31,61 @@ const PARTNER_SECRET: &str = "bench-partner-secret-0001";
 struct Args {
     #[command(subcommand)]
     scenario: Scenario,
+    /// The gateway's store: `sqlite` (a file in the work folder) or `postgres` (a fresh schema
+    /// on `DATABASE_URL`, default the project machines' server).
+    #[arg(long, global = true, default_value = "sqlite")]
+    store: String,
+    /// How delivery work travels: `store` or `rabbitmq` (fresh queues on `AMQP_URL`).
+    #[arg(long, global = true, default_value = "store")]
+    queue: String,
+}
+
+/// The configuration lines for the chosen store and queue, set once in `main`.
+static BACKEND: std::sync::OnceLock<(String, String, &'static str, &'static str)> =
+    std::sync::OnceLock::new();
+
+/// (`[store]` section, lines for `[delivery]`, store name, queue name).
+async fn backend(
+    store: &str,
+    queue: &str,
+) -> anyhow::Result<(String, String, &'static str, &'static str)> {
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let (store_toml, store_name) = match store {
+        "sqlite" => (String::new(), "sqlite"),
+        "postgres" => {
+            use sqlx::Connection;
+            let url = std::env::var("DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+            let mut conn = sqlx::PgConnection::connect(&url)
+                .await
+                .with_context(|| format!("PostgreSQL at {url}"))?;
+            sqlx::query(&format!("CREATE SCHEMA bench_{tag}"))
+                .execute(&mut conn)
+                .await?;
+            (
+                format!(
+                    "kind = \"postgres\"\nurl = \"{url}?options=-c%20search_path%3Dbench_{tag}\"\n"
+                ),
+                "postgres",
+            )
+        }
+        other => anyhow::bail!("--store: `{other}` is neither sqlite nor postgres"),
+    };
+    let (queue_toml, queue_name) = match queue {
+        "store" => (String::new(), "store"),
+        "rabbitmq" => {
+            let url = std::env::var("AMQP_URL")
+                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+            (
+                format!(
+                    "queue = \"rabbitmq\"\namqp_url = \"{url}\"\namqp_prefix = \"bench{tag}\"\n"
+                ),
+                "rabbitmq",
+            )
+        }
+        other => anyhow::bail!("--queue: `{other}` is neither store nor rabbitmq"),
+    };
+    Ok((store_toml, queue_toml, store_name, queue_name))
 }
 
 #[derive(Subcommand)]
@@ -261,13 +316,14 @@ fn write_config(dir: &Path, port: u16, sim_url: &str) -> anyhow::Result<PathBuf>
 listen = "127.0.0.1:{port}"
 [store]
 path = "{db}"
+{store}
 [api]
 allow_anonymous = true
 
 [delivery]
 poll_interval = "200ms"
 claim_batch = 256
-[sla]
+{queue}[sla]
 calendar_dir = "{m}/calendar"
 [privacy]
 caller_hash_key = "bench-caller-hash-key-0001"
@@ -297,6 +353,8 @@ to = "12315"
 "#,
             m = mappings.display(),
             db = dir.join("bench.db").display(),
+            store = BACKEND.get().map_or("", |b| b.0.as_str()),
+            queue = BACKEND.get().map_or("", |b| b.1.as_str()),
         ),
     )?;
     Ok(config)
@@ -554,6 +612,8 @@ async fn relay(tickets: usize, concurrency: usize, open_loop: Duration) -> anyho
 
     let figures = json!({
         "scenario": "relay",
+        "store": BACKEND.get().map_or("sqlite", |b| b.2),
+        "queue": BACKEND.get().map_or("store", |b| b.3),
         "tickets": tickets,
         "concurrency": concurrency,
         "accepted": accepted,
@@ -661,6 +721,8 @@ async fn crash(kills: u32, concurrency: usize) -> anyhow::Result<()> {
     let raw_redeliveries = stats["hits"].as_u64().unwrap_or(0).saturating_sub(taken);
     let figures = json!({
         "scenario": "crash",
+        "store": BACKEND.get().map_or("sqlite", |b| b.2),
+        "queue": BACKEND.get().map_or("store", |b| b.3),
         "kills": kills,
         "sent": sent,
         "accepted": accepted.len(),
@@ -780,6 +842,8 @@ async fn faults(tickets: usize, window: Duration) -> anyhow::Result<()> {
     let closed_again = after["state"] == "closed";
     let figures = json!({
         "scenario": "faults",
+        "store": BACKEND.get().map_or("sqlite", |b| b.2),
+        "queue": BACKEND.get().map_or("store", |b| b.3),
         "tickets": tickets,
         "accepted": accepted.len(),
         "fault_window_s": window.as_secs_f64(),
@@ -882,6 +946,8 @@ async fn backlog(tickets: usize, concurrency: usize) -> anyhow::Result<()> {
     let per_ticket = disk as f64 / accepted.max(1) as f64;
     let figures = json!({
         "scenario": "backlog",
+        "store": BACKEND.get().map_or("sqlite", |b| b.2),
+        "queue": BACKEND.get().map_or("store", |b| b.3),
         "tickets": tickets,
         "accepted": accepted,
         "queue_per_s": (accepted as f64 / queue_s).round(),
@@ -906,7 +972,10 @@ async fn backlog(tickets: usize, concurrency: usize) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Args::parse().scenario {
+    let args = Args::parse();
+    let chosen = backend(&args.store, &args.queue).await?;
+    let _ = BACKEND.set(chosen);
+    match args.scenario {
         Scenario::Relay {
             tickets,
             concurrency,
