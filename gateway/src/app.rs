@@ -31,6 +31,27 @@ pub struct Gateway {
     server: JoinHandle<std::io::Result<()>>,
 }
 
+/// `kill -HUP` reads the TLS files again (certificate rotation without a restart).
+fn spawn_tls_reload_on_sighup(tls: Arc<crate::serve::TlsReloader>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; reload TLS through the API instead");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    if let Err(e) = tls.reload() {
+                        tracing::error!(error = %e, "TLS reload failed; the current certificate stays");
+                    }
+                }
+                () = shutdown.cancelled() => return,
+            }
+        }
+    });
+}
+
 impl Gateway {
     /// Opens the store, starts the delivery workers and the HTTP server.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
@@ -125,7 +146,14 @@ impl Gateway {
             Arc::clone(&sla),
             config.transfers.clone(),
         ));
+        let tls = config
+            .server
+            .tls
+            .clone()
+            .map(|files| crate::serve::TlsReloader::new(files).map(Arc::new))
+            .transpose()?;
         let state = AppState {
+            tls: tls.clone(),
             transfers: Arc::clone(&transfers),
             store: Arc::clone(&store),
             engine: Arc::clone(&engine),
@@ -181,13 +209,10 @@ impl Gateway {
             config.server.max_body_bytes,
             config.server.request_timeout,
         );
-        let tls = config
-            .server
-            .tls
-            .as_ref()
-            .map(crate::serve::tls_config)
-            .transpose()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
+        if let Some(t) = &tls {
+            spawn_tls_reload_on_sighup(Arc::clone(t), shutdown.clone());
+        }
         let stop = shutdown.clone();
         let server =
             tokio::spawn(async move { crate::serve::serve(listener, tls, router, stop).await });

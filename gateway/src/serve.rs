@@ -114,14 +114,49 @@ pub fn tls_config(c: &TlsConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     Ok(Arc::new(config))
 }
 
+/// The TLS configuration in use, read again from its files on demand (SIGHUP or
+/// `POST /api/v1/admin/tls/reload`): new connections use the new certificate, key and client CA;
+/// open ones keep theirs. A reload that fails leaves the current configuration in place.
+pub struct TlsReloader {
+    files: TlsConfig,
+    current: std::sync::RwLock<Arc<rustls::ServerConfig>>,
+}
+
+impl TlsReloader {
+    pub fn new(files: TlsConfig) -> anyhow::Result<Self> {
+        let current = tls_config(&files)?;
+        Ok(Self {
+            files,
+            current: std::sync::RwLock::new(current),
+        })
+    }
+
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let fresh = tls_config(&self.files)?;
+        let mut current = self
+            .current
+            .write()
+            .map_err(|_| anyhow::anyhow!("the TLS configuration lock is poisoned"))?;
+        *current = fresh;
+        tracing::info!(cert = %self.files.cert.display(), "TLS configuration reloaded");
+        Ok(())
+    }
+
+    fn acceptor(&self) -> Option<TlsAcceptor> {
+        self.current
+            .read()
+            .ok()
+            .map(|c| TlsAcceptor::from(Arc::clone(&c)))
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown`, over TLS when `tls` is given.
 pub async fn serve(
     listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<TlsReloader>>,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let acceptor = tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     let mut http = Builder::new(TokioExecutor::new());
     http.http1()
@@ -142,7 +177,14 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let router = router.clone();
-        let acceptor = acceptor.clone();
+        // Each connection takes the configuration current when it arrives.
+        let acceptor = match &tls {
+            Some(t) => match t.acceptor() {
+                Some(a) => Some(a),
+                None => continue,
+            },
+            None => None,
+        };
         let http = http.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {

@@ -170,3 +170,61 @@ fn a_tls_identity_needs_a_client_ca() {
         "{problems:?}"
     );
 }
+
+#[tokio::test]
+async fn certificates_rotate_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old_ca, new_ca) = (ca("old CA"), ca("new CA"));
+    let old = leaf(&old_ca, "gateway", &["localhost"]);
+    let new = leaf(&new_ca, "gateway", &["localhost"]);
+    let cert = write(dir.path(), "server.pem", &old.0);
+    let key = write(dir.path(), "server.key", &old.1);
+    let tls = hotline_gateway::serve::TlsConfig {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: None,
+    };
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), move |c| {
+        c.server.tls = Some(tls);
+    })
+    .await;
+    let base = format!("https://localhost:{}", h.gateway.addr.port());
+    let health = |ca: &Ca| {
+        let c = client(ca, None);
+        let url = format!("{base}/healthz");
+        async move { c.get(url).send().await.map(|r| r.status().as_u16()) }
+    };
+    assert_eq!(health(&old_ca).await.unwrap(), 200);
+    assert!(
+        health(&new_ca).await.is_err(),
+        "the new certificate is not served yet"
+    );
+
+    // A broken file is refused and the current certificate stays.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    let reload = |ca: &Ca| {
+        let c = client(ca, None);
+        let url = format!("{base}/api/v1/admin/tls/reload");
+        async move { c.post(url).send().await.unwrap() }
+    };
+    let refused = reload(&old_ca).await;
+    assert_eq!(refused.status(), 422);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("current certificate stays")
+    );
+    assert_eq!(health(&old_ca).await.unwrap(), 200);
+
+    std::fs::write(&cert, &new.0).unwrap();
+    std::fs::write(&key, &new.1).unwrap();
+    assert_eq!(reload(&old_ca).await.status(), 204);
+    assert_eq!(
+        health(&new_ca).await.unwrap(),
+        200,
+        "new connections get the new certificate"
+    );
+    assert!(health(&old_ca).await.is_err());
+}

@@ -45,6 +45,8 @@ pub struct AppState {
     pub dashboard: Arc<crate::dashboard::Dashboard>,
     /// Who may call `/api/v1`.
     pub api: Arc<auth::ApiConfig>,
+    /// The TLS configuration, when the server speaks TLS (reloadable).
+    pub tls: Option<Arc<crate::serve::TlsReloader>>,
     pub metrics: PrometheusHandle,
 }
 
@@ -74,6 +76,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(sla::unit_stats))
         .routes(routes!(sla::ack_alert))
         .routes(routes!(sla::reload_calendar))
+        .routes(routes!(ops::reload_tls))
         .routes(routes!(sla::stats))
         .routes(routes!(
             transfers::start_transfer,

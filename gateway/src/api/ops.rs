@@ -84,3 +84,28 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         state.metrics.render(),
     )
 }
+
+/// Read the TLS certificate, key and client CA files again (certificate rotation without a
+/// restart; `kill -HUP` does the same). New connections use them; open ones keep theirs.
+#[utoipa::path(post, path = "/api/v1/admin/tls/reload", tag = OPS,
+    responses((status = 204), (status = 409, body = super::error::ErrorBody),
+              (status = 422, body = super::error::ErrorBody)))]
+pub async fn reload_tls(
+    State(state): State<AppState>,
+) -> Result<StatusCode, super::error::ApiError> {
+    let Some(tls) = &state.tls else {
+        return Err(super::error::ApiError::new(
+            StatusCode::CONFLICT,
+            "no_tls",
+            "the server speaks plain HTTP; there is no TLS configuration to reload",
+        ));
+    };
+    tls.reload().map_err(|e| {
+        super::error::ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_tls",
+            format!("{e:#}; the current certificate stays"),
+        )
+    })?;
+    Ok(StatusCode::NO_CONTENT)
+}
