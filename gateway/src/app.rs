@@ -32,7 +32,10 @@ pub struct Gateway {
 }
 
 /// `kill -HUP` reads the TLS files again (certificate rotation without a restart).
-fn spawn_tls_reload_on_sighup(tls: Arc<crate::serve::TlsReloader>, shutdown: CancellationToken) {
+fn spawn_tls_reload_on_sighup(
+    tls: Option<Arc<crate::serve::TlsReloader>>,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
@@ -41,11 +44,14 @@ fn spawn_tls_reload_on_sighup(tls: Arc<crate::serve::TlsReloader>, shutdown: Can
         };
         loop {
             tokio::select! {
-                _ = hup.recv() => {
-                    if let Err(e) = tls.reload() {
-                        tracing::error!(error = %e, "TLS reload failed; the current certificate stays");
+                _ = hup.recv() => match &tls {
+                    Some(tls) => {
+                        if let Err(e) = tls.reload() {
+                            tracing::error!(error = %e, "TLS reload failed; the current certificate stays");
+                        }
                     }
-                }
+                    None => tracing::info!("SIGHUP: plain HTTP, nothing to reload"),
+                },
                 () = shutdown.cancelled() => return,
             }
         }
@@ -210,9 +216,8 @@ impl Gateway {
             config.server.request_timeout,
         );
         let scheme = if tls.is_some() { "https" } else { "http" };
-        if let Some(t) = &tls {
-            spawn_tls_reload_on_sighup(Arc::clone(t), shutdown.clone());
-        }
+        // Always handled: SIGHUP's default action would end the process.
+        spawn_tls_reload_on_sighup(tls.clone(), shutdown.clone());
         let stop = shutdown.clone();
         let server =
             tokio::spawn(async move { crate::serve::serve(listener, tls, router, stop).await });

@@ -178,3 +178,24 @@ fn check_config_reports_problems_with_lines_and_fails() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
 }
+
+/// `systemctl reload` sends SIGHUP: the gateway keeps running (and reloads TLS when it has it).
+#[tokio::test]
+async fn sighup_does_not_stop_the_gateway() {
+    let sim = start_sim(PARTNER).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let config = write_config(dir.path(), port, &sim.url());
+    let http = reqwest::Client::new();
+    let gw = spawn_serve(&config);
+    wait_ready(&http, &base).await;
+    let hup = Command::new("kill")
+        .args(["-HUP", &gw.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let r = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "still serving after SIGHUP");
+}
