@@ -23,7 +23,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
@@ -37,8 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use super::breaker::Allowance;
-use super::{DeliveryEngine, Partner};
+use super::{DeliveryEngine, Gate, Partner};
 use crate::store::ClaimToken;
 
 /// What a queue message carries: a claim on one delivery.
@@ -213,33 +211,11 @@ impl DeliveryEngine {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
-            let limit = if partner.paused().is_some() {
-                0
-            } else {
-                match partner.breaker.allow(Utc::now()) {
-                    Allowance::All => self.config.claim_batch,
-                    Allowance::Probe => {
-                        if let Err(e) = self.store.release_retries(id, Utc::now(), Some(1)).await {
-                            tracing::warn!(partner = %id, error = %e, "releasing the probe failed");
-                        }
-                        1
-                    }
-                    Allowance::Wait(_) => 0,
-                }
-            };
-            let claims = if limit == 0 {
-                Vec::new()
-            } else {
-                match self
-                    .store
-                    .claim(id, Utc::now(), self.config.lease, limit)
-                    .await
-                {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(partner = %id, error = %e, "claiming deliveries failed");
-                        Vec::new()
-                    }
+            let (limit, claims) = match self.gate(partner) {
+                Gate::Paused | Gate::Wait(_) => (0, Vec::new()),
+                Gate::Claim { probe } => {
+                    let limit = if probe { 1 } else { self.config.claim_batch };
+                    (limit, self.claim_for(id, partner, limit, probe).await)
                 }
             };
             let got = claims.len() as u32;

@@ -112,6 +112,17 @@ impl Partner {
     }
 }
 
+/// What a partner's pause and breaker allow a worker or relay to do now.
+enum Gate {
+    Paused,
+    /// The breaker is open for this long yet.
+    Wait(Duration),
+    /// Claim; a probe claims one.
+    Claim {
+        probe: bool,
+    },
+}
+
 pub struct DeliveryEngine {
     store: Arc<dyn Store>,
     partners: BTreeMap<String, Arc<Partner>>,
@@ -227,6 +238,48 @@ impl DeliveryEngine {
         }
     }
 
+    /// What the partner's pause and circuit breaker allow now.
+    fn gate(&self, partner: &Partner) -> Gate {
+        if partner.paused().is_some() {
+            return Gate::Paused;
+        }
+        // An open breaker: nothing is claimed until its cool-down is over, then one probe.
+        match partner.breaker.allow(Utc::now()) {
+            Allowance::All => Gate::Claim { probe: false },
+            Allowance::Probe => Gate::Claim { probe: true },
+            Allowance::Wait(until) => Gate::Wait(
+                (until - Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::from_millis(5))
+                    .max(Duration::from_millis(5)),
+            ),
+        }
+    }
+
+    /// Claims up to `wanted` due deliveries to the partner. A probe first makes the earliest
+    /// waiting retry due, whatever its schedule said; a probe that finds nothing to send sends
+    /// the breaker back to open. A store error is logged and claims nothing.
+    async fn claim_for(&self, id: &str, partner: &Partner, wanted: u32, probe: bool) -> Vec<Claim> {
+        if probe && let Err(e) = self.store.release_retries(id, Utc::now(), Some(1)).await {
+            tracing::warn!(partner = %id, error = %e, "releasing the probe failed");
+        }
+        let claims = match self
+            .store
+            .claim(id, Utc::now(), self.config.lease, wanted)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(partner = %id, error = %e, "claiming deliveries failed");
+                Vec::new()
+            }
+        };
+        if probe && claims.is_empty() {
+            partner.breaker.no_probe(Utc::now());
+        }
+        claims
+    }
+
     async fn worker(
         self: Arc<Self>,
         id: String,
@@ -237,30 +290,25 @@ impl DeliveryEngine {
         let slots = Arc::new(Semaphore::new(partner.concurrency as usize));
         tracing::debug!(partner = %id, "delivery worker started");
         loop {
-            if partner.paused().is_some() {
-                tokio::select! {
-                    () = partner.wake.notified() => {},
-                    () = tokio::time::sleep(self.config.poll_interval) => {},
-                    () = shutdown.cancelled() => return,
+            let probe = match self.gate(&partner) {
+                Gate::Paused => {
+                    tokio::select! {
+                        () = partner.wake.notified() => {},
+                        () = tokio::time::sleep(self.config.poll_interval) => {},
+                        () = shutdown.cancelled() => return,
+                    }
+                    continue;
                 }
-                continue;
-            }
-            // An open breaker: nothing is claimed until its cool-down is over, then one probe.
-            let limit = match partner.breaker.allow(Utc::now()) {
-                Allowance::All => usize::MAX,
-                Allowance::Probe => 1,
-                Allowance::Wait(until) => {
-                    let wait = (until - Utc::now())
-                        .to_std()
-                        .unwrap_or(Duration::from_millis(5))
-                        .max(Duration::from_millis(5));
+                Gate::Wait(wait) => {
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {},
                         () = shutdown.cancelled() => return,
                     }
                     continue;
                 }
+                Gate::Claim { probe } => probe,
             };
+            let limit = if probe { 1 } else { usize::MAX };
             let first = tokio::select! {
                 p = Arc::clone(&slots).acquire_owned() => match p {
                     Ok(p) => p,
@@ -276,27 +324,8 @@ impl DeliveryEngine {
                 }
             }
             let wanted = permits.len();
-            if limit == 1 {
-                // The probe: the earliest waiting retry goes now, whatever its schedule said.
-                if let Err(e) = self.store.release_retries(&id, Utc::now(), Some(1)).await {
-                    tracing::warn!(partner = %id, error = %e, "releasing the probe failed");
-                }
-            }
-            let claims = match self
-                .store
-                .claim(&id, Utc::now(), self.config.lease, wanted as u32)
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(partner = %id, error = %e, "claiming deliveries failed");
-                    Vec::new()
-                }
-            };
+            let claims = self.claim_for(&id, &partner, wanted as u32, probe).await;
             let got = claims.len();
-            if limit == 1 && got == 0 {
-                partner.breaker.no_probe(Utc::now());
-            }
             for claim in claims {
                 let Some(permit) = permits.pop() else { break };
                 let engine = Arc::clone(&self);
