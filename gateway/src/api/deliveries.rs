@@ -1,7 +1,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::Utc;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody, ValidPath, ValidQuery};
@@ -46,10 +45,9 @@ pub async fn retry_delivery(
     State(state): State<AppState>,
     ValidPath(id): ValidPath<Uuid>,
 ) -> Result<(StatusCode, Json<Delivery>), ApiError> {
-    match state.store.retry(id, Utc::now()).await? {
+    match state.engine.requeue_dead(id).await? {
         RetryResult::Requeued(d) => {
             tracing::info!(delivery = %id, partner = %d.partner, "dead letter queued again");
-            state.engine.wake(&d.partner);
             Ok((StatusCode::ACCEPTED, Json(d)))
         }
         RetryResult::NotDead(status) => Err(ApiError::new(

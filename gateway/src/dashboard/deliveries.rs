@@ -277,9 +277,8 @@ pub async fn retry(
         .parse()
         .map_err(|_| PageError::bad_request("id: 不是有效的投递编号 not a delivery id"))?;
     let reason = super::optional_reason(f.reason.as_deref());
-    match state.store.retry(id, Utc::now()).await? {
+    match state.engine.requeue_dead(id).await? {
         RetryResult::Requeued(d) => {
-            state.engine.wake(&d.partner);
             tracing::info!(delivery = %id, partner = %d.partner, by = %viewer.user, "dead letter queued again from the dashboard");
             super::record(
                 &state,

@@ -213,10 +213,9 @@ pub async fn start(
     let st = state.clone();
     tokio::spawn(async move {
         for id in ids {
-            match st.store.retry(id, Utc::now()).await {
-                Ok(RetryResult::Requeued(d)) => {
+            match st.engine.requeue_dead(id).await {
+                Ok(RetryResult::Requeued(_)) => {
                     runner.requeued.fetch_add(1, Ordering::Relaxed);
-                    st.engine.wake(&d.partner);
                 }
                 Ok(RetryResult::NotDead(_) | RetryResult::NotFound) => {
                     runner.skipped.fetch_add(1, Ordering::Relaxed);

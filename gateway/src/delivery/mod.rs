@@ -213,6 +213,19 @@ impl DeliveryEngine {
         p.wake.notify_one();
     }
 
+    /// Puts a dead delivery back in the queue with a fresh retry budget and wakes its partner's
+    /// worker.
+    pub async fn requeue_dead(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<crate::store::RetryResult, StoreError> {
+        let result = self.store.retry(id, Utc::now()).await?;
+        if let crate::store::RetryResult::Requeued(d) = &result {
+            self.wake(&d.partner);
+        }
+        Ok(result)
+    }
+
     /// Tells a partner's worker that new deliveries may be due.
     pub fn wake(&self, partner: &str) {
         if let Some(p) = self.partners.get(partner) {
