@@ -14,7 +14,7 @@ use crate::delivery::DeliveryEngine;
 use crate::intake::{CallerMatch, Intake};
 use crate::sla::scan::Scanner;
 use crate::sla::{Calendar, Sla};
-use crate::store::{PgStore, SqliteStore, Store};
+use crate::store::Store;
 use crate::transfer::{Timers, Transfers};
 use crate::{partners, telemetry};
 
@@ -74,27 +74,12 @@ impl Gateway {
             );
         }
         let seal = crate::store::Seal::new(sealer);
-        let store: Arc<dyn Store> = match config.store.kind {
-            StoreKind::Sqlite => Arc::new(
-                SqliteStore::open(&config.store.path)
-                    .await
-                    .with_context(|| format!("opening {}", config.store.path.display()))?
-                    .sealed(seal),
-            ),
-            StoreKind::Postgres => {
-                let url = config
-                    .store
-                    .url
-                    .as_deref()
-                    .context("store.url is required for the PostgreSQL store")?;
-                Arc::new(
-                    PgStore::open(url)
-                        .await
-                        .context("opening the PostgreSQL store")?
-                        .sealed(seal),
-                )
-            }
-        };
+        let store = crate::store::open(&config.store, seal)
+            .await
+            .with_context(|| match config.store.kind {
+                StoreKind::Sqlite => format!("opening {}", config.store.path.display()),
+                StoreKind::Postgres => "opening the PostgreSQL store".to_owned(),
+            })?;
         let partners = partners::build(&config)?;
         let polled_partners = partners.clone();
         let engine = Arc::new(DeliveryEngine::new(

@@ -289,23 +289,9 @@ async fn import(path: &std::path::Path, file: &std::path::Path) -> anyhow::Resul
 }
 
 async fn audit_verify(path: &std::path::Path) -> anyhow::Result<()> {
-    use hotline_gateway::store::{AuditQuery, Store};
+    use hotline_gateway::store::AuditQuery;
     let config = load_config(path)?;
-    let store: Box<dyn Store> = match config.store.kind {
-        hotline_gateway::config::StoreKind::Sqlite => {
-            Box::new(hotline_gateway::store::SqliteStore::open(&config.store.path).await?)
-        }
-        hotline_gateway::config::StoreKind::Postgres => Box::new(
-            hotline_gateway::store::PgStore::open(
-                config
-                    .store
-                    .url
-                    .as_deref()
-                    .context("store.url is not set")?,
-            )
-            .await?,
-        ),
-    };
+    let store = hotline_gateway::store::open(&config.store, Default::default()).await?;
     // Newest first, page by page; checked oldest first.
     let mut entries = Vec::new();
     let mut before = None;

@@ -436,10 +436,7 @@ pub async fn open(config: &crate::config::StoreConfig) -> Result<Db> {
             ))
         }
         StoreKind::Postgres => {
-            let url = config
-                .url
-                .as_deref()
-                .ok_or_else(|| StoreError::Database("store.url is not set".into()))?;
+            let url = super::postgres_url(config)?;
             drop(super::PgStore::open(url).await?);
             Ok(Db::Postgres(PgPool::connect(url).await?))
         }

@@ -64,6 +64,30 @@ impl From<serde_json::Error> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Opens the configured store, creating or migrating its schema; personal data is sealed with
+/// `seal`.
+pub async fn open(
+    config: &crate::config::StoreConfig,
+    seal: Seal,
+) -> Result<std::sync::Arc<dyn Store>> {
+    use crate::config::StoreKind;
+    Ok(match config.kind {
+        StoreKind::Sqlite => {
+            std::sync::Arc::new(SqliteStore::open(&config.path).await?.sealed(seal))
+        }
+        StoreKind::Postgres => {
+            std::sync::Arc::new(PgStore::open(postgres_url(config)?).await?.sealed(seal))
+        }
+    })
+}
+
+/// The PostgreSQL URL of a `postgres` store.
+pub(crate) fn postgres_url(config: &crate::config::StoreConfig) -> Result<&str> {
+    config.url.as_deref().ok_or_else(|| {
+        StoreError::Database("store.url is required for the PostgreSQL store".into())
+    })
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores a new ticket with its first event and an outbox row per target, unless one of
