@@ -111,18 +111,18 @@ pub struct Auth {
     config: DashboardConfig,
     sessions: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<String, Failures>>,
-    /// Verified against when the user name is unknown, so both cases take as long.
-    decoy: String,
+    /// Verified against when the user name is unknown, so both cases take as long; made at the
+    /// first such login, not at start-up.
+    decoy: std::sync::OnceLock<String>,
 }
 
 impl Auth {
     pub fn new(config: DashboardConfig) -> Self {
-        let decoy = super::config::hash_password(&random_token()).unwrap_or_default();
         Self {
             config,
             sessions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
-            decoy,
+            decoy: std::sync::OnceLock::new(),
         }
     }
 
@@ -141,7 +141,13 @@ impl Auth {
         if let Some(until) = self.locked_until(user, now) {
             return Err(LoginError::Locked(super::page::fmt_time(until)));
         }
-        let hash = known.map_or(self.decoy.clone(), |u| u.password_hash.clone());
+        let hash = match known {
+            Some(u) => u.password_hash.clone(),
+            None => self
+                .decoy
+                .get_or_init(|| super::config::hash_password(&random_token()).unwrap_or_default())
+                .clone(),
+        };
         let password = password.to_owned();
         // Argon2 is deliberately slow: keep it off the async workers.
         let ok = tokio::task::spawn_blocking(move || {
