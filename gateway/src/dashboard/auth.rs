@@ -113,7 +113,7 @@ pub struct Auth {
     failures: Mutex<HashMap<String, Failures>>,
     /// Verified against when the user name is unknown, so both cases take as long; made at the
     /// first such login, not at start-up.
-    decoy: std::sync::OnceLock<String>,
+    decoy: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 impl Auth {
@@ -122,7 +122,7 @@ impl Auth {
             config,
             sessions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
-            decoy: std::sync::OnceLock::new(),
+            decoy: std::sync::Arc::default(),
         }
     }
 
@@ -141,16 +141,18 @@ impl Auth {
         if let Some(until) = self.locked_until(user, now) {
             return Err(LoginError::Locked(super::page::fmt_time(until)));
         }
-        let hash = match known {
-            Some(u) => u.password_hash.clone(),
-            None => self
-                .decoy
-                .get_or_init(|| super::config::hash_password(&random_token()).unwrap_or_default())
-                .clone(),
-        };
+        let known_hash = known.map(|u| u.password_hash.clone());
+        let decoy = std::sync::Arc::clone(&self.decoy);
         let password = password.to_owned();
-        // Argon2 is deliberately slow: keep it off the async workers.
+        // Argon2 is deliberately slow: keep it (and making the decoy) off the async workers.
         let ok = tokio::task::spawn_blocking(move || {
+            let hash = known_hash.unwrap_or_else(|| {
+                decoy
+                    .get_or_init(|| {
+                        super::config::hash_password(&random_token()).unwrap_or_default()
+                    })
+                    .clone()
+            });
             argon2::Argon2::default()
                 .verify_password(password.as_bytes(), hash.as_str())
                 .is_ok()
