@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::auth::Viewer;
 use super::config::Role;
-use super::page::{Chrome, PageError, fmt_time, render};
+use super::page::{Chrome, PageError, filled, fmt_time, render};
 use crate::api::AppState;
 use crate::store::AuditQuery;
 
@@ -50,10 +50,7 @@ pub struct Filter {
 }
 
 fn given(v: &Option<String>) -> Option<String> {
-    v.as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+    filled(v).map(str::to_owned)
 }
 
 pub async fn page(

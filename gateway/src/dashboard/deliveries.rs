@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::auth::Viewer;
 use super::config::Role;
-use super::page::{Chrome, PageError, beijing, fmt_time, render, safe_back};
+use super::page::{Chrome, PageError, beijing, filled, fmt_time, render, safe_back};
 use crate::api::AppState;
 use crate::store::{Delivery, DeliveryQuery, DeliveryStatus, RetryResult};
 
@@ -40,11 +40,7 @@ pub struct Filter {
 }
 
 fn is_blank(v: &Option<String>) -> bool {
-    v.as_deref().is_none_or(|s| s.trim().is_empty())
-}
-
-fn given(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+    filled(v).is_none()
 }
 
 fn local_time(field: &str, v: &str) -> Result<DateTime<Utc>, PageError> {
@@ -63,7 +59,7 @@ fn local_time(field: &str, v: &str) -> Result<DateTime<Utc>, PageError> {
 impl Filter {
     /// The store query, or a 400 naming the field that does not parse.
     pub fn query(&self, state: &AppState) -> Result<DeliveryQuery, PageError> {
-        let partner = given(&self.partner).map(str::to_owned);
+        let partner = filled(&self.partner).map(str::to_owned);
         if let Some(p) = &partner
             && state.engine.partner(p).is_none()
         {
@@ -71,20 +67,20 @@ impl Filter {
                 "partner: 没有合作方 no partner `{p}`"
             )));
         }
-        let status = given(&self.status)
+        let status = filled(&self.status)
             .map(|s| {
                 DeliveryStatus::parse(s).ok_or_else(|| {
                     PageError::bad_request(format!("status: 未知状态 unknown status `{s}`"))
                 })
             })
             .transpose()?;
-        let message_type = given(&self.message_type)
+        let message_type = filled(&self.message_type)
             .map(|s| {
                 s.parse::<EventKind>()
                     .map_err(|e| PageError::bad_request(format!("type: {e}")))
             })
             .transpose()?;
-        let after = given(&self.after)
+        let after = filled(&self.after)
             .map(|s| {
                 s.parse::<Uuid>()
                     .map_err(|_| PageError::bad_request("after: 不是有效编号 not a delivery id"))
@@ -94,12 +90,12 @@ impl Filter {
             status,
             partner,
             ticket_id: None,
-            number: given(&self.number).map(str::to_owned),
+            number: filled(&self.number).map(str::to_owned),
             message_type,
-            since: given(&self.since)
+            since: filled(&self.since)
                 .map(|v| local_time("since", v))
                 .transpose()?,
-            until: given(&self.until)
+            until: filled(&self.until)
                 .map(|v| local_time("until", v))
                 .transpose()?,
             after,
@@ -113,7 +109,7 @@ impl Filter {
     }
 
     fn value(v: &Option<String>) -> String {
-        given(v).unwrap_or_default().to_owned()
+        filled(v).unwrap_or_default().to_owned()
     }
 }
 
@@ -276,7 +272,7 @@ pub async fn retry(
     let id: Uuid = id
         .parse()
         .map_err(|_| PageError::bad_request("id: 不是有效的投递编号 not a delivery id"))?;
-    let reason = super::optional_reason(f.reason.as_deref());
+    let reason = super::optional_reason(&f.reason);
     match state.engine.requeue_dead(id).await? {
         RetryResult::Requeued(d) => {
             tracing::info!(delivery = %id, partner = %d.partner, by = %viewer.user, "dead letter queued again from the dashboard");

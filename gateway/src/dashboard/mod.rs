@@ -82,11 +82,8 @@ pub async fn record(
 }
 
 /// A reason an operator may give: trimmed, bounded, `None` when blank.
-pub fn optional_reason(reason: Option<&str>) -> Option<String> {
-    reason
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(|r| r.chars().take(500).collect())
+pub fn optional_reason(reason: &Option<String>) -> Option<String> {
+    page::filled(reason).map(|r| r.chars().take(500).collect())
 }
 
 /// A reason an operator must give, trimmed and bounded.

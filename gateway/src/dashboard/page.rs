@@ -170,6 +170,11 @@ impl IntoResponse for PageError {
     }
 }
 
+/// A form or query field's value, trimmed; `None` when absent or blank.
+pub fn filled(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
 /// A `back` form field, when it points inside the dashboard.
 pub fn safe_back(back: Option<&str>, fallback: &str) -> String {
     match back {

@@ -217,7 +217,7 @@ pub async fn resume(
 ) -> Result<Response, PageError> {
     viewer.may(Role::Operator, &f.csrf)?;
     known(&state, &id)?;
-    let reason = super::optional_reason(f.reason.as_deref());
+    let reason = super::optional_reason(&f.reason);
     state.engine.resume(&id).await?;
     super::record(
         &state,
