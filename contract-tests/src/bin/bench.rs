@@ -44,6 +44,21 @@ struct Args {
 static BACKEND: std::sync::OnceLock<(String, String, &'static str, &'static str)> =
     std::sync::OnceLock::new();
 
+/// Prints a scenario's figures as the last line, with the backend they were measured on.
+fn print_figures(mut figures: serde_json::Value) {
+    if let Some(map) = figures.as_object_mut() {
+        map.insert(
+            "store".into(),
+            BACKEND.get().map_or("sqlite", |b| b.2).into(),
+        );
+        map.insert(
+            "queue".into(),
+            BACKEND.get().map_or("store", |b| b.3).into(),
+        );
+    }
+    println!("{figures}");
+}
+
 /// (`[store]` section, lines for `[delivery]`, store name, queue name).
 async fn backend(
     store: &str,
@@ -612,8 +627,6 @@ async fn relay(tickets: usize, concurrency: usize, open_loop: Duration) -> anyho
 
     let figures = json!({
         "scenario": "relay",
-        "store": BACKEND.get().map_or("sqlite", |b| b.2),
-        "queue": BACKEND.get().map_or("store", |b| b.3),
         "tickets": tickets,
         "concurrency": concurrency,
         "accepted": accepted,
@@ -650,7 +663,7 @@ async fn relay(tickets: usize, concurrency: usize, open_loop: Duration) -> anyho
         n_open,
         percentile(&open, 0.99)
     );
-    println!("{figures}");
+    print_figures(figures);
     Ok(())
 }
 
@@ -721,8 +734,6 @@ async fn crash(kills: u32, concurrency: usize) -> anyhow::Result<()> {
     let raw_redeliveries = stats["hits"].as_u64().unwrap_or(0).saturating_sub(taken);
     let figures = json!({
         "scenario": "crash",
-        "store": BACKEND.get().map_or("sqlite", |b| b.2),
-        "queue": BACKEND.get().map_or("store", |b| b.3),
         "kills": kills,
         "sent": sent,
         "accepted": accepted.len(),
@@ -741,7 +752,7 @@ async fn crash(kills: u32, concurrency: usize) -> anyhow::Result<()> {
     println!(
         "  raw redeliveries       {raw_redeliveries}   (allowed: the partner dedups on the message id)"
     );
-    println!("{figures}");
+    print_figures(figures);
     if lost > 0 || duplicate_effects > 0 {
         bail!("{lost} lost, {duplicate_effects} duplicated");
     }
@@ -842,8 +853,6 @@ async fn faults(tickets: usize, window: Duration) -> anyhow::Result<()> {
     let closed_again = after["state"] == "closed";
     let figures = json!({
         "scenario": "faults",
-        "store": BACKEND.get().map_or("sqlite", |b| b.2),
-        "queue": BACKEND.get().map_or("store", |b| b.3),
         "tickets": tickets,
         "accepted": accepted.len(),
         "fault_window_s": window.as_secs_f64(),
@@ -867,7 +876,7 @@ async fn faults(tickets: usize, window: Duration) -> anyhow::Result<()> {
         "  circuit breaker         opened {opened} times; {} during the faults, {} after",
         during["state"], after["state"]
     );
-    println!("{figures}");
+    print_figures(figures);
     if lost > 0 || duplicate_effects > 0 {
         bail!("{lost} lost, {duplicate_effects} duplicated");
     }
@@ -946,8 +955,6 @@ async fn backlog(tickets: usize, concurrency: usize) -> anyhow::Result<()> {
     let per_ticket = disk as f64 / accepted.max(1) as f64;
     let figures = json!({
         "scenario": "backlog",
-        "store": BACKEND.get().map_or("sqlite", |b| b.2),
-        "queue": BACKEND.get().map_or("store", |b| b.3),
         "tickets": tickets,
         "accepted": accepted,
         "queue_per_s": (accepted as f64 / queue_s).round(),
@@ -966,7 +973,7 @@ async fn backlog(tickets: usize, concurrency: usize) -> anyhow::Result<()> {
     );
     println!("  peak RSS queued/drained {rss_queued:.1} / {rss_drained:.1} MB");
     println!("  disk per ticket         {per_ticket:.0} bytes (SQLite + WAL, before draining)");
-    println!("{figures}");
+    print_figures(figures);
     Ok(())
 }
 
