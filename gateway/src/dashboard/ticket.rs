@@ -16,14 +16,6 @@ use super::page::{Chrome, PageError, fmt_opt_time, fmt_time, render};
 use crate::api::AppState;
 use crate::store::Delivery;
 
-fn enum_text<T: serde::Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => String::new(),
-    }
-}
-
 struct Field {
     label: &'static str,
     value: String,
@@ -162,11 +154,11 @@ async fn show(
         },
         Field {
             label: "类型 Kind",
-            value: enum_text(&d.kind),
+            value: crate::store::enum_str(&d.kind),
         },
         Field {
             label: "紧急程度 Urgency",
-            value: enum_text(&d.urgency),
+            value: crate::store::enum_str(&d.urgency),
         },
         Field {
             label: "行政区划 Region",

@@ -17,6 +17,7 @@ use hotline_model::{Event, Ticket};
 use uuid::Uuid;
 
 pub use postgres::PgStore;
+pub(crate) use rows::enum_str;
 pub use rows::{PURGED, Seal};
 pub use sqlite::SqliteStore;
 pub use types::*;

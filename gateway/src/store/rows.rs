@@ -93,7 +93,8 @@ pub(super) fn get_enum<T: serde::de::DeserializeOwned>(row: &impl Fields, col: &
         .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
 }
 
-pub(super) fn enum_str<T: serde::Serialize>(v: &T) -> String {
+/// An enum's serialized name (`snake_case`), e.g. for a column or a page.
+pub(crate) fn enum_str<T: serde::Serialize>(v: &T) -> String {
     match serde_json::to_value(v) {
         Ok(serde_json::Value::String(s)) => s,
         other => format!("{other:?}"),
