@@ -2,7 +2,6 @@
 //! error) and the last hour's charts, pushed to the browser over SSE.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::State;
@@ -180,7 +179,6 @@ pub async fn live(
     _viewer: Viewer,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let every = state.dashboard.auth.config().live_interval;
-    let state = Arc::new(state);
     let ticks = tokio::time::interval(every);
     let stream = futures::stream::unfold((state, ticks), |(state, mut ticks)| async move {
         ticks.tick().await;
