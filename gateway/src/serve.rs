@@ -214,7 +214,8 @@ pub async fn serve(
                 }
                 None => (PeerIdentity::default(), Io::Plain(tcp)),
             };
-            let app = router.layer(axum::Extension(identity));
+            // Wrap the router once (not every route, as Router::layer would) per connection.
+            let app = tower::Layer::layer(&axum::Extension(identity), router);
             let service = TowerToHyperService::new(app);
             let result = match io {
                 Io::Plain(s) => {
