@@ -173,7 +173,6 @@ impl DeliveryEngine {
             .set_pause(&pause.partner, Some(pause.clone()))
             .await?;
         tracing::warn!(partner = %pause.partner, by = %pause.by, reason = %pause.reason, "deliveries paused");
-        metrics::gauge!("hotline_partner_paused", "partner" => pause.partner.clone()).set(1.0);
         p.set_paused(Some(pause));
         Ok(true)
     }
@@ -185,7 +184,6 @@ impl DeliveryEngine {
         };
         self.store.set_pause(partner, None).await?;
         tracing::info!(partner = %partner, "deliveries resumed");
-        metrics::gauge!("hotline_partner_paused", "partner" => partner.to_owned()).set(0.0);
         p.set_paused(None);
         Ok(true)
     }
