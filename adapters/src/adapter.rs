@@ -340,6 +340,16 @@ pub trait Adapter: Send + Sync + 'static {
         )
     }
 
+    /// The partner's message bus, when it is reached over one instead of HTTP.
+    fn bus(&self) -> Option<&crate::bus::BusLink> {
+        None
+    }
+
+    /// Opens a subscription to the messages the partner publishes for us, when it is on a bus.
+    async fn subscribe(&self) -> Option<Result<crate::bus::Subscription, TransportError>> {
+        None
+    }
+
     /// Tells the partner which polled items were taken, and which were refused and why.
     async fn ack_polled(
         &self,

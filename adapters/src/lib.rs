@@ -5,6 +5,7 @@
 //! [`Adapter::encode`] → [`Adapter::send`] → [`Adapter::classify`] → partner wire.
 
 mod adapter;
+pub mod bus;
 pub mod http;
 pub mod json;
 pub mod mapped;

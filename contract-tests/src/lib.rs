@@ -4,6 +4,7 @@
 //! partner would; tests and the demo tell them how to misbehave.
 
 pub mod behaviour;
+pub mod bus_sim;
 pub mod golden;
 pub mod home_cti_sim;
 pub mod mapped_sim;

@@ -76,6 +76,8 @@ pub fn random_draft() -> TicketDraft {
         remarks: None,
         received_at: chrono::Utc::now().with_timezone(&beijing()),
         units: Vec::new(),
+        channel: None,
+        transcript: Vec::new(),
     }
 }
 

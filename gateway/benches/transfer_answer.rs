@@ -60,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
         inbound_burst: None,
         outbound_rate: None,
         tls_identity: None,
+        bus: None,
     };
     let config = Config {
         server: ServerConfig {

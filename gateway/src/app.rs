@@ -195,6 +195,7 @@ impl Gateway {
                 leases.clone(),
             );
         }
+        crate::subscriber::spawn(&state, &tracker, &shutdown);
         let router = api::router(
             state,
             config.server.max_body_bytes,

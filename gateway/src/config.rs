@@ -294,7 +294,8 @@ pub enum AdapterKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PartnerConfig {
     pub adapter: AdapterKind,
-    /// Where deliveries to the partner go.
+    /// Where deliveries to the partner go (HTTP partners; empty for a partner on a bus).
+    #[serde(default)]
     pub url: String,
     /// Secret we sign deliveries with (`whsec_` + base64 for `webhook`).
     pub signing_secret: String,
@@ -344,6 +345,27 @@ pub struct PartnerConfig {
     /// its ingress; needs `server.tls.client_ca`. No certificate needed when absent.
     #[serde(default)]
     pub tls_identity: Option<String>,
+    /// `mapped`: the partner is reached over AMQP (RabbitMQ) instead of HTTP.
+    #[serde(default)]
+    pub bus: Option<BusConfig>,
+}
+
+/// A partner on an AMQP 0-9-1 bus: we publish to its exchange and consume our queue, bound to
+/// the exchange it publishes to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusConfig {
+    /// `amqp://user:pass@host:5672/vhost`.
+    pub url: String,
+    /// The partner's exchange, where our messages go (routing key: the message type).
+    pub outbound_exchange: String,
+    /// The exchange the partner publishes to for us.
+    pub inbound_exchange: String,
+    /// Our durable queue on `inbound_exchange`; poison messages go to `<queue>.dead-letters`.
+    pub queue: String,
+    /// Messages taken at a time before acknowledging.
+    #[serde(default = "defaults::prefetch")]
+    pub prefetch: u16,
 }
 
 /// The partner's circuit breaker: after `failures` attempts in a row time out or fail with a
@@ -460,6 +482,9 @@ pub mod defaults {
     }
     pub fn concurrency() -> u32 {
         8
+    }
+    pub fn prefetch() -> u16 {
+        16
     }
     pub fn min_delay() -> Duration {
         Duration::from_secs(5)
@@ -688,7 +713,30 @@ impl Config {
                     "12348 is the home system, not a partner".into(),
                 );
             }
-            check_url(&key("url"), &p.url, &mut bad);
+            match &p.bus {
+                None if p.url.is_empty() => bad(
+                    key("url"),
+                    "is required, unless the partner is on a bus ([partners.<id>.bus])".into(),
+                ),
+                None => check_url(&key("url"), &p.url, &mut bad),
+                Some(b) => {
+                    if p.adapter != AdapterKind::Mapped {
+                        bad(key("bus"), "only `mapped` partners can be on a bus".into());
+                    }
+                    if !b.url.starts_with("amqp://") && !b.url.starts_with("amqps://") {
+                        bad(key("bus.url"), "must be an amqp:// or amqps:// URL".into());
+                    }
+                    for (name, v) in [
+                        ("outbound_exchange", &b.outbound_exchange),
+                        ("inbound_exchange", &b.inbound_exchange),
+                        ("queue", &b.queue),
+                    ] {
+                        if v.is_empty() {
+                            bad(key(&format!("bus.{name}")), "must not be empty".into());
+                        }
+                    }
+                }
+            }
             if let Some(u) = &p.transfer_url {
                 check_url(&key("transfer_url"), u, &mut bad);
                 if p.adapter != AdapterKind::Mapped {

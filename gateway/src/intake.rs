@@ -595,6 +595,8 @@ mod tests {
             remarks: None,
             received_at: "2026-11-23T09:00:00+08:00".parse().unwrap(),
             units: vec![],
+            channel: None,
+            transcript: Vec::new(),
         }
     }
 

@@ -23,6 +23,7 @@ pub mod seal;
 pub mod serve;
 pub mod sla;
 pub mod store;
+pub mod subscriber;
 pub mod telemetry;
 pub mod time;
 pub mod transfer;

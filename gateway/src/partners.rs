@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use hotline_adapters::Adapter;
+use hotline_adapters::bus::BusSettings;
 use hotline_adapters::mapped::{MappedAdapter, MappedSettings};
 use hotline_adapters::webhook::{WebhookAdapter, WebhookSettings};
 
@@ -59,6 +60,15 @@ fn adapter(config: &Config, id: &str, p: &PartnerConfig) -> anyhow::Result<Arc<d
             poll_url: p.poll_url.clone(),
             poll_ack_url: p.poll_ack_url.clone(),
             transfer_url: p.transfer_url.clone(),
+            bus: p.bus.as_ref().map(|b| BusSettings {
+                partner: id.to_owned(),
+                url: b.url.clone(),
+                outbound_exchange: b.outbound_exchange.clone(),
+                inbound_exchange: b.inbound_exchange.clone(),
+                queue: b.queue.clone(),
+                prefetch: b.prefetch,
+                timeout: p.timeout,
+            }),
         })?),
     })
 }

@@ -234,6 +234,7 @@ impl Sealer {
         d.caller.phone = self.seal(&d.caller.phone);
         d.caller.id_number = d.caller.id_number.as_deref().map(|v| self.seal(v));
         d.address = d.address.as_deref().map(|v| self.seal(v));
+        d.transcript = d.transcript.iter().map(|v| self.seal(v)).collect();
         d
     }
 
@@ -243,6 +244,11 @@ impl Sealer {
         d.caller.phone = self.open(&d.caller.phone)?;
         d.caller.id_number = d.caller.id_number.map(|v| self.open(&v)).transpose()?;
         d.address = d.address.map(|v| self.open(&v)).transpose()?;
+        d.transcript = d
+            .transcript
+            .iter()
+            .map(|v| self.open(v))
+            .collect::<Result<_, _>>()?;
         Ok(d)
     }
 }

@@ -13,6 +13,7 @@ use hotline_model::{EventKind, RefusalReason, TransferAnswer, TransferOffer};
 use http::{HeaderValue, Method, StatusCode};
 use serde_json::{Map, Value};
 
+use crate::bus::{BusLink, BusSettings, Subscription};
 use crate::http::{HttpTransport, body_snippet, classify_status};
 use crate::mapping::spec::Format;
 use crate::mapping::{
@@ -46,6 +47,15 @@ pub struct MappedSettings {
     pub poll_ack_url: Option<String>,
     /// The partner CTI's endpoint for transfer offers.
     pub transfer_url: Option<String>,
+    /// A partner on a message bus instead of HTTP: where it is.
+    pub bus: Option<BusSettings>,
+}
+
+/// How we reach a mapped partner.
+enum Transport {
+    Http(HttpTransport),
+    /// Published to the partner's exchange, routing key = message type; taken from our queue.
+    Bus(Box<BusLink>),
 }
 
 pub struct MappedAdapter {
@@ -54,7 +64,9 @@ pub struct MappedAdapter {
     mapping: Arc<Mapping>,
     profile: Profile,
     signer: Signer,
-    transport: HttpTransport,
+    transport: Transport,
+    /// Also for polling and acknowledgements of bus partners' HTTP endpoints, if any.
+    http: HttpTransport,
     ack_timeout: Duration,
     poll_url: Option<String>,
     poll_ack_url: Option<String>,
@@ -119,7 +131,11 @@ impl MappedAdapter {
                 our_secret: s.signing_secret,
                 their_secret: s.verify_secret,
             },
-            transport: HttpTransport::new(s.timeout)?,
+            transport: match s.bus {
+                Some(b) => Transport::Bus(Box::new(BusLink::new(b))),
+                None => Transport::Http(HttpTransport::new(s.timeout)?),
+            },
+            http: HttpTransport::new(s.timeout)?,
             partner: s.partner,
             url: s.url,
             mapping,
@@ -201,7 +217,7 @@ impl MappedAdapter {
             .sign(&mut headers, &body)
             .map_err(|e| TransportError::Request(e.0))?;
         let resp = self
-            .transport
+            .http
             .send(WireRequest {
                 method,
                 url,
@@ -328,12 +344,19 @@ impl Adapter for MappedAdapter {
         for w in warnings {
             tracing::warn!(partner = %self.partner, message = %msg.message_id, "{w}");
         }
-        self.signed_post(&self.url, body)
-            .map_err(EncodeError::Signing)
+        // On a bus, the routing key names the message type.
+        let target = match &self.transport {
+            Transport::Http(_) => self.url.as_str(),
+            Transport::Bus(_) => msg.event.kind().as_str(),
+        };
+        self.signed_post(target, body).map_err(EncodeError::Signing)
     }
 
     async fn send(&self, req: WireRequest) -> Result<WireResponse, TransportError> {
-        self.transport.send(req).await
+        match &self.transport {
+            Transport::Http(t) => t.send(req).await,
+            Transport::Bus(b) => b.send(req).await,
+        }
     }
 
     fn classify(&self, resp: &WireResponse) -> Outcome {
@@ -341,6 +364,16 @@ impl Adapter for MappedAdapter {
             return failure;
         }
         let a = &self.profile.ack;
+        // A bus answers only with the broker's confirm: the message is in the partner's
+        // durable queue. Its own acknowledgement, if it gives one, comes as a message.
+        if let Transport::Bus(_) = self.transport {
+            return match a.style {
+                AckStyle::Sync => Outcome::Acknowledged { partner_ref: None },
+                AckStyle::TwoStep => Outcome::AwaitingAck {
+                    within: self.ack_timeout,
+                },
+            };
+        }
         let doc = match self.answer_doc(&resp.body) {
             Ok(d) => d,
             Err(e) => {
@@ -507,7 +540,7 @@ impl Adapter for MappedAdapter {
             Ok(req) => req,
             Err(e) => return TransferAnswer::refused(RefusalReason::PartnerError, e),
         };
-        match self.transport.send(req).await {
+        match self.http.send(req).await {
             Ok(resp) => self.read_transfer_answer(offer, &resp),
             Err(e) => TransferAnswer::refused(RefusalReason::Unreachable, e.to_string()),
         }
@@ -515,6 +548,20 @@ impl Adapter for MappedAdapter {
 
     fn polled(&self) -> bool {
         self.poll_url.is_some() && self.profile.poll.is_some()
+    }
+
+    fn bus(&self) -> Option<&BusLink> {
+        match &self.transport {
+            Transport::Bus(b) => Some(b),
+            Transport::Http(_) => None,
+        }
+    }
+
+    async fn subscribe(&self) -> Option<Result<Subscription, TransportError>> {
+        match &self.transport {
+            Transport::Bus(b) => Some(b.subscribe().await),
+            Transport::Http(_) => None,
+        }
     }
 
     async fn poll(&self, cursor: Option<&str>) -> Result<PollBatch, TransportError> {

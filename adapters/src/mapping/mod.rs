@@ -48,6 +48,8 @@ pub const CANONICAL_FIELDS: &[&str] = &[
     "ticket.remarks",
     "ticket.received_at",
     "ticket.units",
+    "ticket.channel",
+    "ticket.transcript",
     "event.units",
     "event.note",
     "event.partner_number",

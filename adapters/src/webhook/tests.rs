@@ -41,6 +41,8 @@ fn draft() -> TicketDraft {
         remarks: None,
         received_at: "2026-11-23T10:00:00+08:00".parse().unwrap(),
         units: vec![],
+        channel: None,
+        transcript: Vec::new(),
     }
 }
 

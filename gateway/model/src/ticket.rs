@@ -123,6 +123,13 @@ pub struct TicketDraft {
     /// 涉及单位: units involved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub units: Vec<String>,
+    /// 受理渠道: how the matter reached its origin (`phone`, `online_consultation`, `web`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// An online consultation handed to the hotline: the chat so far, one line per message.
+    /// Personal data: sealed at rest, withheld from partners for confidential tickets, purged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transcript: Vec<String>,
 }
 
 /// What a partner reads as the caller's name of a confidential (保密) ticket.
@@ -136,6 +143,7 @@ impl TicketDraft {
         self.caller.phone = String::new();
         self.caller.id_number = None;
         self.address = None;
+        self.transcript.clear();
     }
 }
 

@@ -35,6 +35,8 @@ impl std::fmt::Display for FieldError {
 /// Upper bounds on free-text fields, in characters.
 pub const MAX_TITLE: usize = 200;
 pub const MAX_CONTENT: usize = 8000;
+/// Most lines of a consultation transcript.
+pub const MAX_TRANSCRIPT_LINES: usize = 500;
 pub const MAX_SHORT: usize = 500;
 
 impl TicketDraft {
@@ -78,6 +80,21 @@ impl TicketDraft {
         }
         for (i, unit) in self.units.iter().enumerate() {
             required_text(unit, &format!("units[{i}]"), MAX_SHORT, &mut out);
+        }
+        optional_text(self.channel.as_deref(), "channel", MAX_SHORT, &mut out);
+        if self.transcript.len() > MAX_TRANSCRIPT_LINES {
+            out.push(FieldError::new(
+                "transcript",
+                format!("must have at most {MAX_TRANSCRIPT_LINES} lines"),
+            ));
+        }
+        for (i, line) in self.transcript.iter().enumerate() {
+            optional_text(
+                Some(line),
+                &format!("transcript[{i}]"),
+                MAX_CONTENT,
+                &mut out,
+            );
         }
         out
     }
@@ -205,6 +222,8 @@ mod tests {
             remarks: None,
             received_at: "2026-11-23T09:00:00+08:00".parse().unwrap(),
             units: vec![],
+            channel: None,
+            transcript: Vec::new(),
         }
     }
 

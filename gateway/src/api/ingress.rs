@@ -82,14 +82,29 @@ pub async fn partner_ingress(
         headers,
         body,
     };
-    let decoded = adapter.decode(&req);
+    into_response(handle(&state, &partner, adapter.as_ref(), &req, true).await)
+}
+
+/// One partner message, whatever carried it (HTTP ingress or the partner's bus): checks the
+/// signature, refuses a replayed nonce (`guard_replay`), stores it, and answers in the
+/// partner's dialect. A bus hands a message out again when it was not acknowledged; that is
+/// no replay, and intake takes it as the duplicate it is.
+pub async fn handle(
+    state: &AppState,
+    partner: &str,
+    adapter: &dyn hotline_adapters::Adapter,
+    req: &InboundRequest,
+    guard_replay: bool,
+) -> WireResponse {
+    let decoded = adapter.decode(req);
     // A correctly signed request whose nonce came before is a replay.
-    if decoded.is_ok()
-        && let Some((nonce, keep)) = adapter.replay_guard(&req)
+    if guard_replay
+        && decoded.is_ok()
+        && let Some((nonce, keep)) = adapter.replay_guard(req)
     {
         match state
             .store
-            .remember_nonce(&partner, &nonce, chrono::Utc::now(), keep)
+            .remember_nonce(partner, &nonce, chrono::Utc::now(), keep)
             .await
         {
             Ok(true) => {}
@@ -102,7 +117,7 @@ pub async fn partner_ingress(
                         "nonce `{nonce}` was already used; a replayed request is refused"
                     ),
                 };
-                return into_response(reject(adapter.as_ref(), &partner, &err));
+                return reject(adapter, partner, &err);
             }
             Err(e) => {
                 let err = IngressError {
@@ -111,24 +126,23 @@ pub async fn partner_ingress(
                     field: None,
                     reason: format!("the store is unavailable: {e}"),
                 };
-                return into_response(reject(adapter.as_ref(), &partner, &err));
+                return reject(adapter, partner, &err);
             }
         }
     }
-    let wire = match decoded {
+    match decoded {
         Ok(Inbound::Transfer { offer, .. }) => {
-            match state.transfers.offered(&partner, *offer).await {
+            match state.transfers.offered(partner, *offer).await {
                 Ok(reply) => adapter.respond(&reply),
-                Err(e) => reject(adapter.as_ref(), &partner, &e),
+                Err(e) => reject(adapter, partner, &e),
             }
         }
-        Ok(inbound) => match state.intake.partner_message(&partner, inbound).await {
+        Ok(inbound) => match state.intake.partner_message(partner, inbound).await {
             Ok(reply) => adapter.respond(&reply),
-            Err(e) => reject(adapter.as_ref(), &partner, &e),
+            Err(e) => reject(adapter, partner, &e),
         },
-        Err(e) => reject(adapter.as_ref(), &partner, &e),
-    };
-    into_response(wire)
+        Err(e) => reject(adapter, partner, &e),
+    }
 }
 
 fn reject(

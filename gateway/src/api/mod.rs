@@ -4,7 +4,7 @@ mod actions;
 pub mod auth;
 mod deliveries;
 pub mod error;
-mod ingress;
+pub(crate) mod ingress;
 mod ops;
 mod partners;
 mod sla;

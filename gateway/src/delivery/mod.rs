@@ -146,6 +146,10 @@ impl DeliveryEngine {
         self.partners.get(id)
     }
 
+    pub fn partners(&self) -> &BTreeMap<String, Arc<Partner>> {
+        &self.partners
+    }
+
     pub fn partner_ids(&self) -> impl Iterator<Item = &str> {
         self.partners.keys().map(String::as_str)
     }

@@ -79,6 +79,7 @@ fn partner(adapter: AdapterKind, url: String, signing: String, verify: String) -
         inbound_burst: None,
         outbound_rate: None,
         tls_identity: None,
+        bus: None,
     }
 }
 

@@ -218,6 +218,7 @@ impl Seal {
         d.caller.phone = String::new();
         d.caller.id_number = None;
         d.address = None;
+        d.transcript.clear();
         self.draft_out(&d)
     }
 

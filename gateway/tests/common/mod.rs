@@ -54,6 +54,7 @@ pub fn partner_config(url: String, retry: RetryConfig) -> PartnerConfig {
         inbound_burst: None,
         outbound_rate: None,
         tls_identity: None,
+        bus: None,
     }
 }
 

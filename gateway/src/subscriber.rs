@@ -1,0 +1,86 @@
+//! Takes the messages of partners on a bus (法网 over RabbitMQ): each message goes through the
+//! same path as an HTTP ingress request (signature, decode, intake) and is settled by the
+//! answer: acknowledged once stored, dead-lettered when it can never be taken, handed back to
+//! the broker when it could not be stored now. A lost connection is reopened with backoff; the
+//! broker keeps what was not acknowledged, so nothing is lost across a broker restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::AppState;
+use crate::delivery::Partner;
+
+/// Starts one subscriber per partner on a bus.
+pub fn spawn(state: &AppState, tracker: &TaskTracker, shutdown: &CancellationToken) {
+    for (id, partner) in state.engine.partners() {
+        if partner.adapter.bus().is_none() {
+            continue;
+        }
+        let state = state.clone();
+        let id = id.clone();
+        let partner = Arc::clone(partner);
+        let stop = shutdown.clone();
+        tracker.spawn(async move { run(state, id, partner, stop).await });
+    }
+}
+
+async fn run(state: AppState, id: String, partner: Arc<Partner>, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let opened = tokio::select! {
+            s = partner.adapter.subscribe() => s,
+            () = shutdown.cancelled() => return,
+        };
+        match opened {
+            None => return,
+            Some(Ok(mut sub)) => {
+                tracing::info!(partner = %id, "subscribed to the partner's bus");
+                backoff = Duration::from_millis(200);
+                loop {
+                    let next = tokio::select! {
+                        n = sub.next() => n,
+                        () = shutdown.cancelled() => return,
+                    };
+                    let received = match next {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::warn!(partner = %id, error = %e, "the bus subscription ended");
+                            break;
+                        }
+                    };
+                    let req = received.request();
+                    let answer = crate::api::ingress::handle(
+                        &state,
+                        &id,
+                        partner.adapter.as_ref(),
+                        &req,
+                        false,
+                    )
+                    .await;
+                    metrics::counter!("hotline_bus_messages_total", "partner" => id.clone(), "status" => answer.status.as_u16().to_string())
+                        .increment(1);
+                    let Some(bus) = partner.adapter.bus() else {
+                        return;
+                    };
+                    if let Err(e) = received.settle(bus, &answer).await {
+                        // Not acknowledged: the broker hands it out again, intake deduplicates.
+                        tracing::warn!(partner = %id, error = %e, "settling a bus message failed");
+                        break;
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(partner = %id, error = %e, retry_in = ?backoff, "cannot reach the partner's bus");
+            }
+        }
+        metrics::counter!("hotline_bus_reconnects_total", "partner" => id.clone()).increment(1);
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {},
+            () = shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}

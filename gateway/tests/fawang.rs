@@ -1,0 +1,355 @@
+//! 12348 法网 on the provincial bus: the machine's RabbitMQ (`AMQP_URL`; fails when it is down)
+//! between the gateway and the 法网 simulator. A consultation handed off from 法网 becomes a
+//! ticket with its transcript, 12348 answers it and the answer reaches the app user; web work
+//! orders keep their business field and target unit; poison and forged messages are answered
+//! and dead-lettered; a broker restart in the middle of a flow loses nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use contract_tests::bus_sim::{BusSim, BusSimOptions};
+use hotline_gateway::app::Gateway;
+use hotline_gateway::config::{AdapterKind, BusConfig, Config};
+use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use serde_json::{Value, json};
+
+/// One test at a time here: one of them restarts the broker.
+static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct World {
+    gateway: Gateway,
+    sim: BusSim,
+    base: String,
+    http: reqwest::Client,
+    prefix: String,
+    _dir: tempfile::TempDir,
+}
+
+fn bus(prefix: &str) -> BusConfig {
+    BusConfig {
+        url: amqp_url(),
+        outbound_exchange: format!("{prefix}.fawang.in"),
+        inbound_exchange: format!("{prefix}.fawang.out"),
+        queue: format!("{prefix}.gateway.from-fawang"),
+        prefetch: 8,
+    }
+}
+
+fn config(dir: &tempfile::TempDir, prefix: &str) -> Config {
+    let mut config = base_config(dir);
+    config.partners.insert(
+        "fawang".into(),
+        hotline_gateway::config::PartnerConfig {
+            adapter: AdapterKind::Mapped,
+            url: String::new(),
+            signing_secret: MAPPED_GATEWAY_SECRET.into(),
+            verify_secret: MAPPED_PARTNER_SECRET.into(),
+            ack_timeout: Duration::from_secs(20),
+            bus: Some(bus(prefix)),
+            ..partner_config(String::new(), fast_retry(6))
+        },
+    );
+    config
+}
+
+impl World {
+    async fn start() -> Self {
+        let prefix = format!("t{}", uuid::Uuid::now_v7().simple());
+        let b = bus(&prefix);
+        let sim = BusSim::start(BusSimOptions {
+            dir: &mappings_dir().join("fawang"),
+            amqp_url: amqp_url(),
+            outbound_exchange: b.outbound_exchange.clone(),
+            inbound_exchange: b.inbound_exchange.clone(),
+            name: format!("{prefix}.fawang-sim"),
+            app_id: "hotline-12348".into(),
+            gateway_secret: MAPPED_GATEWAY_SECRET.into(),
+            partner_secret: MAPPED_PARTNER_SECRET.into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RabbitMQ at {} is required: {e}", amqp_url()));
+        let dir = tempfile::tempdir().unwrap();
+        let gateway = Gateway::start(config(&dir, &prefix)).await.unwrap();
+        let base = gateway.base_url();
+        Self {
+            gateway,
+            sim,
+            base,
+            http: reqwest::Client::new(),
+            prefix,
+            _dir: dir,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, body) = get_json(&self.http, format!("{}{path}", self.base)).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    }
+
+    async fn act(&self, ticket: &str, action: &str, body: Value) -> (u16, Value) {
+        let url = format!("{}/api/v1/tickets/{ticket}/actions/{action}", self.base);
+        post_json(&self.http, url, &body).await
+    }
+
+    /// Waits for the gateway's answer to message `id`.
+    async fn answer(&self, id: &str) -> contract_tests::bus_sim::Answer {
+        wait_until(Duration::from_secs(20), || async { self.sim.answer_to(id) })
+            .await
+            .unwrap_or_else(|| panic!("no answer to {id}; answers: {:?}", self.sim.answers()))
+    }
+
+    async fn dead_letters(&self) -> u32 {
+        let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.queue_declare(
+            format!("{}.gateway.from-fawang.dead-letters", self.prefix)
+                .as_str()
+                .into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap()
+        .message_count()
+    }
+
+    async fn finish(self) {
+        self.gateway.shutdown().await.unwrap();
+        drop(self.sim);
+        if let Ok(conn) =
+            lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await
+            && let Ok(ch) = conn.create_channel().await
+        {
+            let p = &self.prefix;
+            for q in [
+                format!("{p}.gateway.from-fawang"),
+                format!("{p}.gateway.from-fawang.dead-letters"),
+                format!("{p}.fawang-sim.inbox"),
+                format!("{p}.fawang-sim.answers"),
+            ] {
+                let _ = ch
+                    .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+            }
+            for ex in [
+                format!("{p}.fawang.in"),
+                format!("{p}.fawang.out"),
+                format!("{p}.gateway.from-fawang.dlx"),
+            ] {
+                let _ = ch
+                    .exchange_delete(ex.as_str().into(), Default::default())
+                    .await;
+            }
+        }
+    }
+}
+
+fn sample(name: &str) -> Value {
+    let path = mappings_dir()
+        .join("canonical")
+        .join(format!("{name}.json"));
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+/// A handoff from 法网 as its canonical form, with its own message id and order number.
+fn handoff(n: &str) -> Value {
+    let mut doc = sample("dispatch.handoff");
+    doc["message"]["id"] = format!("fw-handoff-{n}").into();
+    doc["ticket"]["partner_number"] = format!("FW-{n}").into();
+    doc
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_handed_off_consultation_becomes_a_ticket_and_its_answer_reaches_the_app_user() {
+    let _one = BROKER.lock().await;
+    let w = World::start().await;
+
+    let id = w.sim.publish("dispatch", &handoff("0001")).await.unwrap();
+    let answer = w.answer(&id).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(w.sim.answer_code(&answer).as_deref(), Some("0"));
+    let ticket = answer.body["gatewayId"].as_str().unwrap().to_owned();
+
+    // The ticket carries the chat so far, the channel and who asked.
+    let t = w.get(&format!("/api/v1/tickets/{ticket}")).await;
+    assert_eq!(t["origin"], "fawang");
+    assert_eq!(t["channel"], "online_consultation");
+    assert_eq!(t["kind"], "consultation");
+    assert_eq!(t["partner_numbers"]["fawang"], "FW-0001");
+    let transcript = t["transcript"].as_array().expect("transcript");
+    assert_eq!(transcript.len(), 3, "{t}");
+    assert!(transcript[2].as_str().unwrap().contains("已转12348热线"));
+
+    // A duplicate of the same message (法网 published it twice) is the same ticket.
+    w.sim.publish("dispatch", &handoff("0001")).await.unwrap();
+
+    // 12348 signs for it and answers: both reach 法网 over the bus, in its dialect.
+    let (s, body) = w
+        .act(&ticket, "receipt", json!({"unit": "12348热线"}))
+        .await;
+    assert_eq!(s, 202, "{body}");
+    let (s, body) = w
+        .act(
+            &ticket,
+            "reply",
+            json!({"content": "口头辞退不符合法定程序，可主张经济补偿，建议先申请劳动仲裁。", "unit": "12348热线"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{body}");
+    let reply_delivery = body["deliveries"][0].as_str().unwrap().to_owned();
+    let got = wait_until(Duration::from_secs(20), || async {
+        w.sim
+            .received()
+            .into_iter()
+            .find(|r| r.message_type == "reply")
+    })
+    .await
+    .expect("the answer reaches 法网");
+    assert_eq!(got.partner_number, "FW-0001");
+    assert!(
+        got.envelope["event"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("劳动仲裁")
+    );
+    // 法网's ACK message completes the delivery (the broker's confirm alone only awaits it).
+    let d = wait_until(Duration::from_secs(20), || async {
+        let d = w.get(&format!("/api/v1/deliveries/{reply_delivery}")).await;
+        (d["status"] == "acknowledged").then_some(d)
+    })
+    .await
+    .expect("法网 acknowledges the reply");
+    assert_eq!(d["partner"], "fawang");
+    let tickets = w.get("/api/v1/tickets?origin=fawang").await;
+    assert_eq!(tickets.as_array().map(Vec::len), Some(1), "{tickets}");
+
+    // The app user rates the answer: a callback on the ticket.
+    let mut rating = sample("callback");
+    rating["message"]["id"] = "fw-eval-0001".into();
+    rating["ticket"] = json!({"id": ticket, "partner_number": "FW-0001"});
+    rating["event"]["satisfaction"] = "satisfied".into();
+    let id = w.sim.publish("callback", &rating).await.unwrap();
+    assert_eq!(w.answer(&id).await.status, 200);
+    let events = w.get(&format!("/api/v1/tickets/{ticket}/events")).await;
+    assert!(events.to_string().contains("satisfied"), "{events}");
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_web_work_order_keeps_its_business_field_and_target_unit() {
+    let _one = BROKER.lock().await;
+    let w = World::start().await;
+    let mut order = sample("dispatch");
+    order["message"]["id"] = "fw-web-0001".into();
+    order["ticket"]["partner_number"] = "FW-WEB-0001".into();
+    order["ticket"]["channel"] = "web".into();
+    order["ticket"]["classification_code"] = "LABOR".into();
+    order["ticket"]["units"] = json!(["市中区法律援助中心"]);
+    let id = w.sim.publish("dispatch", &order).await.unwrap();
+    let answer = w.answer(&id).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let ticket = answer.body["gatewayId"].as_str().unwrap();
+    let t = w.get(&format!("/api/v1/tickets/{ticket}")).await;
+    assert_eq!(t["channel"], "web");
+    assert_eq!(t["classification_code"], "LABOR");
+    assert_eq!(t["units"], json!(["市中区法律援助中心"]));
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn poison_and_forged_messages_are_answered_and_dead_lettered() {
+    let _one = BROKER.lock().await;
+    let w = World::start().await;
+    // Not JSON at all.
+    w.sim
+        .publish_raw("WORK_ORDER", b"<html>oops</html>", "fw-bad-1")
+        .await
+        .unwrap();
+    let a = w.answer("fw-bad-1").await;
+    assert_eq!(a.status, 400, "{a:?}");
+    // A work order without its region code: the answer names the field.
+    let order = r#"{"msgType":"WORK_ORDER","msgId":"fw-noregion-1","orderNo":"FW-0002","createTime":"2026-11-24 09:00:12","user":{"name":"王芳","mobile":"13912345678"},"appealType":"CONSULT","title":"咨询","question":"咨询劳动合同"}"#;
+    w.sim
+        .publish_raw("WORK_ORDER", order.as_bytes(), "fw-noregion-1")
+        .await
+        .unwrap();
+    let a = w.answer("fw-noregion-1").await;
+    assert_eq!(a.status, 422, "{a:?}");
+    assert!(
+        a.body["msg"].as_str().unwrap().contains("regionCode"),
+        "{a:?}"
+    );
+    // A forged signature.
+    w.sim
+        .publish_forged(br#"{"msgType":"WORK_ORDER"}"#, "fw-forged-1")
+        .await
+        .unwrap();
+    let a = w.answer("fw-forged-1").await;
+    assert_eq!(a.status, 401, "{a:?}");
+    // All three wait in the dead-letter queue for ops; none became a ticket.
+    let dead = wait_until(Duration::from_secs(10), || async {
+        let n = w.dead_letters().await;
+        (n == 3).then_some(n)
+    })
+    .await;
+    assert_eq!(dead, Some(3));
+    let tickets = w.get("/api/v1/tickets?origin=fawang").await;
+    assert_eq!(tickets, json!([]), "{tickets}");
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_restart_in_the_middle_of_a_flow_loses_nothing() {
+    let _one = BROKER.lock().await;
+    let w = World::start().await;
+    let before = 20;
+    for i in 0..before {
+        w.sim
+            .publish("dispatch", &handoff(&format!("R{i:03}")))
+            .await
+            .unwrap();
+    }
+    rabbitmqctl(&["stop_app"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rabbitmqctl(&["start_app"]);
+    // The simulator publishes again as soon as the broker is back; the gateway reconnects.
+    let after = 20;
+    for i in before..before + after {
+        w.sim
+            .publish("dispatch", &handoff(&format!("R{i:03}")))
+            .await
+            .unwrap();
+    }
+    let total = before + after;
+    let all = wait_until(Duration::from_secs(60), || async {
+        let t = w.get("/api/v1/tickets?origin=fawang&limit=1000").await;
+        let items = t.as_array().cloned().unwrap_or_default();
+        (items.len() >= total).then_some(items)
+    })
+    .await
+    .expect("every handoff became a ticket");
+    assert_eq!(all.len(), total, "each handoff exactly once");
+    // And the way back works after the restart: a reply reaches 法网 and is acknowledged.
+    let ticket = all[0]["id"].as_str().unwrap();
+    let (s, body) = w
+        .act(ticket, "reply", json!({"content": "已电话答复用户"}))
+        .await;
+    assert_eq!(s, 202, "{body}");
+    let delivery = body["deliveries"][0].as_str().unwrap().to_owned();
+    wait_until(Duration::from_secs(30), || async {
+        let d = w.get(&format!("/api/v1/deliveries/{delivery}")).await;
+        (d["status"] == "acknowledged").then_some(())
+    })
+    .await
+    .expect("the reply is delivered and acknowledged after the restart");
+    w.finish().await;
+}
