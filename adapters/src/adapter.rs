@@ -184,6 +184,8 @@ pub enum Inbound {
         message_id: Option<String>,
         offer: Box<TransferOffer>,
     },
+    /// The legal-aid case system reports a case's status.
+    CaseUpdate(Box<hotline_model::legal_aid::CaseUpdate>),
 }
 
 /// What the gateway did with an inbound message, for the adapter to answer in its dialect.
@@ -204,6 +206,12 @@ pub enum IngressReply {
     Transfer {
         offer_id: String,
         answer: TransferAnswer,
+    },
+    /// A case update taken: whether it was applied now (or held until the versions before it
+    /// arrive), and the versions still missing, which we ask the case system for.
+    CaseUpdate {
+        applied: bool,
+        missing: Vec<u64>,
     },
 }
 

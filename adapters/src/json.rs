@@ -44,6 +44,25 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, JsonError> {
     Ok(value)
 }
 
+impl From<JsonError> for crate::IngressError {
+    fn from(e: JsonError) -> Self {
+        if e.syntax {
+            Self::malformed(e.field, format!("malformed JSON: {}", e.reason))
+        } else {
+            Self {
+                field: e.field,
+                ..Self::invalid("", e.reason)
+            }
+        }
+    }
+}
+
+/// A partner's JSON message, refused in ingress terms: 400 when it is not JSON, 422 naming the
+/// field when it is JSON of the wrong shape.
+pub fn from_slice<T: DeserializeOwned>(body: &[u8]) -> Result<T, crate::IngressError> {
+    parse(body).map_err(Into::into)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ mod adapter;
 pub mod bus;
 pub mod http;
 pub mod json;
+pub mod legal_aid;
 pub mod mapped;
 pub mod mapping;
 pub mod signature;

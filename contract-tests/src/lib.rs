@@ -7,6 +7,7 @@ pub mod behaviour;
 pub mod bus_sim;
 pub mod golden;
 pub mod home_cti_sim;
+pub mod legal_aid_sim;
 pub mod mapped_sim;
 pub mod samples;
 pub mod wait;

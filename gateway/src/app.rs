@@ -26,6 +26,7 @@ pub struct Gateway {
     pub intake: Arc<Intake>,
     pub sla: Arc<Sla>,
     pub transfers: Arc<Transfers>,
+    pub legal_aid: Arc<crate::legal_aid::LegalAid>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     server: JoinHandle<std::io::Result<()>>,
@@ -137,6 +138,11 @@ impl Gateway {
             Arc::clone(&sla),
             config.transfers.clone(),
         ));
+        let legal_aid = Arc::new(crate::legal_aid::LegalAid::new(
+            Arc::clone(&store),
+            Arc::clone(&intake),
+            crate::partners::legal_aid_client(&config)?,
+        ));
         let tls = config
             .server
             .tls
@@ -144,6 +150,7 @@ impl Gateway {
             .map(|files| crate::serve::TlsReloader::new(files).map(Arc::new))
             .transpose()?;
         let state = AppState {
+            legal_aid: Arc::clone(&legal_aid),
             tls: tls.clone(),
             transfers: Arc::clone(&transfers),
             store: Arc::clone(&store),
@@ -186,6 +193,13 @@ impl Gateway {
             }
             .spawn(&tracker, shutdown.clone(), leases.clone());
         }
+        legal_aid.spawn(
+            config.legal_aid.check_interval,
+            config.legal_aid.reconcile_interval,
+            &tracker,
+            shutdown.clone(),
+            leases.clone(),
+        );
         for poller in polled {
             poller.spawn(
                 Arc::clone(&store),
@@ -215,6 +229,7 @@ impl Gateway {
             intake,
             sla,
             transfers,
+            legal_aid,
             shutdown,
             tracker,
             server,

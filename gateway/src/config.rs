@@ -44,6 +44,28 @@ pub struct Config {
     /// The ops dashboard at `/ui`: users, roles, sessions.
     #[serde(default)]
     pub dashboard: crate::dashboard::DashboardConfig,
+    /// Legal-aid case clocks and reconciliation (partner `legal-aid`).
+    #[serde(default)]
+    pub legal_aid: LegalAidConfig,
+}
+
+/// How often legal-aid clocks are checked and cases reconciled with the case system.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegalAidConfig {
+    #[serde(default = "defaults::legal_aid_check", with = "humantime_serde")]
+    pub check_interval: Duration,
+    #[serde(default = "defaults::legal_aid_reconcile", with = "humantime_serde")]
+    pub reconcile_interval: Duration,
+}
+
+impl Default for LegalAidConfig {
+    fn default() -> Self {
+        Self {
+            check_interval: defaults::legal_aid_check(),
+            reconcile_interval: defaults::legal_aid_reconcile(),
+        }
+    }
 }
 
 /// Three-way call transfers (三方通话).
@@ -289,6 +311,9 @@ pub enum AdapterKind {
     Webhook,
     /// Defined by data: `mappings/<partner>/mapping.toml` and `partner.toml`.
     Mapped,
+    /// The legal-aid case system: JSON over HTTPS signed with SM2; `signing_secret` is our SM2
+    /// private key, `verify_secret` the case system's public key (hex). Partner id `legal-aid`.
+    LegalAid,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -482,6 +507,12 @@ pub mod defaults {
     }
     pub fn concurrency() -> u32 {
         8
+    }
+    pub fn legal_aid_check() -> Duration {
+        Duration::from_secs(300)
+    }
+    pub fn legal_aid_reconcile() -> Duration {
+        Duration::from_secs(3600)
     }
     pub fn prefetch() -> u16 {
         16
@@ -707,6 +738,12 @@ impl Config {
                     "partner ids use lowercase letters, digits and '-'".into(),
                 );
             }
+            if p.adapter == AdapterKind::LegalAid && id != hotline_adapters::legal_aid::PARTNER {
+                bad(
+                    format!("partners.{id}.adapter"),
+                    "the legal-aid case system is partner `legal-aid`".into(),
+                );
+            }
             if id == hotline_model::HOME {
                 bad(
                     format!("partners.{id}"),
@@ -759,6 +796,22 @@ impl Config {
                     }
                     AdapterKind::Mapped if secret.len() < 16 => {
                         bad(key(name), "must be at least 16 characters".into());
+                    }
+                    AdapterKind::LegalAid => {
+                        let hex_len = if name == "signing_secret" { 64 } else { 130 };
+                        if secret.len() != hex_len || hex::decode(secret).is_err() {
+                            bad(
+                                key(name),
+                                format!(
+                                    "must be an SM2 {} key in hex ({hex_len} characters)",
+                                    if hex_len == 64 {
+                                        "private"
+                                    } else {
+                                        "public (04…)"
+                                    }
+                                ),
+                            );
+                        }
                     }
                     _ => {}
                 }

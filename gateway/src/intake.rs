@@ -230,6 +230,10 @@ impl Intake {
                 "type",
                 "a transfer offer needs an answer at once: send it to the ingress, not the outbox",
             )),
+            Inbound::CaseUpdate(_) => Err(IngressError::invalid(
+                "type",
+                "case updates come from the legal-aid case system's ingress only",
+            )),
             Inbound::Ticket {
                 message_id,
                 partner_number,

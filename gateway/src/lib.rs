@@ -13,6 +13,7 @@ pub mod dashboard;
 pub mod delivery;
 pub mod demo;
 pub mod intake;
+pub mod legal_aid;
 pub mod lifecycle;
 pub mod mapping_cli;
 pub mod mask;

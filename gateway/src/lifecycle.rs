@@ -42,6 +42,17 @@ pub fn is_open(status: TicketStatus) -> bool {
 pub fn next(from: TicketStatus, body: &EventBody) -> Result<TicketStatus, IllegalTransition> {
     let kind = body.kind();
     let refuse = |why| Err(IllegalTransition { from, kind, why });
+    // Legal aid goes its own way: filed for a consultation already answered, and its case
+    // news reported long after; the ticket's own status does not change.
+    if matches!(
+        body,
+        EventBody::LegalAid { .. } | EventBody::CaseStatus { .. }
+    ) {
+        return match from {
+            S::Withdrawn | S::Merged => refuse("the ticket was withdrawn or merged"),
+            _ => Ok(from),
+        };
+    }
     if !is_open(from) {
         return refuse("the ticket is finished");
     }
@@ -97,6 +108,7 @@ pub fn next(from: TicketStatus, body: &EventBody) -> Result<TicketStatus, Illega
         },
         EventBody::Withdraw { .. } => Ok(S::Withdrawn),
         EventBody::Merge { .. } => Ok(S::Merged),
+        EventBody::LegalAid { .. } | EventBody::CaseStatus { .. } => Ok(from),
     }
 }
 
@@ -139,6 +151,14 @@ mod tests {
             EventKind::Withdraw => EventBody::Withdraw { reason: None },
             EventKind::Merge => EventBody::Merge {
                 into: uuid::Uuid::nil(),
+            },
+            EventKind::LegalAid => EventBody::LegalAid {
+                application: Box::new(hotline_model::legal_aid::Application::example()),
+            },
+            EventKind::CaseStatus => EventBody::CaseStatus {
+                case_no: "FY-1".into(),
+                status: "granted".into(),
+                note: "已决定给予法律援助".into(),
             },
         }
     }
@@ -222,6 +242,13 @@ mod tests {
             (S::Reopened, K::Withdraw, S::Withdrawn),
             (S::Reopened, K::Merge, S::Merged),
         ];
+        // Legal aid, on every ticket not withdrawn or merged, finished ones included.
+        let legal_aid: Vec<_> = ALL
+            .into_iter()
+            .filter(|s| !matches!(s, S::Withdrawn | S::Merged))
+            .flat_map(|s| [(s, K::LegalAid, s), (s, K::CaseStatus, s)])
+            .collect();
+        let legal = &[legal, legal_aid.as_slice()].concat();
         let mut legal_count = 0;
         for from in ALL {
             for kind in EventKind::ALL {

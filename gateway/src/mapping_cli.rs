@@ -67,6 +67,10 @@ pub fn test(dir: &Path, message: &str, decode: bool, file: &Path) -> anyhow::Res
             } => {
                 format!("an acknowledgement of message {message_id} (accepted: {accepted})")
             }
+            Inbound::CaseUpdate(u) => format!(
+                "a valid update {} of legal-aid case {}",
+                u.version, u.case_no
+            ),
             Inbound::Transfer { offer, .. } => format!(
                 "a valid transfer offer {} for call {} ({:?})",
                 offer.id, offer.call_id, offer.ticket.kind

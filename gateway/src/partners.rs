@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use hotline_adapters::Adapter;
 use hotline_adapters::bus::BusSettings;
+use hotline_adapters::legal_aid::{self, LegalAidAdapter, LegalAidClient, LegalAidSettings};
 use hotline_adapters::mapped::{MappedAdapter, MappedSettings};
 use hotline_adapters::webhook::{WebhookAdapter, WebhookSettings};
 
@@ -38,6 +39,24 @@ pub fn build(config: &Config) -> anyhow::Result<BTreeMap<String, Arc<Partner>>> 
         .collect()
 }
 
+/// The legal-aid case system's client, when partner `legal-aid` is configured.
+pub fn legal_aid_client(config: &Config) -> anyhow::Result<Option<Arc<LegalAidClient>>> {
+    let Some(p) = config
+        .partners
+        .get(legal_aid::PARTNER)
+        .filter(|p| p.adapter == AdapterKind::LegalAid)
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(LegalAidClient::new(&LegalAidSettings {
+        url: p.url.clone(),
+        app_id: p.app_id.clone(),
+        private_key: p.signing_secret.clone(),
+        public_key: p.verify_secret.clone(),
+        timeout: p.timeout,
+    })?)))
+}
+
 fn adapter(config: &Config, id: &str, p: &PartnerConfig) -> anyhow::Result<Arc<dyn Adapter>> {
     Ok(match p.adapter {
         AdapterKind::Webhook => Arc::new(WebhookAdapter::new(WebhookSettings {
@@ -48,6 +67,10 @@ fn adapter(config: &Config, id: &str, p: &PartnerConfig) -> anyhow::Result<Arc<d
             timeout: p.timeout,
             ack_timeout: p.ack_timeout,
         })?),
+        AdapterKind::LegalAid => match legal_aid_client(config)? {
+            Some(client) => Arc::new(LegalAidAdapter::with_client(client)),
+            None => anyhow::bail!("the legal-aid case system is partner `legal-aid`"),
+        },
         AdapterKind::Mapped => Arc::new(MappedAdapter::load(MappedSettings {
             partner: id.to_owned(),
             dir: config.mapping_folder(id, p),

@@ -460,7 +460,9 @@ impl Adapter for MappedAdapter {
                 },
                 Some(ticket_id.to_string()),
             ),
-            IngressReply::AckApplied { known: true } => (r.success_code.clone(), "成功 ok", None),
+            IngressReply::AckApplied { known: true } | IngressReply::CaseUpdate { .. } => {
+                (r.success_code.clone(), "成功 ok", None)
+            }
             IngressReply::AckApplied { known: false } => {
                 return self.reject(&IngressError::not_found(
                     "no message with that id was sent to you",

@@ -59,6 +59,8 @@ pub const CANONICAL_FIELDS: &[&str] = &[
     "event.approved",
     "event.content",
     "event.satisfaction",
+    "event.case_no",
+    "event.status",
     "transfer.id",
     "transfer.call_id",
     "transfer.agent_id",

@@ -63,16 +63,7 @@ fn required<T>(v: Option<T>, field: &str, kind: &str) -> Result<T, IngressError>
 
 impl InboundEnvelope {
     pub fn parse(body: &[u8]) -> Result<Self, IngressError> {
-        crate::json::parse(body).map_err(|e| {
-            if e.syntax {
-                IngressError::malformed(e.field, format!("malformed JSON: {}", e.reason))
-            } else {
-                IngressError {
-                    field: e.field,
-                    ..IngressError::invalid("", e.reason)
-                }
-            }
-        })
+        crate::json::from_slice(body)
     }
 
     pub fn into_inbound(self) -> Result<Inbound, IngressError> {

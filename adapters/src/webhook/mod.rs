@@ -195,6 +195,9 @@ impl Adapter for WebhookAdapter {
                 duplicate,
             } => serde_json::json!({"ok": true, "ticket_id": ticket_id, "duplicate": duplicate}),
             IngressReply::AckApplied { known } => serde_json::json!({"ok": true, "known": known}),
+            IngressReply::CaseUpdate { applied, missing } => {
+                serde_json::json!({"ok": true, "applied": applied, "missing": missing})
+            }
             IngressReply::Transfer { offer_id, answer } => {
                 serde_json::json!({"ok": true, "transfer_id": offer_id, "answer": answer})
             }

@@ -33,10 +33,14 @@ pub enum EventKind {
     Withdraw,
     /// 并单: the ticket repeats another open one and is merged into it.
     Merge,
+    /// 法律援助申请: an application filed with the legal-aid case system for the ticket.
+    LegalAid,
+    /// 法律援助进展: a milestone of the ticket's legal-aid case (granted, assigned, closed ...).
+    CaseStatus,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 15] = [
         Self::Dispatch,
         Self::Receipt,
         Self::Return,
@@ -50,6 +54,8 @@ impl EventKind {
         Self::Reopen,
         Self::Withdraw,
         Self::Merge,
+        Self::LegalAid,
+        Self::CaseStatus,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +73,8 @@ impl EventKind {
             Self::Reopen => "reopen",
             Self::Withdraw => "withdraw",
             Self::Merge => "merge",
+            Self::LegalAid => "legal_aid",
+            Self::CaseStatus => "case_status",
         }
     }
 }
@@ -162,6 +170,17 @@ pub enum EventBody {
         /// The open ticket this one is merged into.
         into: Uuid,
     },
+    LegalAid {
+        application: Box<crate::legal_aid::Application>,
+    },
+    CaseStatus {
+        /// The case system's number for the case (案号).
+        case_no: String,
+        /// The case's status name (`granted`, `assigned`, ...).
+        status: String,
+        /// What the caller is told.
+        note: String,
+    },
 }
 
 impl EventBody {
@@ -180,6 +199,8 @@ impl EventBody {
             Self::Reopen { .. } => EventKind::Reopen,
             Self::Withdraw { .. } => EventKind::Withdraw,
             Self::Merge { .. } => EventKind::Merge,
+            Self::LegalAid { .. } => EventKind::LegalAid,
+            Self::CaseStatus { .. } => EventKind::CaseStatus,
         }
     }
 }

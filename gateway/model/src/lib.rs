@@ -3,6 +3,7 @@
 //! Canonical JSON uses snake_case field names; enums serialize as lowercase English words.
 
 mod event;
+pub mod legal_aid;
 mod ticket;
 mod transfer;
 pub mod validate;

@@ -218,15 +218,23 @@ pub async fn act(
     let applied = state
         .intake
         .apply(id, HOME, body, keys, Vec::new(), route)
-        .await
-        .map_err(|e| match e {
-            ApplyError::Illegal(i) => {
-                ApiError::new(StatusCode::CONFLICT, "illegal_transition", i.to_string())
-            }
-            ApplyError::UnknownTicket => ApiError::not_found(format!("no ticket {id}")),
-            ApplyError::Invalid(f) => ApiError::invalid(vec![f]),
-            ApplyError::Store(e) => e.into(),
-        })?;
+        .await;
+    done(id, applied)
+}
+
+/// The answer to a message applied to ticket `id` by the home systems.
+pub(super) fn done(
+    id: Uuid,
+    applied: Result<crate::intake::Applied, ApplyError>,
+) -> Result<(StatusCode, Json<ActionDone>), ApiError> {
+    let applied = applied.map_err(|e| match e {
+        ApplyError::Illegal(i) => {
+            ApiError::new(StatusCode::CONFLICT, "illegal_transition", i.to_string())
+        }
+        ApplyError::UnknownTicket => ApiError::not_found(format!("no ticket {id}")),
+        ApplyError::Invalid(f) => ApiError::invalid(vec![f]),
+        ApplyError::Store(e) => e.into(),
+    })?;
     let (event_id, deliveries, duplicate) = match applied.accepted {
         Accepted::Created {
             event_id,

@@ -137,6 +137,10 @@ pub async fn handle(
                 Err(e) => reject(adapter, partner, &e),
             }
         }
+        Ok(Inbound::CaseUpdate(update)) => match state.legal_aid.take(*update).await {
+            Ok(reply) => adapter.respond(&reply),
+            Err(e) => reject(adapter, partner, &e),
+        },
         Ok(inbound) => match state.intake.partner_message(partner, inbound).await {
             Ok(reply) => adapter.respond(&reply),
             Err(e) => reject(adapter, partner, &e),

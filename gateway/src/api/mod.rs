@@ -5,6 +5,7 @@ pub mod auth;
 mod deliveries;
 pub mod error;
 pub(crate) mod ingress;
+mod legal_aid;
 mod ops;
 mod partners;
 mod sla;
@@ -34,6 +35,7 @@ pub const TICKETS: &str = "tickets";
 pub const DELIVERIES: &str = "deliveries";
 pub const OPS: &str = "ops";
 pub const TRANSFERS: &str = "transfers";
+pub const LEGAL_AID: &str = "legal-aid";
 
 #[derive(Clone)]
 pub struct AppState {
@@ -42,6 +44,7 @@ pub struct AppState {
     pub intake: Arc<Intake>,
     pub sla: Arc<crate::sla::Sla>,
     pub transfers: Arc<crate::transfer::Transfers>,
+    pub legal_aid: Arc<crate::legal_aid::LegalAid>,
     pub dashboard: Arc<crate::dashboard::Dashboard>,
     /// Who may call `/api/v1`.
     pub api: Arc<auth::ApiConfig>,
@@ -85,6 +88,10 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(transfers::get_transfer))
         .routes(routes!(transfers::report_event))
         .routes(routes!(transfers::transfer_stats))
+        .routes(routes!(legal_aid::file_application))
+        .routes(routes!(legal_aid::list_cases))
+        .routes(routes!(legal_aid::get_case))
+        .routes(routes!(legal_aid::reconcile))
         .routes(routes!(deliveries::list_deliveries))
         .routes(routes!(deliveries::get_delivery))
         .routes(routes!(deliveries::retry_delivery))

@@ -57,7 +57,7 @@ pub struct SlaQuery {
     acked: Option<String>,
 }
 
-const KINDS: [AlertKind; 6] = AlertKind::ALL;
+const KINDS: [AlertKind; 7] = AlertKind::ALL;
 
 fn row(c: &Clock, now: chrono::DateTime<Utc>) -> ClockRow {
     let left = (c.due_at - now).num_seconds() as f64;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use hotline_model::legal_aid::CaseUpdate;
 use hotline_model::{Event, Ticket};
 use uuid::Uuid;
 
@@ -210,6 +211,20 @@ pub trait Store: Send + Sync + 'static {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<Event>>;
+
+    /// Keeps a legal-aid case update; `false` when that version was kept before.
+    async fn put_case_update(&self, update: &CaseUpdate) -> Result<bool>;
+
+    /// A case's kept updates after `version`, in version order.
+    async fn case_updates_after(&self, case_no: &str, version: u64) -> Result<Vec<CaseUpdate>>;
+
+    async fn legal_aid_case(&self, case_no: &str) -> Result<Option<LegalAidCase>>;
+
+    /// Saves a case whose stored version is `expected` (0: a new case); `false` when another
+    /// writer saved it first.
+    async fn save_case(&self, case: &LegalAidCase, expected: u64) -> Result<bool>;
+
+    async fn legal_aid_cases(&self, q: &CaseQuery) -> Result<Vec<LegalAidCase>>;
 
     /// Raises an alert unless one with its key exists; `true` when raised.
     async fn raise_alert(&self, alert: NewAlert) -> Result<bool>;

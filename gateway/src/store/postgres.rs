@@ -1019,6 +1019,102 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn put_case_update(&self, u: &CaseUpdate) -> Result<bool> {
+        let (case_no, version, body) = (
+            u.case_no.clone(),
+            u.version as i64,
+            serde_json::to_string(u)?,
+        );
+        self.write(move |conn| {
+            let (case_no, body) = (case_no.clone(), body.clone());
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "INSERT INTO legal_aid_updates (case_no, version, body, received_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(&case_no)
+                .bind(version)
+                .bind(&body)
+                .bind(ms(Utc::now()))
+                .execute(conn)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    async fn case_updates_after(&self, case_no: &str, version: u64) -> Result<Vec<CaseUpdate>> {
+        let rows = sqlx::query(
+            "SELECT body FROM legal_aid_updates WHERE case_no = $1 AND version > $2 ORDER BY version",
+        )
+        .bind(case_no)
+        .bind(version as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(doc_from_row).collect()
+    }
+
+    async fn legal_aid_case(&self, case_no: &str) -> Result<Option<LegalAidCase>> {
+        let row = sqlx::query("SELECT body FROM legal_aid_cases WHERE case_no = $1")
+            .bind(case_no)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(doc_from_row).transpose()
+    }
+
+    async fn save_case(&self, case: &LegalAidCase, expected: u64) -> Result<bool> {
+        let c = case.clone();
+        let body = serde_json::to_string(case)?;
+        self.write(move |conn| {
+            let (c, body) = (c.clone(), body.clone());
+            Box::pin(async move {
+                let r = if expected == 0 {
+                    sqlx::query(
+                        "INSERT INTO legal_aid_cases \
+                         (case_no, ticket_id, version, open, body, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&c.case_no)
+                    .bind(c.ticket_id.to_string())
+                    .bind(c.version as i64)
+                    .bind(!c.status.is_final())
+                    .bind(&body)
+                    .bind(ms(c.updated_at))
+                    .execute(conn)
+                    .await?
+                } else {
+                    sqlx::query(
+                        "UPDATE legal_aid_cases SET version = $1, open = $2, body = $3, updated_at = $4 \
+                         WHERE case_no = $5 AND version = $6",
+                    )
+                    .bind(c.version as i64)
+                    .bind(!c.status.is_final())
+                    .bind(&body)
+                    .bind(ms(c.updated_at))
+                    .bind(&c.case_no)
+                    .bind(expected as i64)
+                    .execute(conn)
+                    .await?
+                };
+                Ok(r.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    async fn legal_aid_cases(&self, q: &CaseQuery) -> Result<Vec<LegalAidCase>> {
+        let rows = sqlx::query(
+            "SELECT body FROM legal_aid_cases WHERE ($1::text IS NULL OR ticket_id = $1) \
+             AND ($2::boolean IS NULL OR open = $2) ORDER BY case_no",
+        )
+        .bind(q.ticket_id.map(|t| t.to_string()))
+        .bind(q.open)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(doc_from_row).collect()
+    }
+
     async fn raise_alert(&self, a: NewAlert) -> Result<bool> {
         self.write(move |conn| {
             let a = a.clone();

@@ -169,6 +169,11 @@ pub(super) fn clock_from_row(row: &impl Fields) -> Result<Clock> {
     })
 }
 
+/// A legal-aid case or case update, kept as its JSON document.
+pub(super) fn doc_from_row<T: serde::de::DeserializeOwned>(row: &impl Fields) -> Result<T> {
+    Ok(serde_json::from_str(&row.text("body")?)?)
+}
+
 pub(super) fn alert_from_row(row: &impl Fields) -> Result<Alert> {
     Ok(Alert {
         id: get_uuid(row, "id")?,

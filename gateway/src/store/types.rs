@@ -350,16 +350,19 @@ pub enum AlertKind {
     TransferUnfiled,
     /// 合作方故障: a partner's circuit breaker opened.
     PartnerDown,
+    /// 法律援助时限超期: a legal-aid decision (7 days) or assignment (3 days) is overdue.
+    LegalAidOverdue,
 }
 
 impl AlertKind {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::DueSoon,
         Self::Overdue,
         Self::RepeatCaller,
         Self::CalendarMissing,
         Self::TransferUnfiled,
         Self::PartnerDown,
+        Self::LegalAidOverdue,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -370,6 +373,7 @@ impl AlertKind {
             Self::CalendarMissing => "calendar_missing",
             Self::TransferUnfiled => "transfer_unfiled",
             Self::PartnerDown => "partner_down",
+            Self::LegalAidOverdue => "legal_aid_overdue",
         }
     }
 }
@@ -471,4 +475,42 @@ pub struct Pause {
     pub since: DateTime<Utc>,
     pub by: String,
     pub reason: String,
+}
+
+/// A legal-aid case as the gateway knows it: the last update applied, and its statutory clocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LegalAidCase {
+    /// The case system's number (案号).
+    pub case_no: String,
+    /// The ticket the application was filed for.
+    pub ticket_id: Uuid,
+    /// The last update applied; updates are applied in version order, without gaps.
+    pub version: u64,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub status: hotline_model::legal_aid::CaseStatus,
+    /// When the case system received the application.
+    #[schema(value_type = String, format = DateTime)]
+    pub received_at: DateTime<Utc>,
+    /// The decision is due 7 days after receipt (calendar days, Legal Aid Law).
+    #[schema(value_type = String, format = DateTime)]
+    pub decision_due: DateTime<Utc>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub decided_at: Option<DateTime<Utc>>,
+    /// A lawyer is due 3 days after the grant.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub assignment_due: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub assigned_at: Option<DateTime<Utc>>,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Filters for listing legal-aid cases.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CaseQuery {
+    pub ticket_id: Option<Uuid>,
+    /// Only cases still open (not closed, terminated or refused).
+    pub open: Option<bool>,
 }
