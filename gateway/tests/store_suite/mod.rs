@@ -37,6 +37,7 @@ macro_rules! every_check {
             a_claim_is_found_by_its_token_while_it_holds,
             a_nonce_is_taken_once_until_it_expires,
             ended_tickets_lose_personal_data_once_retention_passes,
+            case_updates_are_kept_once_and_cases_save_from_their_version,
         );
     };
 }
@@ -1253,5 +1254,92 @@ pub async fn ended_tickets_lose_personal_data_once_retention_passes(store: Arc<d
         kept.draft.caller.name,
         hotline_gateway::store::PURGED,
         "open tickets keep theirs"
+    );
+}
+
+pub async fn case_updates_are_kept_once_and_cases_save_from_their_version(store: Arc<dyn Store>) {
+    use hotline_gateway::store::{CaseQuery, LegalAidCase};
+    use hotline_model::legal_aid::{CaseStatus, CaseUpdate};
+    let ticket = uuid::Uuid::now_v7();
+    let at = chrono::DateTime::parse_from_rfc3339("2026-11-24T09:00:00+08:00").unwrap();
+    let update = |version: u64, status: CaseStatus| CaseUpdate {
+        case_no: format!("FY-{ticket}"),
+        version,
+        ticket_id: ticket,
+        received_at: at,
+        at,
+        status,
+    };
+    let case_no = format!("FY-{ticket}");
+    assert!(
+        store
+            .put_case_update(&update(2, CaseStatus::Reviewing))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .put_case_update(&update(1, CaseStatus::Accepted))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_case_update(&update(1, CaseStatus::Granted))
+            .await
+            .unwrap(),
+        "a version is kept once; the first wins"
+    );
+    let after0 = store.case_updates_after(&case_no, 0).await.unwrap();
+    assert_eq!(
+        after0
+            .iter()
+            .map(|u| (u.version, u.status.name()))
+            .collect::<Vec<_>>(),
+        vec![(1, "accepted"), (2, "reviewing")]
+    );
+    assert_eq!(
+        store.case_updates_after(&case_no, 1).await.unwrap().len(),
+        1
+    );
+
+    let now = Utc::now();
+    let mut case = LegalAidCase {
+        case_no: case_no.clone(),
+        ticket_id: ticket,
+        version: 1,
+        status: CaseStatus::Accepted,
+        received_at: now,
+        decision_due: now + chrono::Duration::days(7),
+        decided_at: None,
+        assignment_due: None,
+        assigned_at: None,
+        updated_at: now,
+    };
+    assert!(store.save_case(&case, 0).await.unwrap());
+    assert!(!store.save_case(&case, 0).await.unwrap(), "created once");
+    case.version = 3;
+    case.status = CaseStatus::Closed;
+    assert!(
+        !store.save_case(&case, 2).await.unwrap(),
+        "not from a version it is not at"
+    );
+    assert!(store.save_case(&case, 1).await.unwrap());
+    assert_eq!(
+        store.legal_aid_case(&case_no).await.unwrap(),
+        Some(case.clone())
+    );
+    let mine = CaseQuery {
+        ticket_id: Some(ticket),
+        ..CaseQuery::default()
+    };
+    assert_eq!(store.legal_aid_cases(&mine).await.unwrap(), vec![case]);
+    let open = CaseQuery {
+        ticket_id: Some(ticket),
+        open: Some(true),
+    };
+    assert!(
+        store.legal_aid_cases(&open).await.unwrap().is_empty(),
+        "closed"
     );
 }
