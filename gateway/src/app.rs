@@ -59,14 +59,18 @@ fn spawn_tls_reload_on_sighup(
     });
 }
 
-impl Gateway {
-    /// Opens the store, starts the delivery workers and the HTTP server.
-    pub async fn start(config: Config) -> anyhow::Result<Self> {
-        if config.api.allow_anonymous {
-            tracing::warn!("api.allow_anonymous: /api/v1 answers requests without a token");
-        } else if config.api.clients.is_empty() {
-            tracing::warn!("no [api.clients]: every /api/v1 request is refused");
-        }
+/// What both the server and the command-line jobs need: the store, the delivery engine (its
+/// workers not started), the SLA clocks and intake.
+pub struct Core {
+    pub store: Arc<dyn Store>,
+    pub engine: Arc<DeliveryEngine>,
+    pub sla: Arc<Sla>,
+    pub intake: Arc<Intake>,
+    pub partners: std::collections::BTreeMap<String, Arc<crate::delivery::Partner>>,
+}
+
+impl Core {
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let sealer = crate::seal::Sealer::from_config(&config.privacy.encryption)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         if sealer.is_none() {
@@ -81,8 +85,8 @@ impl Gateway {
                 StoreKind::Sqlite => format!("opening {}", config.store.path.display()),
                 StoreKind::Postgres => "opening the PostgreSQL store".to_owned(),
             })?;
-        let partners = partners::build(&config)?;
-        let polled_partners = partners.clone();
+        let partners = partners::build(config)?;
+        let all = partners.clone();
         let engine = Arc::new(DeliveryEngine::new(
             Arc::clone(&store),
             partners,
@@ -92,18 +96,6 @@ impl Gateway {
             .load_pauses()
             .await
             .context("reading which partners are paused")?;
-        let polled: Vec<_> = polled_partners
-            .iter()
-            .filter(|(_, p)| p.adapter.polled())
-            .map(|(id, p)| crate::poller::Poller {
-                partner: id.clone(),
-                adapter: Arc::clone(&p.adapter),
-                every: config
-                    .partners
-                    .get(id)
-                    .map_or(std::time::Duration::from_secs(5), |c| c.poll_interval),
-            })
-            .collect();
         let calendar = Calendar::load_dir(&config.sla.calendar_dir).with_context(|| {
             format!(
                 "loading the working-day calendar from {}",
@@ -131,6 +123,43 @@ impl Gateway {
                 days: config.sla.repeat_caller_days,
             },
         ));
+        Ok(Self {
+            store,
+            engine,
+            sla,
+            intake,
+            partners: all,
+        })
+    }
+}
+
+impl Gateway {
+    /// Opens the store, starts the delivery workers and the HTTP server.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        if config.api.allow_anonymous {
+            tracing::warn!("api.allow_anonymous: /api/v1 answers requests without a token");
+        } else if config.api.clients.is_empty() {
+            tracing::warn!("no [api.clients]: every /api/v1 request is refused");
+        }
+        let Core {
+            store,
+            engine,
+            sla,
+            intake,
+            partners: polled_partners,
+        } = Core::build(&config).await?;
+        let polled: Vec<_> = polled_partners
+            .iter()
+            .filter(|(_, p)| p.adapter.polled())
+            .map(|(id, p)| crate::poller::Poller {
+                partner: id.clone(),
+                adapter: Arc::clone(&p.adapter),
+                every: config
+                    .partners
+                    .get(id)
+                    .map_or(std::time::Duration::from_secs(5), |c| c.poll_interval),
+            })
+            .collect();
         let transfers = Arc::new(Transfers::new(
             Arc::clone(&store),
             Arc::clone(&engine),

@@ -70,6 +70,12 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8348/readyz")]
         url: String,
     },
+    /// Compare every open legal-aid case with the case system now and repair what differs
+    /// (`reconcile legal-aid`); prints a report. Safe while the gateway runs.
+    Reconcile {
+        #[command(subcommand)]
+        what: ReconcileCommand,
+    },
     /// Work with the audit log.
     Audit {
         #[command(subcommand)]
@@ -99,6 +105,15 @@ enum Command {
         /// The partner mapping folders.
         #[arg(long, default_value = "mappings")]
         mappings_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReconcileCommand {
+    /// The legal-aid case system (partner `legal-aid`).
+    LegalAid {
+        #[arg(long, short, env = "HOTLINE_GATEWAY_CONFIG")]
+        config: PathBuf,
     },
 }
 
@@ -162,6 +177,9 @@ async fn main() -> ExitCode {
         Command::Migrate { config } => migrate(&config).await,
         Command::Export { config, out } => export(&config, &out).await,
         Command::Import { config, file } => import(&config, &file).await,
+        Command::Reconcile {
+            what: ReconcileCommand::LegalAid { config },
+        } => reconcile_legal_aid(&config).await,
         Command::Calendar {
             calendar_dir,
             command,
@@ -245,6 +263,46 @@ fn progress(total: u64, what: &str) -> indicatif::ProgressBar {
     );
     bar.set_message(what.to_owned());
     bar
+}
+
+async fn reconcile_legal_aid(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = load_config(path)?;
+    let Some(client) = hotline_gateway::partners::legal_aid_client(&config)? else {
+        anyhow::bail!(
+            "没有配置法律援助办案系统 no legal-aid case system is configured (partner `legal-aid`)"
+        );
+    };
+    let core = hotline_gateway::app::Core::build(&config).await?;
+    let legal_aid = hotline_gateway::legal_aid::LegalAid::new(
+        std::sync::Arc::clone(&core.store),
+        std::sync::Arc::clone(&core.intake),
+        Some(client),
+    );
+    let bar = progress(0, "核对 reconcile");
+    let report = legal_aid
+        .reconcile(|done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })
+        .await?;
+    bar.finish();
+    println!("核对案件 checked {} open cases", report.checked);
+    for (case, from, to) in &report.repaired {
+        println!("已修复 repaired {case}: version {from} → {to}");
+    }
+    for case in &report.unknown {
+        println!("本网关未知 unknown to the gateway: {case}");
+    }
+    for case in &report.ahead {
+        println!("本网关领先 the gateway is ahead of the case system: {case}");
+    }
+    for (case, why) in &report.failed {
+        println!("未能核对 could not compare {case}: {why}");
+    }
+    if !report.failed.is_empty() {
+        anyhow::bail!("{} cases could not be compared", report.failed.len());
+    }
+    Ok(())
 }
 
 async fn export(path: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {

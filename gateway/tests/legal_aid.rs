@@ -370,3 +370,59 @@ async fn reconciliation_repairs_a_diverged_case_and_missed_deadlines_raise_alert
     assert!(alerts[0]["message"].as_str().unwrap().contains(&late));
     w.gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_reconciles_legal_aid_and_reports_what_it_repaired() {
+    let w = World::start().await;
+    let ticket = w.ticket_from_12345("G-LA-0006").await;
+    let case_no = w.file(&ticket).await;
+    w.sim.advance(&case_no, CaseStatus::Accepted).await.unwrap();
+    w.sim.advance_quietly(&case_no, CaseStatus::Granted);
+    let World {
+        gateway, sim, _dir, ..
+    } = w;
+    gateway.shutdown().await.unwrap();
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let config = _dir.path().join("gw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "mappings_dir = {:?}\n[store]\npath = {:?}\n[sla]\ncalendar_dir = {:?}\n\
+             [partners.legal-aid]\nadapter = \"legal-aid\"\nurl = {:?}\n\
+             signing_secret = {GATEWAY_KEY:?}\nverify_secret = {:?}\n",
+            root.join("mappings").display().to_string(),
+            _dir.path().join("gateway.db").display().to_string(),
+            root.join("mappings/calendar").display().to_string(),
+            sim.url(),
+            LegalAidSim::public_key(),
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
+        .args([
+            "reconcile",
+            "legal-aid",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("checked 1 open cases"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("repaired {case_no}: version 1 → 2")),
+        "{stdout}"
+    );
+    let store = hotline_gateway::store::SqliteStore::open(&_dir.path().join("gateway.db"))
+        .await
+        .unwrap();
+    use hotline_gateway::store::Store;
+    let case = store.legal_aid_case(&case_no).await.unwrap().unwrap();
+    assert_eq!((case.version, case.status.name()), (2, "granted"));
+}
