@@ -1,6 +1,7 @@
 //! `hotline-gateway demo`: the gateway on SQLite with simulated partners on loopback and a steady
 //! trickle of tickets both ways, so that everything can be watched working on one machine.
 
+mod platforms;
 mod transfers;
 
 use std::collections::BTreeMap;
@@ -163,6 +164,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         partner(AdapterKind::Webhook, down.url(), ours, theirs),
     );
 
+    // 12348 法网 and the legal-aid case system.
+    let (platforms, extra) = platforms::start(&opts.mappings_dir).await?;
+    partners.extend(extra);
+
     // The 12348 CTI: takes the partners' callers and hears how transfers ended.
     let home_cti = HomeCtiSim::start(None).await?;
     let closed = BusinessHours::closed_at(chrono::Utc::now(), 2);
@@ -255,6 +260,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         sim.set_gateway(&base);
     }
     down.set_gateway(&base);
+    platforms.set_gateway(&base);
 
     println!();
     println!("hotline-gateway 演示已启动 demo running");
@@ -283,6 +289,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         "    demo-down {}  故障中，投递进入死信 down: dead letters",
         down.url()
     );
+    println!("    fawang    12348 法网: {}", platforms.fawang_line);
+    println!(
+        "    legal-aid {}  法律援助办案系统 (SM2)：12345 工单转法律援助申请，给予、指派进展回告 12345",
+        platforms.legal_aid.url()
+    );
+    println!("  法律援助案件 legal-aid cases: {base}/api/v1/legal-aid/cases");
     println!("  路由 routes: 12345 投诉 → 12315；12345 劳动争议 (9.*) → 12333");
     println!("  三方通话 transfers:       {base}/api/v1/transfers");
     println!("  转接统计 transfer stats:  {base}/api/v1/stats/transfers");
@@ -310,11 +322,17 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         sims.clone(),
         opts.interval * 2,
     ));
+    let story = tokio::spawn(platforms.run(
+        base.clone(),
+        api_token.clone(),
+        (opts.interval * 15).max(Duration::from_secs(10)),
+    ));
     let trickle = tokio::spawn(trickle(base, api_token, sims, down, opts.interval));
     tokio::signal::ctrl_c().await?;
     println!("正在停止 stopping…");
     trickle.abort();
     calls.abort();
+    story.abort();
     gateway.shutdown().await
 }
 
