@@ -155,7 +155,7 @@ fn the_partner_example_config_is_valid_from_the_repository_root() {
         "deploy/config/gateway.partners.example.toml",
     ]);
     assert!(ok, "{err}");
-    assert!(out.contains("(4 partners)"), "{out}");
+    assert!(out.contains("(6 partners)"), "{out}");
 }
 
 #[test]
