@@ -51,22 +51,17 @@ pub struct MappedSettings {
     pub bus: Option<BusSettings>,
 }
 
-/// How we reach a mapped partner.
-enum Transport {
-    Http(HttpTransport),
-    /// Published to the partner's exchange, routing key = message type; taken from our queue.
-    Bus(Box<BusLink>),
-}
-
 pub struct MappedAdapter {
     partner: String,
     url: String,
     mapping: Arc<Mapping>,
     profile: Profile,
     signer: Signer,
-    transport: Transport,
-    /// Also for polling and acknowledgements of bus partners' HTTP endpoints, if any.
+    /// Deliveries, polling, acknowledgements and transfer offers over HTTP.
     http: HttpTransport,
+    /// A partner on a bus: deliveries are published to its exchange (routing key = message
+    /// type) and its messages taken from our queue, instead of HTTP.
+    bus: Option<Box<BusLink>>,
     ack_timeout: Duration,
     poll_url: Option<String>,
     poll_ack_url: Option<String>,
@@ -131,11 +126,8 @@ impl MappedAdapter {
                 our_secret: s.signing_secret,
                 their_secret: s.verify_secret,
             },
-            transport: match s.bus {
-                Some(b) => Transport::Bus(Box::new(BusLink::new(b))),
-                None => Transport::Http(HttpTransport::new(s.timeout)?),
-            },
             http: HttpTransport::new(s.timeout)?,
+            bus: s.bus.map(|b| Box::new(BusLink::new(b))),
             partner: s.partner,
             url: s.url,
             mapping,
@@ -345,17 +337,17 @@ impl Adapter for MappedAdapter {
             tracing::warn!(partner = %self.partner, message = %msg.message_id, "{w}");
         }
         // On a bus, the routing key names the message type.
-        let target = match &self.transport {
-            Transport::Http(_) => self.url.as_str(),
-            Transport::Bus(_) => msg.event.kind().as_str(),
+        let target = match &self.bus {
+            None => self.url.as_str(),
+            Some(_) => msg.event.kind().as_str(),
         };
         self.signed_post(target, body).map_err(EncodeError::Signing)
     }
 
     async fn send(&self, req: WireRequest) -> Result<WireResponse, TransportError> {
-        match &self.transport {
-            Transport::Http(t) => t.send(req).await,
-            Transport::Bus(b) => b.send(req).await,
+        match &self.bus {
+            None => self.http.send(req).await,
+            Some(b) => b.send(req).await,
         }
     }
 
@@ -366,7 +358,7 @@ impl Adapter for MappedAdapter {
         let a = &self.profile.ack;
         // A bus answers only with the broker's confirm: the message is in the partner's
         // durable queue. Its own acknowledgement, if it gives one, comes as a message.
-        if let Transport::Bus(_) = self.transport {
+        if self.bus.is_some() {
             return match a.style {
                 AckStyle::Sync => Outcome::Acknowledged { partner_ref: None },
                 AckStyle::TwoStep => Outcome::AwaitingAck {
@@ -553,16 +545,13 @@ impl Adapter for MappedAdapter {
     }
 
     fn bus(&self) -> Option<&BusLink> {
-        match &self.transport {
-            Transport::Bus(b) => Some(b),
-            Transport::Http(_) => None,
-        }
+        self.bus.as_deref()
     }
 
     async fn subscribe(&self) -> Option<Result<Subscription, TransportError>> {
-        match &self.transport {
-            Transport::Bus(b) => Some(b.subscribe().await),
-            Transport::Http(_) => None,
+        match &self.bus {
+            Some(b) => Some(b.subscribe().await),
+            None => None,
         }
     }
 
