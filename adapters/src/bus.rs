@@ -187,15 +187,15 @@ impl BusLink {
             .await
             .map_err(broker)
         };
-        let confirm = match tokio::time::timeout(self.settings.timeout, publish).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
+        let published = tokio::time::timeout(self.settings.timeout, publish)
+            .await
+            .unwrap_or(Err(TransportError::Timeout(self.settings.timeout)));
+        let confirm = match published {
+            Ok(c) => c,
+            Err(e) => {
+                // The channel may be broken: the next publish opens a fresh one.
                 *self.publisher.lock().await = None;
                 return Err(e);
-            }
-            Err(_) => {
-                *self.publisher.lock().await = None;
-                return Err(TransportError::Timeout(self.settings.timeout));
             }
         };
         if confirm.is_nack() {

@@ -168,13 +168,23 @@ impl LegalAidSim {
     }
 }
 
-async fn file(State(sim): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(e) = sim.signer.verify(&headers, &body) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"code": "bad_signature", "reason": e.0})),
+impl Inner {
+    /// Checks the gateway's SM2 signature; the 401 answer when it does not hold.
+    fn refusal(&self, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
+        let e = self.signer.verify(headers, body).err()?;
+        Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"code": "bad_signature", "reason": e.0})),
+            )
+                .into_response(),
         )
-            .into_response();
+    }
+}
+
+async fn file(State(sim): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refused) = sim.refusal(&headers, &body) {
+        return refused;
     }
     let app: WireApplication = match serde_json::from_slice(&body) {
         Ok(a) => a,
@@ -229,8 +239,8 @@ async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    if let Err(e) = sim.signer.verify(&headers, b"") {
-        return (StatusCode::UNAUTHORIZED, e.0).into_response();
+    if let Some(refused) = sim.refusal(&headers, b"") {
+        return refused;
     }
     let open_only = q.status.as_deref() == Some("open");
     let cases: Vec<CaseSummary> = lock(&sim.cases)
@@ -258,8 +268,8 @@ async fn updates(
     Path(case_no): Path<String>,
     Query(q): Query<After>,
 ) -> Response {
-    if let Err(e) = sim.signer.verify(&headers, b"") {
-        return (StatusCode::UNAUTHORIZED, e.0).into_response();
+    if let Some(refused) = sim.refusal(&headers, b"") {
+        return refused;
     }
     let Some(case) = lock(&sim.cases).get(&case_no).cloned() else {
         return (StatusCode::NOT_FOUND, "no such case").into_response();

@@ -417,7 +417,7 @@ fn advance(case: Option<LegalAidCase>, u: &CaseUpdate) -> LegalAidCase {
         c.decided_at = Some(at);
     }
     let granted = matches!(u.status, CaseStatus::Granted) || u.status.assigned();
-    if granted && c.assignment_due.is_none() && !matches!(u.status, CaseStatus::Refused { .. }) {
+    if granted && c.assignment_due.is_none() {
         c.assignment_due = Some(at + chrono::Duration::days(ASSIGNMENT_DAYS));
     }
     if u.status.assigned() && c.assigned_at.is_none() {
