@@ -60,13 +60,13 @@ fn spawn_tls_reload_on_sighup(
 }
 
 /// What both the server and the command-line jobs need: the store, the delivery engine (its
-/// workers not started), the SLA clocks and intake.
+/// workers not started), the SLA clocks, intake and legal aid.
 pub struct Core {
     pub store: Arc<dyn Store>,
     pub engine: Arc<DeliveryEngine>,
     pub sla: Arc<Sla>,
     pub intake: Arc<Intake>,
-    pub partners: std::collections::BTreeMap<String, Arc<crate::delivery::Partner>>,
+    pub legal_aid: Arc<crate::legal_aid::LegalAid>,
 }
 
 impl Core {
@@ -85,8 +85,9 @@ impl Core {
                 StoreKind::Sqlite => format!("opening {}", config.store.path.display()),
                 StoreKind::Postgres => "opening the PostgreSQL store".to_owned(),
             })?;
-        let partners = partners::build(config)?;
-        let all = partners.clone();
+        // One client for the case system: its adapter delivers, legal aid reads cases.
+        let case_system = partners::legal_aid_client(config)?;
+        let partners = partners::build(config, case_system.clone())?;
         let engine = Arc::new(DeliveryEngine::new(
             Arc::clone(&store),
             partners,
@@ -123,12 +124,17 @@ impl Core {
                 days: config.sla.repeat_caller_days,
             },
         ));
+        let legal_aid = Arc::new(crate::legal_aid::LegalAid::new(
+            Arc::clone(&store),
+            Arc::clone(&intake),
+            case_system,
+        ));
         Ok(Self {
             store,
             engine,
             sla,
             intake,
-            partners: all,
+            legal_aid,
         })
     }
 }
@@ -146,9 +152,10 @@ impl Gateway {
             engine,
             sla,
             intake,
-            partners: polled_partners,
+            legal_aid,
         } = Core::build(&config).await?;
-        let polled: Vec<_> = polled_partners
+        let polled: Vec<_> = engine
+            .partners()
             .iter()
             .filter(|(_, p)| p.adapter.polled())
             .map(|(id, p)| crate::poller::Poller {
@@ -166,11 +173,6 @@ impl Gateway {
             Arc::clone(&intake),
             Arc::clone(&sla),
             config.transfers.clone(),
-        ));
-        let legal_aid = Arc::new(crate::legal_aid::LegalAid::new(
-            Arc::clone(&store),
-            Arc::clone(&intake),
-            crate::partners::legal_aid_client(&config)?,
         ));
         let tls = config
             .server

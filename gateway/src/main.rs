@@ -267,17 +267,13 @@ fn progress(total: u64, what: &str) -> indicatif::ProgressBar {
 
 async fn reconcile_legal_aid(path: &std::path::Path) -> anyhow::Result<()> {
     let config = load_config(path)?;
-    let Some(client) = hotline_gateway::partners::legal_aid_client(&config)? else {
+    let core = hotline_gateway::app::Core::build(&config).await?;
+    let legal_aid = core.legal_aid;
+    if !legal_aid.configured() {
         anyhow::bail!(
             "没有配置法律援助办案系统 no legal-aid case system is configured (partner `legal-aid`)"
         );
-    };
-    let core = hotline_gateway::app::Core::build(&config).await?;
-    let legal_aid = hotline_gateway::legal_aid::LegalAid::new(
-        std::sync::Arc::clone(&core.store),
-        std::sync::Arc::clone(&core.intake),
-        Some(client),
-    );
+    }
     let bar = progress(0, "核对 reconcile");
     let report = legal_aid
         .reconcile(|done, total| {

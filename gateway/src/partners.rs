@@ -13,12 +13,18 @@ use hotline_adapters::webhook::{WebhookAdapter, WebhookSettings};
 use crate::config::{AdapterKind, Config, PartnerConfig};
 use crate::delivery::{Partner, RetryPolicy};
 
-pub fn build(config: &Config) -> anyhow::Result<BTreeMap<String, Arc<Partner>>> {
+/// Every configured partner; `case_system` is the legal-aid case system's client, when
+/// configured ([`legal_aid_client`]).
+pub fn build(
+    config: &Config,
+    case_system: Option<Arc<LegalAidClient>>,
+) -> anyhow::Result<BTreeMap<String, Arc<Partner>>> {
     config
         .partners
         .iter()
         .map(|(id, p)| {
-            let adapter = adapter(config, id, p).with_context(|| format!("partner {id}"))?;
+            let adapter = adapter(config, id, p, case_system.clone())
+                .with_context(|| format!("partner {id}"))?;
             let partner = Partner::new(
                 adapter,
                 RetryPolicy::new(p.retry.clone()),
@@ -57,7 +63,12 @@ pub fn legal_aid_client(config: &Config) -> anyhow::Result<Option<Arc<LegalAidCl
     })?)))
 }
 
-fn adapter(config: &Config, id: &str, p: &PartnerConfig) -> anyhow::Result<Arc<dyn Adapter>> {
+fn adapter(
+    config: &Config,
+    id: &str,
+    p: &PartnerConfig,
+    case_system: Option<Arc<LegalAidClient>>,
+) -> anyhow::Result<Arc<dyn Adapter>> {
     Ok(match p.adapter {
         AdapterKind::Webhook => Arc::new(WebhookAdapter::new(WebhookSettings {
             partner: id.to_owned(),
@@ -67,7 +78,7 @@ fn adapter(config: &Config, id: &str, p: &PartnerConfig) -> anyhow::Result<Arc<d
             timeout: p.timeout,
             ack_timeout: p.ack_timeout,
         })?),
-        AdapterKind::LegalAid => match legal_aid_client(config)? {
+        AdapterKind::LegalAid => match case_system {
             Some(client) => Arc::new(LegalAidAdapter::with_client(client)),
             None => anyhow::bail!("the legal-aid case system is partner `legal-aid`"),
         },
