@@ -5,13 +5,12 @@
 //! broker keeps what was not acknowledged, so nothing is lost across a broker restart.
 
 use std::sync::Arc;
-use std::time::Duration;
-
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::AppState;
 use crate::delivery::Partner;
+use crate::delivery::retry::{RECONNECT_MAX, reconnect_delays};
 
 /// Starts one subscriber per partner on a bus.
 pub fn spawn(state: &AppState, tracker: &TaskTracker, shutdown: &CancellationToken) {
@@ -28,17 +27,17 @@ pub fn spawn(state: &AppState, tracker: &TaskTracker, shutdown: &CancellationTok
 }
 
 async fn run(state: AppState, id: String, partner: Arc<Partner>, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_millis(200);
+    let mut delays = reconnect_delays();
     loop {
         let opened = tokio::select! {
             s = partner.adapter.subscribe() => s,
             () = shutdown.cancelled() => return,
         };
-        match opened {
+        let failed = match opened {
             None => return,
             Some(Ok(mut sub)) => {
                 tracing::info!(partner = %id, "subscribed to the partner's bus");
-                backoff = Duration::from_millis(200);
+                delays = reconnect_delays();
                 loop {
                     let next = tokio::select! {
                         n = sub.next() => n,
@@ -71,16 +70,18 @@ async fn run(state: AppState, id: String, partner: Arc<Partner>, shutdown: Cance
                         break;
                     }
                 }
+                None
             }
-            Some(Err(e)) => {
-                tracing::warn!(partner = %id, error = %e, retry_in = ?backoff, "cannot reach the partner's bus");
-            }
+            Some(Err(e)) => Some(e),
+        };
+        let wait = delays.next().unwrap_or(RECONNECT_MAX);
+        if let Some(e) = failed {
+            tracing::warn!(partner = %id, error = %e, retry_in = ?wait, "cannot reach the partner's bus");
         }
         metrics::counter!("hotline_bus_reconnects_total", "partner" => id.clone()).increment(1);
         tokio::select! {
-            () = tokio::time::sleep(backoff) => {},
+            () = tokio::time::sleep(wait) => {},
             () = shutdown.cancelled() => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }

@@ -21,7 +21,6 @@
 //! partners deduplicate on the message id.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::options::{
@@ -136,26 +135,26 @@ impl DeliveryEngine {
         shutdown: CancellationToken,
     ) {
         let topology = Topology::new(&self.config.amqp_prefix, &id);
-        let mut backoff = Duration::from_millis(200);
+        let mut delays = super::retry::reconnect_delays();
         loop {
             let session = self.amqp_session(&url, &id, &partner, &topology, &tracker, &shutdown);
             let result = tokio::select! {
                 r = session => r,
                 () = shutdown.cancelled() => return,
             };
+            let wait = delays.next().unwrap_or(super::retry::RECONNECT_MAX);
             match result {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(partner = %id, error = %e, retry_in = ?backoff, "RabbitMQ session ended; reconnecting");
+                    tracing::warn!(partner = %id, error = %e, retry_in = ?wait, "RabbitMQ session ended; reconnecting");
                     metrics::counter!("hotline_amqp_reconnects_total", "partner" => id.clone())
                         .increment(1);
                 }
             }
             tokio::select! {
-                () = tokio::time::sleep(backoff) => {},
+                () = tokio::time::sleep(wait) => {},
                 () = shutdown.cancelled() => return,
             }
-            backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     }
 

@@ -5,7 +5,7 @@
 mod amqp;
 pub mod breaker;
 pub mod recent;
-mod retry;
+pub(crate) mod retry;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};

@@ -9,6 +9,20 @@ use crate::config::RetryConfig;
 /// Longest `Retry-After` we honour; a partner asking for more gets the normal schedule.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
+/// The longest wait between two reconnections to a broker.
+pub const RECONNECT_MAX: Duration = Duration::from_secs(10);
+
+/// Waits between reconnections to a broker (the delivery queue, a partner's bus): 200 ms,
+/// doubling, at most [`RECONNECT_MAX`], never giving up.
+pub fn reconnect_delays() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(RECONNECT_MAX)
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
+}
+
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     config: RetryConfig,
@@ -60,6 +74,16 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reconnections_wait_200ms_doubling_up_to_10s_forever() {
+        let ms: Vec<u128> = reconnect_delays().take(9).map(|d| d.as_millis()).collect();
+        assert_eq!(
+            ms,
+            vec![200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000]
+        );
+        assert!(reconnect_delays().nth(1000).is_some(), "never gives up");
+    }
 
     fn policy(jitter: bool) -> RetryPolicy {
         RetryPolicy::new(RetryConfig {
