@@ -118,6 +118,8 @@ pub enum TransportError {
     Connect(String),
     #[error("request could not be built: {0}")]
     Request(String),
+    #[error("TLS settings: {0}")]
+    Tls(String),
     #[error("{0}")]
     Other(String),
 }
@@ -125,7 +127,7 @@ pub enum TransportError {
 impl TransportError {
     fn outcome(&self) -> Outcome {
         match self {
-            Self::Request(reason) => Outcome::Permanent {
+            Self::Request(reason) | Self::Tls(reason) => Outcome::Permanent {
                 reason: reason.clone(),
             },
             other => Outcome::Retryable {
@@ -346,6 +348,13 @@ pub trait Adapter: Send + Sync + 'static {
             hotline_model::RefusalReason::PartnerError,
             format!("partner {} takes no transfers", self.partner()),
         )
+    }
+
+    /// Reads the partner's outbound TLS files again (`[partners.<id>.outbound_tls]`); new
+    /// connections use them. A failure leaves the current ones in place. `false`: the partner
+    /// has no outbound TLS settings.
+    fn reload_tls(&self) -> Result<bool, TransportError> {
+        Ok(false)
     }
 
     /// The partner's message bus, when it is reached over one instead of HTTP.

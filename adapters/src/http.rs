@@ -1,32 +1,144 @@
 //! Shared HTTP parts: the outbound transport and the status classification every HTTP partner uses.
 
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
 
 use crate::{Outcome, TransportError, WireRequest, WireResponse};
 
-/// A pooled HTTP client for one partner.
+/// `[partners.<id>.outbound_tls]`: how we reach a partner's HTTPS endpoint. Always TLS 1.2 or
+/// newer; the files are read again on reload (certificate rotation without a restart).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundTls {
+    /// PEM CA certificate(s) the partner's server certificate must chain to. When set, only
+    /// these are trusted, not the public roots.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// PEM certificate chain we present as our client certificate (mutual TLS).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+}
+
+impl OutboundTls {
+    /// Applies the roots and the client identity to a client under construction; errors name
+    /// the setting (`outbound_tls.cert`, ...) and the file.
+    fn apply(
+        &self,
+        mut b: reqwest::ClientBuilder,
+    ) -> Result<reqwest::ClientBuilder, TransportError> {
+        let read = |field: &str, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| {
+                TransportError::Tls(format!("outbound_tls.{field}: {}: {e}", path.display()))
+            })
+        };
+        if let Some(ca) = &self.ca {
+            let roots = reqwest::Certificate::from_pem_bundle(&read("ca", ca)?).map_err(|e| {
+                TransportError::Tls(format!("outbound_tls.ca: {}: {e}", ca.display()))
+            })?;
+            if roots.is_empty() {
+                return Err(TransportError::Tls(format!(
+                    "outbound_tls.ca: {} holds no PEM certificate",
+                    ca.display()
+                )));
+            }
+            b = roots
+                .into_iter()
+                .fold(b.tls_built_in_root_certs(false), |b, c| {
+                    b.add_root_certificate(c)
+                });
+        }
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                let mut pem = read("cert", cert)?;
+                pem.push(b'\n');
+                pem.extend(read("key", key)?);
+                let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                    TransportError::Tls(format!(
+                        "outbound_tls.cert/key: {} with {}: {e}",
+                        cert.display(),
+                        key.display()
+                    ))
+                })?;
+                b = b.identity(identity);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(TransportError::Tls(
+                    "outbound_tls: `cert` and `key` go together".into(),
+                ));
+            }
+        }
+        Ok(b)
+    }
+}
+
+/// A pooled HTTP client for one partner. Clones share the client; [`HttpTransport::reload`]
+/// swaps it for one built from the TLS files as they are now.
 #[derive(Debug, Clone)]
 pub struct HttpTransport {
-    client: reqwest::Client,
+    client: Arc<RwLock<reqwest::Client>>,
     timeout: Duration,
+    tls: Option<OutboundTls>,
 }
 
 impl HttpTransport {
-    pub fn new(timeout: Duration) -> Result<Self, TransportError> {
-        let client = reqwest::Client::builder()
+    pub fn new(timeout: Duration, tls: Option<OutboundTls>) -> Result<Self, TransportError> {
+        let client = Self::build(timeout, tls.as_ref())?;
+        Ok(Self {
+            client: Arc::new(RwLock::new(client)),
+            timeout,
+            tls,
+        })
+    }
+
+    fn build(
+        timeout: Duration,
+        tls: Option<&OutboundTls>,
+    ) -> Result<reqwest::Client, TransportError> {
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .min_tls_version(reqwest::tls::Version::TLS_1_2)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(|e| TransportError::Request(e.to_string()))?;
-        Ok(Self { client, timeout })
+            .pool_idle_timeout(Duration::from_secs(90));
+        if let Some(tls) = tls {
+            b = tls.apply(b)?;
+        }
+        b.build()
+            .map_err(|e| TransportError::Request(error_chain(&e)))
+    }
+
+    /// Reads the TLS files again; new connections use them, a failure keeps the current ones.
+    /// `false`: nothing to reload (no `outbound_tls`).
+    pub fn reload(&self) -> Result<bool, TransportError> {
+        let Some(tls) = &self.tls else {
+            return Ok(false);
+        };
+        let fresh = Self::build(self.timeout, Some(tls))?;
+        *self
+            .client
+            .write()
+            .map_err(|_| TransportError::Other("the HTTP client lock is poisoned".into()))? = fresh;
+        Ok(true)
+    }
+
+    fn client(&self) -> reqwest::Client {
+        match self.client.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     pub async fn send(&self, req: WireRequest) -> Result<WireResponse, TransportError> {
         let resp = self
-            .client
+            .client()
             .request(req.method, &req.url)
             .headers(req.headers)
             .body(req.body)

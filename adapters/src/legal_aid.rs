@@ -68,6 +68,8 @@ pub struct LegalAidSettings {
     /// The case system's SM2 public key (hex, SEC1): checks what it sends.
     pub public_key: String,
     pub timeout: Duration,
+    /// Client certificate and trust roots for the case system's HTTPS endpoint.
+    pub tls: Option<crate::http::OutboundTls>,
 }
 
 // --- The wire format ----------------------------------------------------------------------
@@ -371,7 +373,7 @@ impl LegalAidClient {
                 our_secret: s.private_key.clone(),
                 their_secret: s.public_key.clone(),
             },
-            transport: HttpTransport::new(s.timeout)?,
+            transport: HttpTransport::new(s.timeout, s.tls.clone())?,
         })
     }
 
@@ -456,6 +458,10 @@ impl LegalAidAdapter {
 
 #[async_trait]
 impl Adapter for LegalAidAdapter {
+    fn reload_tls(&self) -> Result<bool, TransportError> {
+        self.client.transport.reload()
+    }
+
     fn partner(&self) -> &str {
         PARTNER
     }

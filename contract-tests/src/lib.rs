@@ -29,3 +29,45 @@ pub async fn serve(
     });
     Ok(addr)
 }
+
+/// Serves `app` over TLS on a loopback `port` (0: any free one) in the background, each
+/// connection through `tls` (which decides whether client certificates are required). A failed
+/// handshake closes that connection only.
+pub async fn serve_tls(
+    port: u16,
+    app: axum::Router,
+    what: &'static str,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+) -> std::io::Result<std::net::SocketAddr> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let addr = listener.local_addr()?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "{what} stopped accepting");
+                    return;
+                }
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let stream = match acceptor.accept(tcp).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::info!(error = %e, "{what}: TLS handshake refused");
+                        return;
+                    }
+                };
+                let service = TowerToHyperService::new(app);
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}

@@ -70,6 +70,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct MappedSim {
     pub addr: SocketAddr,
+    /// Served over TLS (at `https://localhost:<port>`).
+    tls: bool,
     inner: Arc<Inner>,
 }
 
@@ -84,6 +86,23 @@ impl MappedSim {
 
     /// Starts on a given loopback port (0: any free one).
     pub async fn start_on(opts: MappedSimOptions<'_>, port: u16) -> anyhow::Result<Self> {
+        Self::start_with(opts, port, None).await
+    }
+
+    /// Starts over TLS with this server configuration (its certificate names `localhost`; a
+    /// client certificate verifier in it makes the partner demand mutual TLS).
+    pub async fn start_tls(
+        opts: MappedSimOptions<'_>,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(opts, 0, Some(tls)).await
+    }
+
+    async fn start_with(
+        opts: MappedSimOptions<'_>,
+        port: u16,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> anyhow::Result<Self> {
         let (mapping, profile) = load_folder(opts.dir)?;
         let inner = Arc::new(Inner {
             partner: mapping.partner.clone(),
@@ -121,17 +140,33 @@ impl MappedSim {
             .route("/stats", axum::routing::get(stats))
             .route("/admin/behaviour", post(set_behaviour))
             .with_state(Arc::clone(&inner));
-        let addr = crate::serve(port, app, "mapped simulator").await?;
-        Ok(Self { addr, inner })
+        let is_tls = tls.is_some();
+        let addr = match tls {
+            Some(tls) => crate::serve_tls(port, app, "mapped simulator", tls).await?,
+            None => crate::serve(port, app, "mapped simulator").await?,
+        };
+        Ok(Self {
+            addr,
+            tls: is_tls,
+            inner,
+        })
+    }
+
+    fn base(&self) -> String {
+        if self.tls {
+            format!("https://localhost:{}", self.addr.port())
+        } else {
+            format!("http://{}", self.addr)
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/inbox", self.addr)
+        format!("{}/inbox", self.base())
     }
 
     /// The partner CTI's endpoint for transfer offers.
     pub fn cti_url(&self) -> String {
-        format!("http://{}/cti", self.addr)
+        format!("{}/cti", self.base())
     }
 
     /// Keeps only message ids and arrival times (for long benchmark runs).
@@ -174,11 +209,11 @@ impl MappedSim {
     }
 
     pub fn outbox_url(&self) -> String {
-        format!("http://{}/outbox", self.addr)
+        format!("{}/outbox", self.base())
     }
 
     pub fn outbox_ack_url(&self) -> String {
-        format!("http://{}/outbox/ack", self.addr)
+        format!("{}/outbox/ack", self.base())
     }
 
     /// Puts a message in the outbox for the gateway to poll (JSON partners).

@@ -28,6 +28,7 @@ fn every_answer_we_give_an_xml_partner_is_valid_against_its_schema() {
             poll_ack_url: None,
             transfer_url: None,
             bus: None,
+            tls: None,
         })
         .unwrap();
         let Some(schema) = adapter.mapping().schema_file(&dir) else {

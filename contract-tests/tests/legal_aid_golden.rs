@@ -26,6 +26,7 @@ fn adapter() -> LegalAidAdapter {
         private_key: GATEWAY_KEY.into(),
         public_key: LegalAidSim::public_key(),
         timeout: Duration::from_secs(1),
+        tls: None,
     })
     .unwrap();
     LegalAidAdapter::with_client(std::sync::Arc::new(client))

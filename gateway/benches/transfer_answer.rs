@@ -61,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
         outbound_rate: None,
         tls_identity: None,
         bus: None,
+        outbound_tls: None,
     };
     let config = Config {
         server: ServerConfig {

@@ -32,9 +32,49 @@ pub struct Gateway {
     server: JoinHandle<std::io::Result<()>>,
 }
 
+/// What a TLS reload did: whether anything had TLS settings, and what could not be read (the
+/// configuration in use stays for those).
+#[derive(Debug, Default)]
+pub struct TlsReload {
+    pub reloaded: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+/// Reads every TLS file again: the server's certificate, key and client CA (`[server.tls]`) and
+/// each partner's outbound CA and client certificate (`[partners.<id>.outbound_tls]`). New
+/// connections use them; a part that fails keeps what it had. Certificate rotation without a
+/// restart, on SIGHUP or `POST /api/v1/admin/tls/reload`.
+pub fn reload_tls(
+    server: Option<&crate::serve::TlsReloader>,
+    engine: &DeliveryEngine,
+) -> TlsReload {
+    let mut out = TlsReload::default();
+    if let Some(server) = server {
+        match server.reload() {
+            Ok(()) => out.reloaded.push("server.tls".into()),
+            Err(e) => out.failed.push(format!("server.tls: {e:#}")),
+        }
+    }
+    for (id, p) in engine.partners() {
+        match p.adapter.reload_tls() {
+            Ok(true) => out.reloaded.push(format!("partners.{id}.outbound_tls")),
+            Ok(false) => {}
+            Err(e) => out.failed.push(format!("partners.{id}.{e}")),
+        }
+    }
+    for f in &out.failed {
+        tracing::error!(problem = %f, "TLS reload failed; the current configuration stays");
+    }
+    if !out.reloaded.is_empty() {
+        tracing::info!(parts = ?out.reloaded, "TLS configuration reloaded");
+    }
+    out
+}
+
 /// `kill -HUP` reads the TLS files again (certificate rotation without a restart).
 fn spawn_tls_reload_on_sighup(
     tls: Option<Arc<crate::serve::TlsReloader>>,
+    engine: Arc<DeliveryEngine>,
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
@@ -45,14 +85,12 @@ fn spawn_tls_reload_on_sighup(
         };
         loop {
             tokio::select! {
-                _ = hup.recv() => match &tls {
-                    Some(tls) => {
-                        if let Err(e) = tls.reload() {
-                            tracing::error!(error = %e, "TLS reload failed; the current certificate stays");
-                        }
+                _ = hup.recv() => {
+                    let done = reload_tls(tls.as_deref(), &engine);
+                    if done.reloaded.is_empty() && done.failed.is_empty() {
+                        tracing::info!("SIGHUP: no TLS settings, nothing to reload");
                     }
-                    None => tracing::info!("SIGHUP: plain HTTP, nothing to reload"),
-                },
+                }
                 () = shutdown.cancelled() => return,
             }
         }
@@ -248,7 +286,7 @@ impl Gateway {
         );
         let scheme = if tls.is_some() { "https" } else { "http" };
         // Always handled: SIGHUP's default action would end the process.
-        spawn_tls_reload_on_sighup(tls.clone(), shutdown.clone());
+        spawn_tls_reload_on_sighup(tls.clone(), Arc::clone(&engine), shutdown.clone());
         let stop = shutdown.clone();
         let server =
             tokio::spawn(async move { crate::serve::serve(listener, tls, router, stop).await });

@@ -373,6 +373,10 @@ pub struct PartnerConfig {
     /// `mapped`: the partner is reached over AMQP (RabbitMQ) instead of HTTP.
     #[serde(default)]
     pub bus: Option<BusConfig>,
+    /// The partner's HTTPS endpoint: the CA its server certificate chains to and the client
+    /// certificate we present (mutual TLS).
+    #[serde(default)]
+    pub outbound_tls: Option<hotline_adapters::http::OutboundTls>,
 }
 
 /// A partner on an AMQP 0-9-1 bus: we publish to its exchange and consume our queue, bound to
@@ -686,6 +690,15 @@ impl Config {
                 bad(
                     format!("partners.{id}.tls_identity"),
                     "needs server.tls.client_ca to verify the partner's certificate".into(),
+                );
+            }
+            if let Some(t) = &p.outbound_tls
+                && t.cert.is_some() != t.key.is_some()
+            {
+                bad(
+                    format!("partners.{id}.outbound_tls"),
+                    "`cert` and `key` go together: set both for a client certificate, or neither"
+                        .into(),
                 );
             }
         }

@@ -60,6 +60,7 @@ pub fn legal_aid_client(config: &Config) -> anyhow::Result<Option<Arc<LegalAidCl
         private_key: p.signing_secret.clone(),
         public_key: p.verify_secret.clone(),
         timeout: p.timeout,
+        tls: p.outbound_tls.clone(),
     })?)))
 }
 
@@ -77,6 +78,7 @@ fn adapter(
             verify_secret: p.verify_secret.clone(),
             timeout: p.timeout,
             ack_timeout: p.ack_timeout,
+            tls: p.outbound_tls.clone(),
         })?),
         AdapterKind::LegalAid => match case_system {
             Some(client) => Arc::new(LegalAidAdapter::with_client(client)),
@@ -103,6 +105,7 @@ fn adapter(
                 prefetch: b.prefetch,
                 timeout: p.timeout,
             }),
+            tls: p.outbound_tls.clone(),
         })?),
     })
 }

@@ -138,7 +138,6 @@ impl TlsReloader {
             .write()
             .map_err(|_| anyhow::anyhow!("the TLS configuration lock is poisoned"))?;
         *current = fresh;
-        tracing::info!(cert = %self.files.cert.display(), "TLS configuration reloaded");
         Ok(())
     }
 

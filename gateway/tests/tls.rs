@@ -209,12 +209,10 @@ async fn certificates_rotate_without_a_restart() {
     };
     let refused = reload(&old_ca).await;
     assert_eq!(refused.status(), 422);
+    let text = refused.text().await.unwrap();
     assert!(
-        refused
-            .text()
-            .await
-            .unwrap()
-            .contains("current certificate stays")
+        text.contains("server.tls") && text.contains("current configuration stays"),
+        "{text}"
     );
     assert_eq!(health(&old_ca).await.unwrap(), 200);
 
@@ -227,4 +225,133 @@ async fn certificates_rotate_without_a_restart() {
         "new connections get the new certificate"
     );
     assert!(health(&old_ca).await.is_err());
+}
+
+/// A server configuration for a partner simulator: its certificate names `localhost`, and it
+/// demands a client certificate that chains to `clients`.
+fn partner_server(cert: &(String, String), clients: &Ca) -> std::sync::Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(clients.pem.as_bytes()).unwrap())
+        .unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        std::sync::Arc::clone(&provider),
+    )
+    .build()
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(cert.0.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(cert.1.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    std::sync::Arc::new(config)
+}
+
+#[tokio::test]
+async fn deliveries_present_the_partner_client_certificate_and_rotate_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // 12315's own CA for its server, and the CA it trusts for our client certificate.
+    let (server_ca, client_ca, rogue) = (ca("12315 server CA"), ca("12315 client CA"), ca("rogue"));
+    let sim = contract_tests::mapped_sim::MappedSim::start_tls(
+        contract_tests::mapped_sim::MappedSimOptions {
+            dir: &mappings_dir().join("12315"),
+            app_id: "hotline-12348".into(),
+            gateway_secret: MAPPED_GATEWAY_SECRET.into(),
+            partner_secret: MAPPED_PARTNER_SECRET.into(),
+        },
+        partner_server(&leaf(&server_ca, "12315", &["localhost"]), &client_ca),
+    )
+    .await
+    .unwrap();
+    assert!(sim.url().starts_with("https://localhost:"));
+    // First a certificate the partner does not trust: every handshake fails.
+    let untrusted = leaf(&rogue, "hotline-12348", &[]);
+    let cert = write(dir.path(), "client.pem", &untrusted.0);
+    let key = write(dir.path(), "client.key", &untrusted.1);
+    let mut p = mapped_partner(&sim);
+    p.retry = fast_retry(1000);
+    p.breaker.failures = 0;
+    p.outbound_tls = Some(hotline_adapters::http::OutboundTls {
+        ca: Some(write(dir.path(), "server-ca.pem", &server_ca.pem)),
+        cert: Some(cert.clone()),
+        key: Some(key.clone()),
+    });
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), move |c| {
+        c.partners.insert("12315".into(), p);
+        assert!(c.check().is_empty(), "{:?}", c.check());
+    })
+    .await;
+    let (status, created) = h
+        .post_json(
+            "/api/v1/tickets",
+            &serde_json::json!({"external_id": "TLS-1", "target": "12315",
+                "ticket": contract_tests::samples::random_draft()}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = first_delivery(&created);
+    let failed = wait_until(std::time::Duration::from_secs(10), || async {
+        let d = h.delivery(&id).await;
+        (d.attempts >= 2).then_some(d)
+    })
+    .await
+    .expect("attempts were made");
+    assert!(
+        sim.received().is_empty(),
+        "the partner took a delivery without a trusted client certificate"
+    );
+    assert!(failed.last_error.is_some(), "{failed:?}");
+
+    // A broken key file is refused by the reload, naming the partner's setting.
+    std::fs::write(&key, "not a key").unwrap();
+    let reload = || {
+        let url = format!("{}/api/v1/admin/tls/reload", h.base);
+        let http = h.http.clone();
+        async move { http.post(url).send().await.unwrap() }
+    };
+    let refused = reload().await;
+    assert_eq!(refused.status(), 422);
+    let text = refused.text().await.unwrap();
+    assert!(
+        text.contains("partners.12315.") && text.contains("outbound_tls"),
+        "{text}"
+    );
+
+    // The certificate the partner trusts, rotated in without a restart: the delivery goes through.
+    let trusted = leaf(&client_ca, "hotline-12348", &[]);
+    std::fs::write(&cert, &trusted.0).unwrap();
+    std::fs::write(&key, &trusted.1).unwrap();
+    assert_eq!(reload().await.status(), 204);
+    wait_until(std::time::Duration::from_secs(10), || async {
+        (sim.received().len() == 1).then_some(())
+    })
+    .await
+    .expect("delivered over mutual TLS after the rotation");
+}
+
+#[test]
+fn outbound_tls_files_are_checked_at_start() {
+    let mut c = hotline_gateway::config::Config::default();
+    let mut p = partner_config("https://127.0.0.1:9".into(), fast_retry(1));
+    p.outbound_tls = Some(hotline_adapters::http::OutboundTls {
+        ca: None,
+        cert: Some("/nonexistent/client.pem".into()),
+        key: None,
+    });
+    c.partners.insert("p1".into(), p);
+    let problems = c.check();
+    assert!(
+        problems
+            .iter()
+            .any(|(k, m)| k == "partners.p1.outbound_tls" && m.contains("together")),
+        "{problems:?}"
+    );
 }

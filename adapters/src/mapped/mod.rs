@@ -49,6 +49,8 @@ pub struct MappedSettings {
     pub transfer_url: Option<String>,
     /// A partner on a message bus instead of HTTP: where it is.
     pub bus: Option<BusSettings>,
+    /// Client certificate and trust roots for the partner's HTTPS endpoints.
+    pub tls: Option<crate::http::OutboundTls>,
 }
 
 pub struct MappedAdapter {
@@ -126,7 +128,7 @@ impl MappedAdapter {
                 our_secret: s.signing_secret,
                 their_secret: s.verify_secret,
             },
-            http: HttpTransport::new(s.timeout)?,
+            http: HttpTransport::new(s.timeout, s.tls)?,
             bus: s.bus.map(|b| Box::new(BusLink::new(b))),
             partner: s.partner,
             url: s.url,
@@ -308,6 +310,10 @@ fn ingress_error(e: TranslateError) -> IngressError {
 
 #[async_trait]
 impl Adapter for MappedAdapter {
+    fn reload_tls(&self) -> Result<bool, TransportError> {
+        self.http.reload()
+    }
+
     fn partner(&self) -> &str {
         &self.partner
     }

@@ -43,6 +43,8 @@ pub struct WebhookSettings {
     pub timeout: Duration,
     /// How long to wait for an asynchronous acknowledgement after a 202.
     pub ack_timeout: Duration,
+    /// Client certificate and trust roots for the partner's HTTPS endpoint.
+    pub tls: Option<crate::http::OutboundTls>,
 }
 
 pub struct WebhookAdapter {
@@ -78,7 +80,7 @@ impl WebhookAdapter {
             Webhook::new(&settings.verify_secret).map_err(|_| SettingsError::Secret {
                 field: "verify_secret",
             })?;
-        let transport = HttpTransport::new(settings.timeout)?;
+        let transport = HttpTransport::new(settings.timeout, settings.tls.clone())?;
         Ok(Self {
             settings,
             signer,
@@ -92,6 +94,10 @@ const JSON: &str = "application/json";
 
 #[async_trait]
 impl Adapter for WebhookAdapter {
+    fn reload_tls(&self) -> Result<bool, TransportError> {
+        self.transport.reload()
+    }
+
     fn partner(&self) -> &str {
         &self.settings.partner
     }

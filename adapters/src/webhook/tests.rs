@@ -19,6 +19,7 @@ fn adapter() -> WebhookAdapter {
         verify_secret: THEIR_SECRET.into(),
         timeout: Duration::from_secs(5),
         ack_timeout: Duration::from_secs(300),
+        tls: None,
     })
     .unwrap()
 }

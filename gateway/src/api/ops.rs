@@ -85,27 +85,33 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Read the TLS certificate, key and client CA files again (certificate rotation without a
-/// restart; `kill -HUP` does the same). New connections use them; open ones keep theirs.
+/// Read the TLS files again: the server's certificate, key and client CA, and each partner's
+/// outbound CA and client certificate (certificate rotation without a restart; `kill -HUP` does
+/// the same). New connections use them; open ones keep theirs. A part that cannot be read keeps
+/// its current configuration and is named in the 422 answer.
 #[utoipa::path(post, path = "/api/v1/admin/tls/reload", tag = OPS,
     responses((status = 204), (status = 409, body = super::error::ErrorBody),
               (status = 422, body = super::error::ErrorBody)))]
 pub async fn reload_tls(
     State(state): State<AppState>,
 ) -> Result<StatusCode, super::error::ApiError> {
-    let Some(tls) = &state.tls else {
+    let done = crate::app::reload_tls(state.tls.as_deref(), &state.engine);
+    if !done.failed.is_empty() {
+        return Err(super::error::ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_tls",
+            format!(
+                "{}; the current configuration stays for these",
+                done.failed.join("; ")
+            ),
+        ));
+    }
+    if done.reloaded.is_empty() {
         return Err(super::error::ApiError::new(
             StatusCode::CONFLICT,
             "no_tls",
-            "the server speaks plain HTTP; there is no TLS configuration to reload",
+            "neither the server nor any partner has TLS settings; there is nothing to reload",
         ));
-    };
-    tls.reload().map_err(|e| {
-        super::error::ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_tls",
-            format!("{e:#}; the current certificate stays"),
-        )
-    })?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }

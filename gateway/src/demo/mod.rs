@@ -81,6 +81,7 @@ fn partner(adapter: AdapterKind, url: String, signing: String, verify: String) -
         outbound_rate: None,
         tls_identity: None,
         bus: None,
+        outbound_tls: None,
     }
 }
 

@@ -55,6 +55,7 @@ pub fn partner_config(url: String, retry: RetryConfig) -> PartnerConfig {
         outbound_rate: None,
         tls_identity: None,
         bus: None,
+        outbound_tls: None,
     }
 }
 
