@@ -52,6 +52,9 @@ fn finish(frame: Frame) -> Value {
     Value::Object(map)
 }
 
+/// Our partners speak XML 1.0; line ends and attribute whitespace are normalised as it says.
+const XML_1_0: quick_xml::XmlVersion = quick_xml::XmlVersion::Implicit1_0;
+
 fn start_frame(e: &BytesStart<'_>) -> Result<Frame, XmlError> {
     let name = std::str::from_utf8(e.name().as_ref())
         .map_err(|_| XmlError("element name is not UTF-8".into()))?
@@ -61,7 +64,7 @@ fn start_frame(e: &BytesStart<'_>) -> Result<Frame, XmlError> {
         let attr = attr.map_err(|err| XmlError(format!("bad attribute in <{name}>: {err}")))?;
         let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
         let value = attr
-            .unescape_value()
+            .normalized_value(XML_1_0)
             .map_err(|err| XmlError(format!("bad attribute `{key}` in <{name}>: {err}")))?;
         map.insert(format!("@{key}"), Value::String(value.into_owned()));
     }
@@ -123,7 +126,7 @@ pub fn parse(text: &str) -> Result<(String, Value), XmlError> {
             }
             Event::Text(t) => {
                 let s = t
-                    .xml_content()
+                    .xml_content(XML_1_0)
                     .map_err(|e| XmlError(format!("bad text: {e}")))?;
                 match stack.last_mut() {
                     Some(f) => f.text.push_str(&s),
