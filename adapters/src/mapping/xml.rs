@@ -16,6 +16,8 @@ use super::engine::scalar;
 pub const MAX_DEPTH: usize = 32;
 /// Most elements accepted in one document.
 pub const MAX_ELEMENTS: usize = 10_000;
+/// Most attributes accepted on one element (partners' messages carry a handful).
+pub const MAX_ATTRIBUTES: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -60,7 +62,12 @@ fn start_frame(e: &BytesStart<'_>) -> Result<Frame, XmlError> {
         .map_err(|_| XmlError("element name is not UTF-8".into()))?
         .to_owned();
     let mut map = Map::new();
-    for attr in e.attributes() {
+    for (i, attr) in e.attributes().enumerate() {
+        if i == MAX_ATTRIBUTES {
+            return Err(XmlError(format!(
+                "more than {MAX_ATTRIBUTES} attributes on <{name}>"
+            )));
+        }
         let attr = attr.map_err(|err| XmlError(format!("bad attribute in <{name}>: {err}")))?;
         let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
         let value = attr
@@ -280,6 +287,19 @@ mod tests {
         assert!(parse(&deep).unwrap_err().0.contains("deeper"));
         let wide = format!("<a>{}</a>", "<b/>".repeat(MAX_ELEMENTS + 1));
         assert!(parse(&wide).unwrap_err().0.contains("elements"));
+        let attrs: String = (0..=MAX_ATTRIBUTES)
+            .map(|i| format!(" a{i}=\"v\""))
+            .collect();
+        assert!(
+            parse(&format!("<a{attrs}/>"))
+                .unwrap_err()
+                .0
+                .contains("attributes on <a>")
+        );
+        let fine: String = (0..MAX_ATTRIBUTES)
+            .map(|i| format!(" a{i}=\"v\""))
+            .collect();
+        assert!(parse(&format!("<a{fine}/>")).is_ok());
         assert!(parse("<a><b></a>").is_err());
         assert!(parse("<a></a><b></b>").is_err());
         assert!(parse("").is_err());
