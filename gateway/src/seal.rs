@@ -12,6 +12,7 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hotline_model::TicketDraft;
+use hotline_model::legal_aid::Applicant;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -236,6 +237,21 @@ impl Sealer {
         d.address = d.address.as_deref().map(|v| self.seal(v));
         d.transcript = d.transcript.iter().map(|v| self.seal(v)).collect();
         d
+    }
+
+    /// A legal-aid applicant's personal data sealed (name, ID number, phone, address).
+    pub fn seal_applicant(&self, a: &mut Applicant) {
+        for v in [&mut a.name, &mut a.id_number, &mut a.phone, &mut a.address] {
+            *v = self.seal(v);
+        }
+    }
+
+    /// A legal-aid applicant's personal data opened.
+    pub fn open_applicant(&self, a: &mut Applicant) -> Result<(), SealError> {
+        for v in [&mut a.name, &mut a.id_number, &mut a.phone, &mut a.address] {
+            *v = self.open(v)?;
+        }
+        Ok(())
     }
 
     /// The draft with its caller's personal data opened.

@@ -81,3 +81,45 @@ async fn what_was_committed_survives_reopening() {
             .is_duplicate()
     );
 }
+
+#[tokio::test]
+async fn legal_aid_applicants_are_sealed_in_the_file() {
+    use hotline_gateway::seal::{CipherKind, EncryptionConfig, KeyConfig, Sealer};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.db");
+    let config = EncryptionConfig {
+        active: "k1".into(),
+        keys: [(
+            "k1".to_owned(),
+            KeyConfig {
+                cipher: CipherKind::Aes256Gcm,
+                key: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]),
+            },
+        )]
+        .into_iter()
+        .collect(),
+    };
+    let seal = hotline_gateway::store::Seal::new(Sealer::from_config(&config).unwrap());
+    let store = SqliteStore::open(&path).await.unwrap().sealed(seal);
+    let t = new_ticket("LA-SEAL", &[]);
+    let id = t.ticket.id;
+    store.accept_ticket(t).await.unwrap();
+    store.record_event(legal_aid(id)).await.unwrap();
+    let back = store.events(id).await.unwrap();
+    let example = hotline_model::legal_aid::Application::example();
+    assert!(
+        back.iter().any(|e| matches!(&e.body,
+            hotline_model::EventBody::LegalAid { application } if **application == example)),
+        "read back opened"
+    );
+    drop(store);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let a = &example.applicant;
+    for secret in [&a.id_number, &a.phone, &a.name, &a.address] {
+        let found = std::fs::read_dir(dir.path()).unwrap().any(|e| {
+            let bytes = std::fs::read(e.unwrap().path()).unwrap();
+            bytes.windows(secret.len()).any(|w| w == secret.as_bytes())
+        });
+        assert!(!found, "{secret} is readable in the database files");
+    }
+}

@@ -178,7 +178,7 @@ async fn claim_of(conn: &mut PgConnection, id: Uuid, token: Uuid, seal: &Seal) -
         },
         delivery,
         ticket,
-        event: serde_json::from_str(&body)?,
+        event: seal.event_in(&body)?,
     })
 }
 
@@ -210,6 +210,7 @@ async fn seen(
 async fn insert_event(
     conn: &mut PgConnection,
     event: &Event,
+    body: &str,
     keys: &[String],
     numbers: &[(String, String)],
     targets: &[String],
@@ -225,7 +226,7 @@ async fn insert_event(
     .bind(event.kind().as_str())
     .bind(&event.source)
     .bind(ms(event.at))
-    .bind(serde_json::to_string(event)?)
+    .bind(body)
     .execute(&mut *conn)
     .await?;
     for key in keys {
@@ -375,9 +376,11 @@ async fn remember_partner_ref(
 impl Store for PgStore {
     async fn accept_ticket(&self, cmd: NewTicket) -> Result<Accepted> {
         let draft = self.seal.draft_out(&cmd.ticket.draft)?;
+        let body = self.seal.event_out(&cmd.event)?;
         self.write(move |conn| {
             let cmd = cmd.clone();
             let draft = draft.clone();
+            let body = body.clone();
             Box::pin(async move {
                 let t = &cmd.ticket;
                 if let Some((ticket_id, event_id)) = seen(conn, &t.origin, &cmd.keys).await? {
@@ -403,7 +406,7 @@ impl Store for PgStore {
                 .execute(&mut *conn)
                 .await?;
                 let deliveries =
-                    insert_event(conn, &cmd.event, &cmd.keys, &cmd.numbers, &cmd.targets).await?;
+                    insert_event(conn, &cmd.event, &body, &cmd.keys, &cmd.numbers, &cmd.targets).await?;
                 apply_clock_ops(conn, t.id, &cmd.clocks).await?;
                 Ok(Accepted::Created {
                     ticket_id: t.id,
@@ -416,8 +419,10 @@ impl Store for PgStore {
     }
 
     async fn record_event(&self, cmd: NewEvent) -> Result<Accepted> {
+        let body = self.seal.event_out(&cmd.event)?;
         self.write(move |conn| {
             let cmd = cmd.clone();
+            let body = body.clone();
             Box::pin(async move {
                 let e = &cmd.event;
                 if let Some((ticket_id, event_id)) = seen(conn, &e.source, &cmd.keys).await? {
@@ -450,7 +455,7 @@ impl Store for PgStore {
                     });
                 }
                 let deliveries =
-                    insert_event(conn, e, &cmd.keys, &cmd.numbers, &cmd.targets).await?;
+                    insert_event(conn, e, &body, &cmd.keys, &cmd.numbers, &cmd.targets).await?;
                 apply_clock_ops(conn, e.ticket_id, &cmd.clocks).await?;
                 Ok(Accepted::Created {
                     ticket_id: e.ticket_id,
@@ -580,7 +585,7 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok(serde_json::from_str(r.try_get("body")?)?))
+            .map(|r| self.seal.event_in(r.try_get("body")?))
             .collect()
     }
 
@@ -1015,7 +1020,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok(serde_json::from_str(r.try_get("body")?)?))
+            .map(|r| self.seal.event_in(r.try_get("body")?))
             .collect()
     }
 
@@ -1638,6 +1643,23 @@ impl Store for PgStore {
                     .bind(id.to_string())
                     .execute(&mut *conn)
                     .await?;
+                    // A legal-aid application on the ticket holds the applicant's data too.
+                    let events = sqlx::query(
+                        "SELECT id, body FROM events WHERE ticket_id = $1 AND kind = $2",
+                    )
+                    .bind(id.to_string())
+                    .bind(EventKind::LegalAid.as_str())
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    for e in &events {
+                        if let Some(body) = seal.event_purged(&e.text("body")?)? {
+                            sqlx::query("UPDATE events SET body = $1 WHERE id = $2")
+                                .bind(body)
+                                .bind(e.text("id")?)
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                    }
                     ids.push(id);
                 }
                 Ok(ids)

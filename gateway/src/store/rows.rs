@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use hotline_model::{EventKind, Ticket, TicketDraft};
+use hotline_model::{Event, EventBody, EventKind, Ticket, TicketDraft};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -225,6 +225,44 @@ impl Seal {
         d.address = None;
         d.transcript.clear();
         self.draft_out(&d)
+    }
+
+    /// An event as stored: a legal-aid application's applicant sealed.
+    pub(super) fn event_out(&self, e: &Event) -> Result<String> {
+        if let (Some(s), EventBody::LegalAid { application }) = (&self.0, &e.body) {
+            let mut application = application.clone();
+            s.seal_applicant(&mut application.applicant);
+            let sealed = Event {
+                body: EventBody::LegalAid { application },
+                ..e.clone()
+            };
+            return Ok(serde_json::to_string(&sealed)?);
+        }
+        Ok(serde_json::to_string(e)?)
+    }
+
+    pub(super) fn event_in(&self, text: &str) -> Result<Event> {
+        let mut e: Event = serde_json::from_str(text)?;
+        if let (Some(s), EventBody::LegalAid { application }) = (&self.0, &mut e.body) {
+            s.open_applicant(&mut application.applicant)
+                .map_err(opened)?;
+        }
+        Ok(e)
+    }
+
+    /// A stored legal-aid event with the applicant's personal data blanked (retention); `None`
+    /// for other events, which hold none.
+    pub(super) fn event_purged(&self, text: &str) -> Result<Option<String>> {
+        let mut e = self.event_in(text)?;
+        let EventBody::LegalAid { application } = &mut e.body else {
+            return Ok(None);
+        };
+        let a = &mut application.applicant;
+        a.name = PURGED.into();
+        a.id_number.clear();
+        a.phone.clear();
+        a.address.clear();
+        self.event_out(&e).map(Some)
     }
 
     pub(super) fn transfer_out(&self, t: &super::Transfer) -> Result<String> {

@@ -277,7 +277,7 @@ async fn claim_of(
         },
         delivery,
         ticket,
-        event: serde_json::from_str(&body)?,
+        event: seal.event_in(&body)?,
     })
 }
 
@@ -308,6 +308,7 @@ async fn seen(
 async fn insert_event(
     conn: &mut SqliteConnection,
     event: &Event,
+    body: &str,
     keys: &[String],
     numbers: &[(String, String)],
     targets: &[String],
@@ -323,7 +324,7 @@ async fn insert_event(
     .bind(event.kind().as_str())
     .bind(&event.source)
     .bind(ms(event.at))
-    .bind(serde_json::to_string(event)?)
+    .bind(body)
     .execute(&mut *conn)
     .await?;
     for key in keys {
@@ -477,6 +478,7 @@ async fn remember_partner_ref(
 impl Store for SqliteStore {
     async fn accept_ticket(&self, cmd: NewTicket) -> Result<Accepted> {
         let draft = self.seal.draft_out(&cmd.ticket.draft)?;
+        let body = self.seal.event_out(&cmd.event)?;
         self.write(move |conn| {
             Box::pin(async move {
                 let t = &cmd.ticket;
@@ -502,8 +504,15 @@ impl Store for SqliteStore {
                 .bind(&cmd.caller_hash)
                 .execute(&mut *conn)
                 .await?;
-                let deliveries =
-                    insert_event(conn, &cmd.event, &cmd.keys, &cmd.numbers, &cmd.targets).await?;
+                let deliveries = insert_event(
+                    conn,
+                    &cmd.event,
+                    &body,
+                    &cmd.keys,
+                    &cmd.numbers,
+                    &cmd.targets,
+                )
+                .await?;
                 apply_clock_ops(conn, t.id, &cmd.clocks).await?;
                 Ok(Accepted::Created {
                     ticket_id: t.id,
@@ -516,6 +525,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_event(&self, cmd: NewEvent) -> Result<Accepted> {
+        let body = self.seal.event_out(&cmd.event)?;
         self.write(move |conn| {
             Box::pin(async move {
                 let e = &cmd.event;
@@ -549,7 +559,7 @@ impl Store for SqliteStore {
                     });
                 }
                 let deliveries =
-                    insert_event(conn, e, &cmd.keys, &cmd.numbers, &cmd.targets).await?;
+                    insert_event(conn, e, &body, &cmd.keys, &cmd.numbers, &cmd.targets).await?;
                 apply_clock_ops(conn, e.ticket_id, &cmd.clocks).await?;
                 Ok(Accepted::Created {
                     ticket_id: e.ticket_id,
@@ -678,7 +688,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.read)
             .await?;
         rows.iter()
-            .map(|r| Ok(serde_json::from_str(r.try_get("body")?)?))
+            .map(|r| self.seal.event_in(r.try_get("body")?))
             .collect()
     }
 
@@ -1105,7 +1115,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await?;
         rows.iter()
-            .map(|r| Ok(serde_json::from_str(r.try_get("body")?)?))
+            .map(|r| self.seal.event_in(r.try_get("body")?))
             .collect()
     }
 
@@ -1706,6 +1716,23 @@ impl Store for SqliteStore {
                     .bind(id.to_string())
                     .execute(&mut *conn)
                     .await?;
+                    // A legal-aid application on the ticket holds the applicant's data too.
+                    let events = sqlx::query(
+                        "SELECT id, body FROM events WHERE ticket_id = ? AND kind = ?",
+                    )
+                    .bind(id.to_string())
+                    .bind(EventKind::LegalAid.as_str())
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    for e in &events {
+                        if let Some(body) = seal.event_purged(&e.text("body")?)? {
+                            sqlx::query("UPDATE events SET body = ? WHERE id = ?")
+                                .bind(body)
+                                .bind(e.text("id")?)
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                    }
                     ids.push(id);
                 }
                 Ok(ids)

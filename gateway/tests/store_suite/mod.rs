@@ -76,6 +76,25 @@ fn urge(ticket_id: Uuid) -> NewEvent {
     }
 }
 
+/// A legal-aid application filed for the ticket (the applicant's personal data in it).
+pub fn legal_aid(ticket_id: Uuid) -> NewEvent {
+    NewEvent {
+        event: Event::new(
+            ticket_id,
+            HOME,
+            EventBody::LegalAid {
+                application: Box::new(hotline_model::legal_aid::Application::example()),
+            },
+        ),
+        status: None,
+        expected_status: None,
+        targets: vec![],
+        keys: vec![],
+        numbers: vec![],
+        clocks: vec![],
+    }
+}
+
 fn record(d: &Delivery, outcome: &str) -> AttemptRecord {
     AttemptRecord {
         delivery_id: d.id,
@@ -1210,6 +1229,7 @@ pub async fn ended_tickets_lose_personal_data_once_retention_passes(store: Arc<d
     let done_id = done.ticket.id;
     let before = done.ticket.draft.clone();
     store.accept_ticket(done).await.unwrap();
+    store.record_event(legal_aid(done_id)).await.unwrap();
     let mut close = urge(done_id);
     close.status = Some(TicketStatus::Closed);
     store.record_event(close).await.unwrap();
@@ -1241,6 +1261,24 @@ pub async fn ended_tickets_lose_personal_data_once_retention_passes(store: Arc<d
     assert_eq!(t.draft.caller.id_number, None);
     assert_eq!(t.draft.address, None);
     assert_eq!(t.draft.content, before.content, "the matter itself stays");
+    let application = store
+        .events(done_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find_map(|e| match e.body {
+            EventBody::LegalAid { application } => Some(application),
+            _ => None,
+        })
+        .expect("the legal-aid application stays on the timeline");
+    let a = &application.applicant;
+    assert_eq!(a.name, hotline_gateway::store::PURGED);
+    assert!(a.id_number.is_empty() && a.phone.is_empty() && a.address.is_empty());
+    assert_eq!(
+        application.description,
+        hotline_model::legal_aid::Application::example().description,
+        "the matter itself stays"
+    );
     assert!(
         store
             .caller_tickets("h-done", Utc::now() - chrono::Duration::days(1))
