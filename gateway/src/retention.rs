@@ -1,5 +1,6 @@
 //! Retention: the caller's personal data of tickets that ended (closed, withdrawn, merged) more
-//! than `privacy.retention` ago is blanked, on one instance at a time (a lease), a batch per
+//! than `privacy.retention` ago is blanked (with any legal-aid applicant's), and so is the
+//! caller's data in the offers of transfers requested that long ago and ended, on one instance at a time (a lease), a batch per
 //! run, each purge written to the audit log.
 
 use std::sync::Arc;
@@ -22,14 +23,30 @@ pub struct Retention {
 }
 
 impl Retention {
-    /// One run: purges in batches until nothing is left; returns how many tickets.
-    pub async fn run(&self) -> Result<usize, StoreError> {
+    /// One run: purges ended tickets, then ended transfers' offers, in batches until nothing
+    /// is left; returns how many of each.
+    pub async fn run(&self) -> Result<(usize, usize), StoreError> {
         let cutoff = Utc::now()
             .checked_sub_signed(crate::time::span(self.keep))
             .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+        let tickets = self
+            .batches("tickets", || self.store.purge_personal_data(cutoff, BATCH))
+            .await?;
+        let transfers = self
+            .batches("transfers", || self.store.purge_transfers(cutoff, BATCH))
+            .await?;
+        Ok((tickets, transfers))
+    }
+
+    /// Purges batch after batch of `what`, each batch in the audit log.
+    async fn batches<F, Fut>(&self, what: &str, mut purge: F) -> Result<usize, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<uuid::Uuid>, StoreError>>,
+    {
         let mut total = 0;
         loop {
-            let ids = self.store.purge_personal_data(cutoff, BATCH).await?;
+            let ids = purge().await?;
             if ids.is_empty() {
                 return Ok(total);
             }
@@ -44,11 +61,12 @@ impl Retention {
                         "保存期限届满 retention of {} passed",
                         humantime::format_duration(self.keep)
                     )),
-                    detail: serde_json::json!({ "count": ids.len(), "tickets": ids }),
+                    detail: serde_json::json!({ "count": ids.len(), what: ids }),
                 })
                 .await?;
-            tracing::info!(count = ids.len(), "personal data of ended tickets purged");
-            metrics::counter!("hotline_personal_data_purged_total").increment(ids.len() as u64);
+            tracing::info!(count = ids.len(), what, "personal data purged");
+            metrics::counter!("hotline_personal_data_purged_total", "what" => what.to_owned())
+                .increment(ids.len() as u64);
             if ids.len() < BATCH as usize {
                 return Ok(total);
             }

@@ -169,6 +169,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("notify_pending", Bool),
             ("version", Int),
             ("doc", Text),
+            ("purged_at", Int),
         ],
     ),
     (

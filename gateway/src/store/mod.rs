@@ -321,6 +321,15 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Uuid>>;
 
+    /// Retention: blanks the caller's personal data in the offers of up to `limit` ended
+    /// transfers (refused, completed, failed, expired; any fallback ticket filed and the CTI
+    /// told) requested before `requested_before`, once each; returns their ids.
+    async fn purge_transfers(
+        &self,
+        requested_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Uuid>>;
+
     /// Whether the store answers.
     async fn ping(&self) -> Result<()>;
 }

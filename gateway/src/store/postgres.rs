@@ -1668,6 +1668,41 @@ impl Store for PgStore {
         .await
     }
 
+    async fn purge_transfers(
+        &self,
+        requested_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Uuid>> {
+        let seal = self.seal.clone();
+        self.write(move |conn| {
+            let seal = seal.clone();
+            Box::pin(async move {
+                let rows = sqlx::query(&format!(
+                    "SELECT id, doc FROM transfers WHERE {ENDED_TRANSFERS} \
+                     AND requested_at < $1 ORDER BY requested_at LIMIT $2"
+                ))
+                .bind(ms(requested_before))
+                .bind(i64::from(limit))
+                .fetch_all(&mut *conn)
+                .await?;
+                let now = ms(Utc::now());
+                let mut ids = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let id = get_uuid(row, "id")?;
+                    sqlx::query("UPDATE transfers SET doc = $1, purged_at = $2 WHERE id = $3")
+                        .bind(seal.transfer_purged(&row.text("doc")?)?)
+                        .bind(now)
+                        .bind(id.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                    ids.push(id);
+                }
+                Ok(ids)
+            })
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

@@ -18,6 +18,9 @@ pub const PURGED: &str = "已清除";
 
 /// Ticket statuses after which personal data may be purged.
 pub(super) const ENDED_STATUSES: &str = "('closed', 'withdrawn', 'merged')";
+/// Transfers whose offer retention may blank: ended, nothing left to do for them.
+pub(super) const ENDED_TRANSFERS: &str = "state IN ('refused', 'completed', 'failed', 'expired') \
+     AND fallback_due = FALSE AND notify_pending = FALSE AND purged_at IS NULL";
 
 pub(super) const OPEN_STATUSES: &str = "('pending', 'retrying', 'sending', 'awaiting_ack')";
 /// Statuses that let the next message for the same ticket and partner go.
@@ -219,12 +222,15 @@ impl Seal {
     /// The stored draft with the caller's personal data blanked (retention).
     pub(super) fn draft_purged(&self, text: &str) -> Result<String> {
         let mut d = self.draft_in(text)?;
-        d.caller.name = PURGED.into();
-        d.caller.phone = String::new();
-        d.caller.id_number = None;
-        d.address = None;
-        d.transcript.clear();
+        purge_draft(&mut d);
         self.draft_out(&d)
+    }
+
+    /// A stored transfer with the caller's personal data in its offer blanked (retention).
+    pub(super) fn transfer_purged(&self, text: &str) -> Result<String> {
+        let mut t = self.transfer_in(text)?;
+        purge_draft(&mut t.offer.ticket);
+        self.transfer_out(&t)
     }
 
     /// An event as stored: a legal-aid application's applicant sealed.
@@ -283,6 +289,14 @@ impl Seal {
         }
         Ok(t)
     }
+}
+
+fn purge_draft(d: &mut TicketDraft) {
+    d.caller.name = PURGED.into();
+    d.caller.phone = String::new();
+    d.caller.id_number = None;
+    d.address = None;
+    d.transcript.clear();
 }
 
 fn opened(e: crate::seal::SealError) -> StoreError {

@@ -1741,6 +1741,40 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn purge_transfers(
+        &self,
+        requested_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Uuid>> {
+        let seal = self.seal.clone();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let rows = sqlx::query(&format!(
+                    "SELECT id, doc FROM transfers WHERE {ENDED_TRANSFERS} \
+                     AND requested_at < ? ORDER BY requested_at LIMIT ?"
+                ))
+                .bind(ms(requested_before))
+                .bind(i64::from(limit))
+                .fetch_all(&mut *conn)
+                .await?;
+                let now = ms(Utc::now());
+                let mut ids = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let id = get_uuid(row, "id")?;
+                    sqlx::query("UPDATE transfers SET doc = ?, purged_at = ? WHERE id = ?")
+                        .bind(seal.transfer_purged(&row.text("doc")?)?)
+                        .bind(now)
+                        .bind(id.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                    ids.push(id);
+                }
+                Ok(ids)
+            })
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         if self.writer.is_closed() {

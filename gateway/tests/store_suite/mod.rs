@@ -37,6 +37,7 @@ macro_rules! every_check {
             a_claim_is_found_by_its_token_while_it_holds,
             a_nonce_is_taken_once_until_it_expires,
             ended_tickets_lose_personal_data_once_retention_passes,
+            ended_transfers_lose_the_callers_data_once_retention_passes,
             case_updates_are_kept_once_and_cases_save_from_their_version,
         );
     };
@@ -717,6 +718,55 @@ pub async fn transfers_with_work_to_do_are_found(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].fallback_ticket_id, filed.fallback_ticket_id);
+}
+
+pub async fn ended_transfers_lose_the_callers_data_once_retention_passes(store: Arc<dyn Store>) {
+    let active = transfer(Direction::Outbound, None);
+    let mut fallback = transfer(Direction::Outbound, None);
+    fallback.state = TransferState::Refused;
+    let mut tell = transfer(Direction::Outbound, None);
+    tell.state = TransferState::Completed;
+    tell.notify_pending = true;
+    let mut done = transfer(Direction::Outbound, None);
+    done.state = TransferState::Expired;
+    done.fallback_ticket_id = Some(Uuid::now_v7());
+    for t in [&active, &fallback, &tell, &done] {
+        store
+            .insert_transfer(t, entry(t, "requested", None))
+            .await
+            .unwrap();
+    }
+    assert!(
+        store
+            .purge_transfers(Utc::now() - chrono::Duration::days(1), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not yet past retention"
+    );
+    let cutoff = Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(
+        store.purge_transfers(cutoff, 10).await.unwrap(),
+        vec![done.id],
+        "only ended transfers with nothing left to do"
+    );
+    assert!(
+        store.purge_transfers(cutoff, 10).await.unwrap().is_empty(),
+        "once"
+    );
+    let purged = store.transfer(done.id).await.unwrap().unwrap();
+    let caller = &purged.offer.ticket.caller;
+    assert_eq!(caller.name, PURGED);
+    assert!(caller.phone.is_empty() && caller.id_number.is_none());
+    assert_eq!(
+        purged.state,
+        TransferState::Expired,
+        "the record itself stays"
+    );
+    for kept in [&active, &fallback, &tell] {
+        let t = store.transfer(kept.id).await.unwrap().unwrap();
+        assert_eq!(t.offer.ticket.caller, kept.offer.ticket.caller);
+    }
 }
 
 pub async fn released_retries_fall_due_at_once(store: Arc<dyn Store>) {
