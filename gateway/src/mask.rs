@@ -42,6 +42,33 @@ pub fn address(s: &str) -> String {
     stars(s, 6, 0)
 }
 
+/// Free text from outside (a partner's error answer) made fit for logs: every run of seven or
+/// more digits (phone and ID numbers, with an ID's trailing `X`) keeps its last two characters
+/// only. Names and addresses cannot be told apart in free text; callers' fields never reach the
+/// logs themselves.
+pub fn digits_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.chars().filter(char::is_ascii_digit).count() >= 7 {
+            out.push_str(&stars(run, 0, 2));
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() || (matches!(c, 'X' | 'x') && !run.is_empty()) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
 pub fn caller(c: &Caller) -> Caller {
     Caller {
         name: name(&c.name),
@@ -61,6 +88,19 @@ pub fn ticket(t: &Ticket) -> Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_in_free_text_are_starred() {
+        assert_eq!(
+            digits_in("HTTP 400: 电话 13912345678 无效, id=11010519491231002X"),
+            "HTTP 400: 电话 *********78 无效, id=****************2X"
+        );
+        assert_eq!(
+            digits_in("HTTP 503 after 2026 ms"),
+            "HTTP 503 after 2026 ms"
+        );
+        assert_eq!(digits_in(""), "");
+    }
 
     #[test]
     fn masks_keep_only_what_identifies_nobody() {

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "kebab-case")]
 pub enum CipherKind {
     /// 32-byte key.
+    #[serde(rename = "aes-256-gcm", alias = "aes256-gcm")]
     Aes256Gcm,
     /// 16-byte key (GB/T 32907, for commercial-cryptography assessments).
     Sm4Gcm,

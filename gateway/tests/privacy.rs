@@ -242,3 +242,139 @@ async fn a_confidential_ticket_reaches_the_partner_without_the_callers_identity(
         .await;
     assert_eq!(got["caller"]["phone"], phone.as_str());
 }
+
+/// The real binary at `debug` level, its output in a file: tickets accepted, refused for a bad
+/// phone, retried after partner errors and delivered, a partner message with a forged signature;
+/// none of the callers' personal data shows in what it logged.
+#[tokio::test]
+async fn personal_data_never_reaches_the_logs() {
+    let sim = start_sim(PARTNER).await;
+    sim.set_behaviour(Behaviour::FailTimes {
+        times: 2,
+        status: 500,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+[store]
+path = "{db}"
+[api]
+allow_anonymous = true
+[delivery]
+poll_interval = "50ms"
+[sla]
+calendar_dir = "{calendar}"
+[privacy.encryption]
+active = "k1"
+keys.k1 = {{ cipher = "aes-256-gcm", key = "{key}" }}
+[partners.{PARTNER}]
+adapter = "webhook"
+url = "{url}"
+signing_secret = "{OUR_SECRET}"
+verify_secret = "{THEIR_SECRET}"
+[partners.{PARTNER}.retry]
+min_delay = "100ms"
+max_delay = "200ms"
+"#,
+            db = dir.path().join("gateway.db").display(),
+            calendar = mappings_dir().join("calendar").display(),
+            key = key(9, 32),
+            url = sim.url(),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("gateway.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let _gw = Running(
+        std::process::Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "debug")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let up = wait_until(Duration::from_secs(30), || async {
+        let r = http.get(format!("{base}/readyz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    assert!(
+        up.is_some(),
+        "not ready:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let secrets = [
+        "13987654321",
+        "上官飞燕",
+        "370102198001011237",
+        "泉城路288号",
+    ];
+    let mut draft = contract_tests::samples::random_draft();
+    draft.caller.name = secrets[1].into();
+    draft.caller.phone = secrets[0].into();
+    draft.caller.id_number = Some(secrets[2].into());
+    draft.address = Some(format!("济南市历下区{}", secrets[3]));
+    let (status, created) = post_json(
+        &http,
+        format!("{base}/api/v1/tickets"),
+        &json!({"external_id": "LOG-1", "target": PARTNER, "ticket": draft}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    // Refused: the phone is not a phone number (the error names the field, not the value).
+    let mut bad = draft.clone();
+    bad.caller.phone = format!("{}x", secrets[0]);
+    let (status, refused) = post_json(
+        &http,
+        format!("{base}/api/v1/tickets"),
+        &json!({"external_id": "LOG-2", "target": PARTNER, "ticket": bad}),
+    )
+    .await;
+    assert!(status == 400 || status == 422, "{status} {refused}");
+    // A partner message with a forged signature that carries the caller's data.
+    let forged = http
+        .post(format!("{base}/partners/{PARTNER}/messages"))
+        .header("webhook-id", "msg_forged")
+        .header(
+            "webhook-timestamp",
+            chrono::Utc::now().timestamp().to_string(),
+        )
+        .header("webhook-signature", "v1,Zm9yZ2Vk")
+        .json(&json!({"type": "ticket", "ticket": draft}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let delivered = wait_until(Duration::from_secs(20), || async {
+        (!sim.received().is_empty()).then_some(())
+    })
+    .await;
+    assert!(
+        delivered.is_some(),
+        "the ticket was delivered after the 500s"
+    );
+    assert_eq!(
+        sim.received()[0].envelope["ticket"]["caller"]["phone"],
+        secrets[0]
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("DEBUG") && text.contains("500"),
+        "debug logging with the failed attempts was captured:\n{text}"
+    );
+    for secret in secrets {
+        assert!(!text.contains(secret), "{secret} is in the log:\n{text}");
+    }
+}

@@ -439,15 +439,18 @@ impl DeliveryEngine {
                     .record(now, Tally::Delivered, Some(latency), None);
             }
             Next::AwaitingAck { .. } => partner.recent.record(now, Tally::Delivered, None, None),
-            Next::Retry { error, .. } => {
+            Next::Retry { error, at } => {
                 partner.recent.record(now, Tally::Failed, None, Some(error));
+                tracing::debug!(partner = %partner_id, delivery = %d.id, attempt = d.attempts,
+                    retry_at = %at, error = %crate::mask::digits_in(error), "delivery attempt failed");
             }
             Next::Skipped { .. } => {}
             Next::Dead { error } => {
                 partner.recent.record(now, Tally::Dead, None, Some(error));
                 metrics::counter!("hotline_dead_letters_total", "partner" => partner_id.clone())
                     .increment(1);
-                tracing::warn!(partner = %partner_id, delivery = %d.id, ticket = %d.ticket_id, %error, "delivery dead-lettered");
+                tracing::warn!(partner = %partner_id, delivery = %d.id, ticket = %d.ticket_id,
+                    error = %crate::mask::digits_in(error), "delivery dead-lettered");
             }
         }
         let record = AttemptRecord {
