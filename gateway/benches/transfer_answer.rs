@@ -62,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
         tls_identity: None,
         bus: None,
         outbound_tls: None,
+        allow_plain_http: false,
     };
     let config = Config {
         server: ServerConfig {

@@ -212,6 +212,10 @@ pub struct ServerConfig {
     /// certificates. Plain HTTP when absent.
     #[serde(default)]
     pub tls: Option<crate::serve::TlsConfig>,
+    /// Listen on a non-loopback address without `tls` (behind a TLS-terminating proxy on a
+    /// private network). Loopback addresses need no permission.
+    #[serde(default)]
+    pub allow_plain_http: bool,
 }
 
 impl Default for ServerConfig {
@@ -221,6 +225,7 @@ impl Default for ServerConfig {
             max_body_bytes: defaults::max_body_bytes(),
             request_timeout: defaults::request_timeout(),
             tls: None,
+            allow_plain_http: false,
         }
     }
 }
@@ -377,6 +382,10 @@ pub struct PartnerConfig {
     /// certificate we present (mutual TLS).
     #[serde(default)]
     pub outbound_tls: Option<hotline_adapters::http::OutboundTls>,
+    /// Reach the partner at `http://` (or `amqp://`) addresses beyond this machine, unencrypted
+    /// (a private government network). Loopback addresses need no permission.
+    #[serde(default)]
+    pub allow_plain_http: bool,
 }
 
 /// A partner on an AMQP 0-9-1 bus: we publish to its exchange and consume our queue, bound to
@@ -680,6 +689,19 @@ impl Config {
         }
         self.dashboard.check(&mut bad);
         self.api.check(&mut bad);
+        if self.server.tls.is_none()
+            && !self.server.listen.ip().is_loopback()
+            && !self.server.allow_plain_http
+        {
+            bad(
+                "server.tls".into(),
+                format!(
+                    "listening on {} beyond this machine needs TLS; or set \
+                     server.allow_plain_http = true behind a TLS-terminating proxy",
+                    self.server.listen
+                ),
+            );
+        }
         let client_ca = self
             .server
             .tls
@@ -784,6 +806,27 @@ impl Config {
                         if v.is_empty() {
                             bad(key(&format!("bus.{name}")), "must not be empty".into());
                         }
+                    }
+                }
+            }
+            if !p.allow_plain_http {
+                let bus = p.bus.as_ref().map(|b| b.url.as_str());
+                for (name, u) in [
+                    ("url", Some(p.url.as_str()).filter(|_| p.bus.is_none())),
+                    ("poll_url", p.poll_url.as_deref()),
+                    ("poll_ack_url", p.poll_ack_url.as_deref()),
+                    ("transfer_url", p.transfer_url.as_deref()),
+                    ("bus.url", bus),
+                ] {
+                    if let Some(host) = u.and_then(plain_beyond_loopback) {
+                        bad(
+                            key(name),
+                            format!(
+                                "sends citizens' data unencrypted to {host}: use https:// \
+                                 (amqps://), or set partners.{id}.allow_plain_http = true on a \
+                                 private network"
+                            ),
+                        );
                     }
                 }
             }
@@ -978,6 +1021,22 @@ impl Config {
     pub fn mapping_folder(&self, id: &str, p: &PartnerConfig) -> PathBuf {
         self.mappings_dir.join(p.mapping.as_deref().unwrap_or(id))
     }
+}
+
+/// The host of an unencrypted `http://` or `amqp://` URL that leaves this machine.
+fn plain_beyond_loopback(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    if !matches!(u.scheme(), "http" | "amqp") {
+        return None;
+    }
+    let host = u.host_str()?;
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| host.to_owned())
 }
 
 fn check_url(key: &str, url: &str, bad: &mut impl FnMut(String, String)) {

@@ -355,3 +355,40 @@ fn outbound_tls_files_are_checked_at_start() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn plain_http_beyond_this_machine_needs_an_explicit_permission() {
+    let mut c = hotline_gateway::config::Config::default();
+    c.server.listen = "0.0.0.0:8348".parse().unwrap();
+    let mut remote = partner_config("http://12345.example.gov.cn/in".into(), fast_retry(1));
+    remote.transfer_url = Some("http://12345.example.gov.cn/cti".into());
+    c.partners.insert("p1".into(), remote.clone());
+    c.partners.insert(
+        "p2".into(),
+        partner_config("http://127.0.0.1:9/in".into(), fast_retry(1)),
+    );
+    c.partners.insert(
+        "p3".into(),
+        partner_config("https://12315.example.gov.cn/in".into(), fast_retry(1)),
+    );
+    let keys: Vec<String> = c.check().into_iter().map(|(k, _)| k).collect();
+    for expected in ["server.tls", "partners.p1.url", "partners.p1.transfer_url"] {
+        assert!(keys.iter().any(|k| k == expected), "{expected}: {keys:?}");
+    }
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.starts_with("partners.p2") || k.starts_with("partners.p3")),
+        "loopback and https need no permission: {keys:?}"
+    );
+    c.server.allow_plain_http = true;
+    remote.allow_plain_http = true;
+    c.partners.insert("p1".into(), remote);
+    let left = c.check();
+    assert!(
+        !left
+            .iter()
+            .any(|(k, m)| k == "server.tls" || m.contains("unencrypted")),
+        "{left:?}"
+    );
+}

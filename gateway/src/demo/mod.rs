@@ -82,6 +82,7 @@ fn partner(adapter: AdapterKind, url: String, signing: String, verify: String) -
         tls_identity: None,
         bus: None,
         outbound_tls: None,
+        allow_plain_http: false,
     }
 }
 

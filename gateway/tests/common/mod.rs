@@ -56,6 +56,7 @@ pub fn partner_config(url: String, retry: RetryConfig) -> PartnerConfig {
         tls_identity: None,
         bus: None,
         outbound_tls: None,
+        allow_plain_http: false,
     }
 }
 
