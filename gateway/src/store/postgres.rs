@@ -372,6 +372,36 @@ async fn remember_partner_ref(
     Ok(())
 }
 
+/// Retention's rewrite: each row `select` finds (its `id` and `doc`, given the cutoff and a
+/// limit) gets `purge(doc)` written back by `update` (the new doc, now, the id); returns the ids.
+async fn purge_rows(
+    conn: &mut PgConnection,
+    select: &str,
+    update: &'static str,
+    before: DateTime<Utc>,
+    limit: u32,
+    purge: impl Fn(&str) -> Result<String>,
+) -> Result<Vec<Uuid>> {
+    let rows = sqlx::query(select)
+        .bind(ms(before))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+    let now = ms(Utc::now());
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id = get_uuid(row, "id")?;
+        sqlx::query(update)
+            .bind(purge(&row.text("doc")?)?)
+            .bind(now)
+            .bind(id.to_string())
+            .execute(&mut *conn)
+            .await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn accept_ticket(&self, cmd: NewTicket) -> Result<Accepted> {
@@ -1622,28 +1652,20 @@ impl Store for PgStore {
         self.write(move |conn| {
             let seal = seal.clone();
             Box::pin(async move {
-                let rows = sqlx::query(&format!(
-                    "SELECT id, draft FROM tickets WHERE status IN {ENDED_STATUSES} \
-                     AND updated_at < $1 AND purged_at IS NULL ORDER BY updated_at LIMIT $2"
-                ))
-                .bind(ms(closed_before))
-                .bind(i64::from(limit))
-                .fetch_all(&mut *conn)
+                let ids = purge_rows(
+                    conn,
+                    &format!(
+                        "SELECT id, draft AS doc FROM tickets WHERE status IN {ENDED_STATUSES} \
+                         AND updated_at < $1 AND purged_at IS NULL ORDER BY updated_at LIMIT $2"
+                    ),
+                    "UPDATE tickets SET draft = $1, caller_hash = NULL, purged_at = $2 WHERE id = $3",
+                    closed_before,
+                    limit,
+                    |doc| seal.draft_purged(doc),
+                )
                 .await?;
-                let now = ms(Utc::now());
-                let mut ids = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let id = get_uuid(row, "id")?;
-                    let draft = seal.draft_purged(&row.text("draft")?)?;
-                    sqlx::query(
-                        "UPDATE tickets SET draft = $1, caller_hash = NULL, purged_at = $2 WHERE id = $3",
-                    )
-                    .bind(draft)
-                    .bind(now)
-                    .bind(id.to_string())
-                    .execute(&mut *conn)
-                    .await?;
-                    // A legal-aid application on the ticket holds the applicant's data too.
+                // A legal-aid application on the ticket holds the applicant's data too.
+                for id in &ids {
                     let events = sqlx::query(
                         "SELECT id, body FROM events WHERE ticket_id = $1 AND kind = $2",
                     )
@@ -1660,7 +1682,6 @@ impl Store for PgStore {
                                 .await?;
                         }
                     }
-                    ids.push(id);
                 }
                 Ok(ids)
             })
@@ -1677,27 +1698,18 @@ impl Store for PgStore {
         self.write(move |conn| {
             let seal = seal.clone();
             Box::pin(async move {
-                let rows = sqlx::query(&format!(
-                    "SELECT id, doc FROM transfers WHERE {ENDED_TRANSFERS} \
-                     AND requested_at < $1 ORDER BY requested_at LIMIT $2"
-                ))
-                .bind(ms(requested_before))
-                .bind(i64::from(limit))
-                .fetch_all(&mut *conn)
-                .await?;
-                let now = ms(Utc::now());
-                let mut ids = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let id = get_uuid(row, "id")?;
-                    sqlx::query("UPDATE transfers SET doc = $1, purged_at = $2 WHERE id = $3")
-                        .bind(seal.transfer_purged(&row.text("doc")?)?)
-                        .bind(now)
-                        .bind(id.to_string())
-                        .execute(&mut *conn)
-                        .await?;
-                    ids.push(id);
-                }
-                Ok(ids)
+                purge_rows(
+                    conn,
+                    &format!(
+                        "SELECT id, doc FROM transfers WHERE {ENDED_TRANSFERS} \
+                         AND requested_at < $1 ORDER BY requested_at LIMIT $2"
+                    ),
+                    "UPDATE transfers SET doc = $1, purged_at = $2 WHERE id = $3",
+                    requested_before,
+                    limit,
+                    |doc| seal.transfer_purged(doc),
+                )
+                .await
             })
         })
         .await

@@ -474,6 +474,36 @@ async fn remember_partner_ref(
     Ok(())
 }
 
+/// Retention's rewrite: each row `select` finds (its `id` and `doc`, given the cutoff and a
+/// limit) gets `purge(doc)` written back by `update` (the new doc, now, the id); returns the ids.
+async fn purge_rows(
+    conn: &mut SqliteConnection,
+    select: &str,
+    update: &'static str,
+    before: DateTime<Utc>,
+    limit: u32,
+    purge: impl Fn(&str) -> Result<String>,
+) -> Result<Vec<Uuid>> {
+    let rows = sqlx::query(select)
+        .bind(ms(before))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+    let now = ms(Utc::now());
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id = get_uuid(row, "id")?;
+        sqlx::query(update)
+            .bind(purge(&row.text("doc")?)?)
+            .bind(now)
+            .bind(id.to_string())
+            .execute(&mut *conn)
+            .await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn accept_ticket(&self, cmd: NewTicket) -> Result<Accepted> {
@@ -1695,35 +1725,26 @@ impl Store for SqliteStore {
         let seal = self.seal.clone();
         self.write(move |conn| {
             Box::pin(async move {
-                let rows = sqlx::query(&format!(
-                    "SELECT id, draft FROM tickets WHERE status IN {ENDED_STATUSES} \
-                     AND updated_at < ? AND purged_at IS NULL ORDER BY updated_at LIMIT ?"
-                ))
-                .bind(ms(closed_before))
-                .bind(i64::from(limit))
-                .fetch_all(&mut *conn)
+                let ids = purge_rows(
+                    conn,
+                    &format!(
+                        "SELECT id, draft AS doc FROM tickets WHERE status IN {ENDED_STATUSES} \
+                         AND updated_at < ? AND purged_at IS NULL ORDER BY updated_at LIMIT ?"
+                    ),
+                    "UPDATE tickets SET draft = ?, caller_hash = NULL, purged_at = ? WHERE id = ?",
+                    closed_before,
+                    limit,
+                    |doc| seal.draft_purged(doc),
+                )
                 .await?;
-                let now = ms(Utc::now());
-                let mut ids = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let id = get_uuid(row, "id")?;
-                    let draft = seal.draft_purged(&row.text("draft")?)?;
-                    sqlx::query(
-                        "UPDATE tickets SET draft = ?, caller_hash = NULL, purged_at = ? WHERE id = ?",
-                    )
-                    .bind(draft)
-                    .bind(now)
-                    .bind(id.to_string())
-                    .execute(&mut *conn)
-                    .await?;
-                    // A legal-aid application on the ticket holds the applicant's data too.
-                    let events = sqlx::query(
-                        "SELECT id, body FROM events WHERE ticket_id = ? AND kind = ?",
-                    )
-                    .bind(id.to_string())
-                    .bind(EventKind::LegalAid.as_str())
-                    .fetch_all(&mut *conn)
-                    .await?;
+                // A legal-aid application on the ticket holds the applicant's data too.
+                for id in &ids {
+                    let events =
+                        sqlx::query("SELECT id, body FROM events WHERE ticket_id = ? AND kind = ?")
+                            .bind(id.to_string())
+                            .bind(EventKind::LegalAid.as_str())
+                            .fetch_all(&mut *conn)
+                            .await?;
                     for e in &events {
                         if let Some(body) = seal.event_purged(&e.text("body")?)? {
                             sqlx::query("UPDATE events SET body = ? WHERE id = ?")
@@ -1733,7 +1754,6 @@ impl Store for SqliteStore {
                                 .await?;
                         }
                     }
-                    ids.push(id);
                 }
                 Ok(ids)
             })
@@ -1749,27 +1769,18 @@ impl Store for SqliteStore {
         let seal = self.seal.clone();
         self.write(move |conn| {
             Box::pin(async move {
-                let rows = sqlx::query(&format!(
-                    "SELECT id, doc FROM transfers WHERE {ENDED_TRANSFERS} \
-                     AND requested_at < ? ORDER BY requested_at LIMIT ?"
-                ))
-                .bind(ms(requested_before))
-                .bind(i64::from(limit))
-                .fetch_all(&mut *conn)
-                .await?;
-                let now = ms(Utc::now());
-                let mut ids = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let id = get_uuid(row, "id")?;
-                    sqlx::query("UPDATE transfers SET doc = ?, purged_at = ? WHERE id = ?")
-                        .bind(seal.transfer_purged(&row.text("doc")?)?)
-                        .bind(now)
-                        .bind(id.to_string())
-                        .execute(&mut *conn)
-                        .await?;
-                    ids.push(id);
-                }
-                Ok(ids)
+                purge_rows(
+                    conn,
+                    &format!(
+                        "SELECT id, doc FROM transfers WHERE {ENDED_TRANSFERS} \
+                         AND requested_at < ? ORDER BY requested_at LIMIT ?"
+                    ),
+                    "UPDATE transfers SET doc = ?, purged_at = ? WHERE id = ?",
+                    requested_before,
+                    limit,
+                    |doc| seal.transfer_purged(doc),
+                )
+                .await
             })
         })
         .await
