@@ -87,11 +87,16 @@ fn environment_overrides_apply_with_types() {
             format!("{ENV_PREFIX}PARTNERS__DEMO__URL"),
             "http://10.0.0.1/x".to_owned(),
         ),
+        (
+            format!("{ENV_PREFIX}PARTNERS__DEMO__ALLOW_PLAIN_HTTP"),
+            "true".to_owned(),
+        ),
         ("UNRELATED".to_owned(), "1".to_owned()),
     ]);
     let c = Config::from_toml(EXAMPLE, env).unwrap();
     assert_eq!(c.delivery.claim_batch, 7);
     assert_eq!(c.partners["demo"].url, "http://10.0.0.1/x");
+    assert!(c.partners["demo"].allow_plain_http);
 }
 
 #[test]
