@@ -109,14 +109,19 @@ fn value(v: &str) -> Result<HeaderValue, SignatureError> {
 }
 
 impl Signer {
-    /// The hex HMAC of app id + timestamp + nonce + body under `secret`.
-    pub fn hmac_hex(&self, secret: &str, ts: &str, nonce: &str, body: &[u8]) -> String {
-        let parts: [&[u8]; 4] = [
+    /// What every scheme signs: app id + timestamp + nonce + body.
+    fn signed_parts<'a>(&'a self, ts: &'a str, nonce: &'a str, body: &'a [u8]) -> [&'a [u8]; 4] {
+        [
             self.app_id.as_bytes(),
             ts.as_bytes(),
             nonce.as_bytes(),
             body,
-        ];
+        ]
+    }
+
+    /// The hex HMAC of app id + timestamp + nonce + body under `secret`.
+    pub fn hmac_hex(&self, secret: &str, ts: &str, nonce: &str, body: &[u8]) -> String {
+        let parts = self.signed_parts(ts, nonce, body);
         hex::encode(mac(self.spec.scheme, secret.as_bytes(), &parts))
     }
 
@@ -158,13 +163,7 @@ impl Signer {
             .map_err(|_| SignatureError("the SM2 private key is not hex".into()))?;
         let key = sm2::dsa::SigningKey::from_slice(SM2_ID, &bytes)
             .map_err(|_| SignatureError("not an SM2 private key".into()))?;
-        let msg = [
-            self.app_id.as_bytes(),
-            ts.as_bytes(),
-            nonce.as_bytes(),
-            body,
-        ]
-        .concat();
+        let msg = self.signed_parts(ts, nonce, body).concat();
         let sig: sm2::dsa::Signature = key
             .try_sign(&msg)
             .map_err(|e| SignatureError(format!("SM2 signing failed: {e}")))?;
@@ -192,13 +191,7 @@ impl Signer {
         ) else {
             return false;
         };
-        let msg = [
-            self.app_id.as_bytes(),
-            ts.as_bytes(),
-            nonce.as_bytes(),
-            body,
-        ]
-        .concat();
+        let msg = self.signed_parts(ts, nonce, body).concat();
         key.verify(&msg, &sig).is_ok()
     }
 
