@@ -6,6 +6,7 @@
 pub mod dump;
 mod postgres;
 mod rows;
+mod script;
 mod sqlite;
 mod types;
 

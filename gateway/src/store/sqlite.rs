@@ -6,7 +6,7 @@
 //! writers. A caller's future resolves only after the commit, so whatever it then acknowledges is
 //! on disk. Reads use a separate pool of read-only connections.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::rows::*;
+use super::script::Script;
 use super::*;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -145,8 +146,9 @@ impl<T: Send> Finish for Done<T> {
     }
 }
 
+/// Runs statements without arguments (transaction control) in one hop to SQLite's thread.
 async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<()> {
-    sqlx::query(sql).execute(conn).await?;
+    sqlx::Executor::execute(conn, sql).await?;
     Ok(())
 }
 
@@ -155,35 +157,38 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn 
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let batch = std::mem::take(&mut jobs);
         metrics::histogram!("hotline_store_commit_batch_size").record(batch.len() as f64);
-        if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE").await {
+        // Each job runs in its savepoint; the statements that end one job's savepoint and open
+        // the next one's travel together, so a job costs one hop of transaction control.
+        if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE; SAVEPOINT job").await {
+            let _ = exec(&mut conn, "ROLLBACK").await;
             batch.into_iter().for_each(|j| j.abort(e.clone()));
             continue;
         }
         let mut done = Vec::with_capacity(batch.len());
         let mut broken: Option<StoreError> = None;
+        let mut first = true;
         for job in batch {
             if let Some(e) = &broken {
                 job.abort(e.clone());
                 continue;
             }
-            if let Err(e) = exec(&mut conn, "SAVEPOINT job").await {
+            if !first && let Err(e) = exec(&mut conn, "RELEASE job; SAVEPOINT job").await {
                 job.abort(e.clone());
                 broken = Some(e);
                 continue;
             }
+            first = false;
             let d = job.run(&mut conn).await;
-            let mut end = Ok(());
-            if d.failed() {
-                end = exec(&mut conn, "ROLLBACK TO job").await;
-            }
-            if let Err(e) = end.and(exec(&mut conn, "RELEASE job").await) {
+            if d.failed()
+                && let Err(e) = exec(&mut conn, "ROLLBACK TO job").await
+            {
                 broken = Some(e);
             }
             done.push(d);
         }
         let commit = match broken {
             Some(e) => Err(e),
-            None => exec(&mut conn, "COMMIT").await,
+            None => exec(&mut conn, "RELEASE job; COMMIT").await,
         };
         if commit.is_err() {
             let _ = exec(&mut conn, "ROLLBACK").await;
@@ -253,32 +258,80 @@ async fn delivery_with(conn: &mut SqliteConnection, id: Uuid) -> Result<Option<D
         .transpose()
 }
 
-/// A claimed delivery with its ticket and event, read inside the claiming transaction.
-async fn claim_of(
+/// Claimed deliveries with their tickets and events, in the order given: three reads for the
+/// whole batch (ids passed as one JSON array).
+async fn claims_of(
     conn: &mut SqliteConnection,
-    id: Uuid,
+    deliveries: Vec<Delivery>,
     token: Uuid,
     seal: &Seal,
-) -> Result<Claim> {
-    let delivery = delivery_with(conn, id)
+) -> Result<Vec<Claim>> {
+    if deliveries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = |f: fn(&Delivery) -> Uuid| {
+        serde_json::to_string(&deliveries.iter().map(f).collect::<Vec<_>>())
+    };
+    let (ticket_ids, event_ids) = (ids(|d| d.ticket_id)?, ids(|d| d.event_id)?);
+    let mut numbers: HashMap<Uuid, BTreeMap<String, String>> = HashMap::new();
+    for row in sqlx::query(
+        "SELECT ticket_id, system, number FROM ticket_numbers \
+         WHERE ticket_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(&ticket_ids)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        numbers
+            .entry(get_uuid(&row, "ticket_id")?)
+            .or_default()
+            .insert(row.try_get("system")?, row.try_get("number")?);
+    }
+    let sql = format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id IN (SELECT value FROM json_each(?))"
+    );
+    let mut tickets = HashMap::new();
+    for row in sqlx::query(&sql)
+        .bind(&ticket_ids)
+        .fetch_all(&mut *conn)
         .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("delivery {id} vanished")))?;
-    let ticket = ticket_with(conn, delivery.ticket_id, seal)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("ticket of {id} missing")))?;
-    let body: String = sqlx::query_scalar("SELECT body FROM events WHERE id = ?")
-        .bind(delivery.event_id.to_string())
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(Claim {
-        token: ClaimToken {
-            delivery_id: id,
-            lease_token: token,
-        },
-        delivery,
-        ticket,
-        event: seal.event_in(&body)?,
-    })
+    {
+        let id = get_uuid(&row, "id")?;
+        let ticket = ticket_from_row(&row, numbers.remove(&id).unwrap_or_default(), seal)?;
+        tickets.insert(id, ticket);
+    }
+    let mut events = HashMap::new();
+    for row in
+        sqlx::query("SELECT id, body FROM events WHERE id IN (SELECT value FROM json_each(?))")
+            .bind(&event_ids)
+            .fetch_all(&mut *conn)
+            .await?
+    {
+        let body: String = row.try_get("body")?;
+        events.insert(get_uuid(&row, "id")?, seal.event_in(&body)?);
+    }
+    deliveries
+        .into_iter()
+        .map(|delivery| {
+            let ticket = tickets
+                .get(&delivery.ticket_id)
+                .cloned()
+                .ok_or_else(|| StoreError::Corrupt(format!("ticket of {} missing", delivery.id)))?;
+            let event = events
+                .get(&delivery.event_id)
+                .cloned()
+                .ok_or_else(|| StoreError::Corrupt(format!("event of {} missing", delivery.id)))?;
+            Ok(Claim {
+                token: ClaimToken {
+                    delivery_id: delivery.id,
+                    lease_token: token,
+                },
+                delivery,
+                ticket,
+                event,
+            })
+        })
+        .collect()
 }
 
 /// Returns the earlier ticket and event when one of `keys` was already used by `source`.
@@ -287,130 +340,129 @@ async fn seen(
     source: &str,
     keys: &[String],
 ) -> Result<Option<(Uuid, Uuid)>> {
-    for key in keys {
-        if let Some(row) =
-            sqlx::query("SELECT ticket_id, event_id FROM inbound_keys WHERE source = ? AND key = ?")
-                .bind(source)
-                .bind(key)
-                .fetch_optional(&mut *conn)
-                .await?
-        {
-            return Ok(Some((
-                get_uuid(&row, "ticket_id")?,
-                get_uuid(&row, "event_id")?,
-            )));
-        }
+    if keys.is_empty() {
+        return Ok(None);
     }
-    Ok(None)
+    let row = sqlx::query(
+        "SELECT ticket_id, event_id FROM inbound_keys \
+         WHERE source = ? AND key IN (SELECT value FROM json_each(?)) LIMIT 1",
+    )
+    .bind(source)
+    .bind(serde_json::to_string(keys)?)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| Ok((get_uuid(&row, "ticket_id")?, get_uuid(&row, "event_id")?)))
+        .transpose()
 }
 
-/// Writes an event with its idempotency keys, numbers and outbox rows.
-async fn insert_event(
-    conn: &mut SqliteConnection,
+/// Adds an event with its idempotency keys, numbers and outbox rows to `script`; returns the
+/// ids of the outbox rows.
+fn insert_event(
+    script: &mut Script,
     event: &Event,
-    body: &str,
+    body: String,
     keys: &[String],
     numbers: &[(String, String)],
     targets: &[String],
-) -> Result<Vec<Uuid>> {
+) -> Vec<Uuid> {
     let now = ms(Utc::now());
     let ticket_id = event.ticket_id.to_string();
     let event_id = event.id.to_string();
-    sqlx::query(
-        "INSERT INTO events (id, ticket_id, kind, source, at, body) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&event_id)
-    .bind(&ticket_id)
-    .bind(event.kind().as_str())
-    .bind(&event.source)
-    .bind(ms(event.at))
-    .bind(body)
-    .execute(&mut *conn)
-    .await?;
-    for key in keys {
-        sqlx::query(
-            "INSERT INTO inbound_keys (source, key, ticket_id, event_id) VALUES (?, ?, ?, ?)",
+    script
+        .push(
+            "INSERT INTO events (id, ticket_id, kind, source, at, body) VALUES (?, ?, ?, ?, ?, ?)",
         )
-        .bind(&event.source)
-        .bind(key)
-        .bind(&ticket_id)
-        .bind(&event_id)
-        .execute(&mut *conn)
-        .await?;
+        .bind(event_id.clone())
+        .bind(ticket_id.clone())
+        .bind(event.kind().as_str())
+        .bind(event.source.clone())
+        .bind(ms(event.at))
+        .bind(body);
+    for key in keys {
+        script
+            .push("INSERT INTO inbound_keys (source, key, ticket_id, event_id) VALUES (?, ?, ?, ?)")
+            .bind(event.source.clone())
+            .bind(key.clone())
+            .bind(ticket_id.clone())
+            .bind(event_id.clone());
     }
     for (system, number) in numbers {
-        sqlx::query(
-            "INSERT OR IGNORE INTO ticket_numbers (system, number, ticket_id) VALUES (?, ?, ?)",
-        )
-        .bind(system)
-        .bind(number)
-        .bind(&ticket_id)
-        .execute(&mut *conn)
-        .await?;
+        script
+            .push(
+                "INSERT OR IGNORE INTO ticket_numbers (system, number, ticket_id) VALUES (?, ?, ?)",
+            )
+            .bind(system.clone())
+            .bind(number.clone())
+            .bind(ticket_id.clone());
     }
     let mut ids = Vec::with_capacity(targets.len());
     for partner in targets {
         let id = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO deliveries (id, ticket_id, event_id, partner, message_id, kind, status, \
-             due_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-        )
-        .bind(id.to_string())
-        .bind(&ticket_id)
-        .bind(&event_id)
-        .bind(partner)
-        .bind(Uuid::now_v7().to_string())
-        .bind(event.kind().as_str())
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+        script
+            .push(
+                "INSERT INTO deliveries (id, ticket_id, event_id, partner, message_id, kind, \
+                 status, due_at, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+            )
+            .bind(id.to_string())
+            .bind(ticket_id.clone())
+            .bind(event_id.clone())
+            .bind(partner.clone())
+            .bind(Uuid::now_v7().to_string())
+            .bind(event.kind().as_str())
+            .bind(now)
+            .bind(now)
+            .bind(now);
         ids.push(id);
     }
-    Ok(ids)
+    ids
 }
 
-async fn apply_clock_ops(
-    conn: &mut SqliteConnection,
-    ticket_id: Uuid,
-    ops: &[ClockOp],
-) -> Result<()> {
+/// Adds clock changes to `script`.
+fn apply_clock_ops(script: &mut Script, ticket_id: Uuid, ops: &[ClockOp]) {
     for op in ops {
         match op {
             ClockOp::Start(c) => {
-                sqlx::query(&format!(
-                    "INSERT INTO sla_clocks ({CLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', NULL, NULL, NULL)"
-                ))
-                .bind(c.id.to_string())
-                .bind(c.ticket_id.to_string())
-                .bind(c.kind.as_str())
-                .bind(&c.party)
-                .bind(c.urgent)
-                .bind(ms(c.started_at))
-                .bind(ms(c.due_at))
-                .bind(ms(c.urge_at))
-                .bind(c.provisional)
-                .bind(c.extended_days)
-                .execute(&mut *conn)
-                .await?;
+                script
+                    .push(&format!(
+                        "INSERT INTO sla_clocks ({CLOCK_COLUMNS}) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', NULL, NULL, NULL)"
+                    ))
+                    .bind(c.id.to_string())
+                    .bind(c.ticket_id.to_string())
+                    .bind(c.kind.as_str())
+                    .bind(c.party.clone())
+                    .bind(c.urgent)
+                    .bind(ms(c.started_at))
+                    .bind(ms(c.due_at))
+                    .bind(ms(c.urge_at))
+                    .bind(c.provisional)
+                    .bind(c.extended_days);
             }
             ClockOp::Close { kind, party, at } | ClockOp::Stop { kind, party, at } => {
-                let state = if matches!(op, ClockOp::Stop { .. }) {
-                    "'stopped'"
+                if matches!(op, ClockOp::Stop { .. }) {
+                    script.push(
+                        "UPDATE sla_clocks SET state = 'stopped', stopped_at = ? \
+                         WHERE ticket_id = ? AND kind = ? AND (? IS NULL OR party = ?) \
+                         AND state = 'running'",
+                    );
                 } else {
-                    "CASE WHEN ?1 <= due_at THEN 'met' ELSE 'missed' END"
-                };
-                sqlx::query(&format!(
-                    "UPDATE sla_clocks SET state = {state}, stopped_at = ?1 \
-                     WHERE ticket_id = ?2 AND kind = ?3 AND (?4 IS NULL OR party = ?4) AND state = 'running'"
-                ))
-                .bind(ms(*at))
-                .bind(ticket_id.to_string())
-                .bind(kind.as_str())
-                .bind(party)
-                .execute(&mut *conn)
-                .await?;
+                    script
+                        .push(
+                            "UPDATE sla_clocks \
+                             SET state = CASE WHEN ? <= due_at THEN 'met' ELSE 'missed' END, \
+                             stopped_at = ? \
+                             WHERE ticket_id = ? AND kind = ? AND (? IS NULL OR party = ?) \
+                             AND state = 'running'",
+                        )
+                        .bind(ms(*at));
+                }
+                script
+                    .bind(ms(*at))
+                    .bind(ticket_id.to_string())
+                    .bind(kind.as_str())
+                    .bind(party.clone())
+                    .bind(party.clone());
             }
             ClockOp::Reschedule {
                 id,
@@ -419,25 +471,24 @@ async fn apply_clock_ops(
                 provisional,
                 extended_days,
             } => {
-                sqlx::query(
-                    "UPDATE sla_clocks SET due_at = ?, urge_at = ?, provisional = ?, extended_days = ?, \
-                     urged_at = CASE WHEN ? > COALESCE(urged_at, 0) THEN NULL ELSE urged_at END, \
-                     overdue_at = CASE WHEN ? > COALESCE(overdue_at, 0) THEN NULL ELSE overdue_at END \
-                     WHERE id = ? AND state = 'running'",
-                )
-                .bind(ms(*due_at))
-                .bind(ms(*urge_at))
-                .bind(provisional)
-                .bind(extended_days)
-                .bind(ms(*urge_at))
-                .bind(ms(*due_at))
-                .bind(id.to_string())
-                .execute(&mut *conn)
-                .await?;
+                script
+                    .push(
+                        "UPDATE sla_clocks SET due_at = ?, urge_at = ?, provisional = ?, \
+                         extended_days = ?, \
+                         urged_at = CASE WHEN ? > COALESCE(urged_at, 0) THEN NULL ELSE urged_at END, \
+                         overdue_at = CASE WHEN ? > COALESCE(overdue_at, 0) THEN NULL ELSE overdue_at END \
+                         WHERE id = ? AND state = 'running'",
+                    )
+                    .bind(ms(*due_at))
+                    .bind(ms(*urge_at))
+                    .bind(*provisional)
+                    .bind(*extended_days)
+                    .bind(ms(*urge_at))
+                    .bind(ms(*due_at))
+                    .bind(id.to_string());
             }
         }
     }
-    Ok(())
 }
 
 async fn insert_transfer_entry(conn: &mut SqliteConnection, e: &TransferEntry) -> Result<bool> {
@@ -458,20 +509,16 @@ async fn insert_transfer_entry(conn: &mut SqliteConnection, e: &TransferEntry) -
     Ok(r.rows_affected() == 1)
 }
 
-async fn remember_partner_ref(
-    conn: &mut SqliteConnection,
-    delivery_id: Uuid,
-    partner_ref: &str,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT OR IGNORE INTO ticket_numbers (system, number, ticket_id) \
-         SELECT partner, ?, ticket_id FROM deliveries WHERE id = ?",
-    )
-    .bind(partner_ref)
-    .bind(delivery_id.to_string())
-    .execute(conn)
-    .await?;
-    Ok(())
+/// Adds the partner's own number for the delivery's ticket to `script`, kept under the
+/// delivery's partner as the system.
+fn remember_partner_ref(script: &mut Script, delivery_id: Uuid, partner_ref: &str) {
+    script
+        .push(
+            "INSERT OR IGNORE INTO ticket_numbers (system, number, ticket_id) \
+             SELECT partner, ?, ticket_id FROM deliveries WHERE id = ?",
+        )
+        .bind(partner_ref.to_owned())
+        .bind(delivery_id.to_string());
 }
 
 /// Retention's rewrite: each row `select` finds (its `id` and `doc`, given the cutoff and a
@@ -518,32 +565,33 @@ impl Store for SqliteStore {
                         event_id,
                     });
                 }
-                sqlx::query(
-                    "INSERT INTO tickets (id, origin, external_id, status, kind, urgency, draft, \
-                     created_at, updated_at, caller_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(t.id.to_string())
-                .bind(&t.origin)
-                .bind(&t.external_id)
-                .bind(t.status.as_str())
-                .bind(enum_str(&t.draft.kind))
-                .bind(enum_str(&t.draft.urgency))
-                .bind(&draft)
-                .bind(ms(t.created_at))
-                .bind(ms(t.updated_at))
-                .bind(&cmd.caller_hash)
-                .execute(&mut *conn)
-                .await?;
+                let mut script = Script::default();
+                script
+                    .push(
+                        "INSERT INTO tickets (id, origin, external_id, status, kind, urgency, \
+                         draft, created_at, updated_at, caller_hash) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(t.id.to_string())
+                    .bind(t.origin.clone())
+                    .bind(t.external_id.clone())
+                    .bind(t.status.as_str())
+                    .bind(enum_str(&t.draft.kind))
+                    .bind(enum_str(&t.draft.urgency))
+                    .bind(draft)
+                    .bind(ms(t.created_at))
+                    .bind(ms(t.updated_at))
+                    .bind(cmd.caller_hash.clone());
                 let deliveries = insert_event(
-                    conn,
+                    &mut script,
                     &cmd.event,
-                    &body,
+                    body,
                     &cmd.keys,
                     &cmd.numbers,
                     &cmd.targets,
-                )
-                .await?;
-                apply_clock_ops(conn, t.id, &cmd.clocks).await?;
+                );
+                apply_clock_ops(&mut script, t.id, &cmd.clocks);
+                script.run(conn).await?;
                 Ok(Accepted::Created {
                     ticket_id: t.id,
                     event_id: cmd.event.id,
@@ -588,9 +636,11 @@ impl Store for SqliteStore {
                         None => StoreError::Conflict(format!("no ticket {}", e.ticket_id)),
                     });
                 }
+                let mut script = Script::default();
                 let deliveries =
-                    insert_event(conn, e, &body, &cmd.keys, &cmd.numbers, &cmd.targets).await?;
-                apply_clock_ops(conn, e.ticket_id, &cmd.clocks).await?;
+                    insert_event(&mut script, e, body, &cmd.keys, &cmd.numbers, &cmd.targets);
+                apply_clock_ops(&mut script, e.ticket_id, &cmd.clocks);
+                script.run(conn).await?;
                 Ok(Accepted::Created {
                     ticket_id: e.ticket_id,
                     event_id: e.id,
@@ -788,37 +838,38 @@ impl Store for SqliteStore {
         let seal = self.seal.clone();
         self.write(move |conn| {
             Box::pin(async move {
+                // One lease token for the batch: a claim is its delivery id with the token.
+                let token = Uuid::now_v7();
                 let sql = format!(
-                    "SELECT d.id FROM deliveries d \
-                     WHERE d.partner = ? AND d.status IN {OPEN_STATUSES} AND d.due_at <= ? \
-                       AND NOT EXISTS (SELECT 1 FROM deliveries e \
-                           WHERE e.ticket_id = d.ticket_id AND e.partner = d.partner \
-                             AND e.seq < d.seq AND e.status NOT IN {SETTLED_STATUSES}) \
-                     ORDER BY d.due_at LIMIT ?"
+                    "UPDATE deliveries AS d SET status = 'sending', attempts = attempts + 1, \
+                     lease_token = ?, due_at = ?, updated_at = ? \
+                     WHERE d.id IN (SELECT c.id FROM deliveries c \
+                         WHERE c.partner = ? AND c.status IN {OPEN_STATUSES} AND c.due_at <= ? \
+                           AND NOT EXISTS (SELECT 1 FROM deliveries e \
+                               WHERE e.ticket_id = c.ticket_id AND e.partner = c.partner \
+                                 AND e.seq < c.seq AND e.status NOT IN {SETTLED_STATUSES}) \
+                         ORDER BY c.due_at LIMIT ?) \
+                     RETURNING {returning}, seq",
+                    // RETURNING names the updated row's columns unqualified.
+                    returning = DELIVERY_COLUMNS.replace("d.", "")
                 );
-                let ids = sqlx::query(&sql)
+                let rows = sqlx::query(&sql)
+                    .bind(token.to_string())
+                    .bind(ms(lease_until))
+                    .bind(ms(now))
                     .bind(&partner)
                     .bind(ms(now))
                     .bind(limit)
                     .fetch_all(&mut *conn)
                     .await?;
-                let mut claims = Vec::with_capacity(ids.len());
-                for row in &ids {
-                    let id = get_uuid(row, "id")?;
-                    let token = Uuid::now_v7();
-                    sqlx::query(
-                        "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, \
-                         lease_token = ?, due_at = ?, updated_at = ? WHERE id = ?",
-                    )
-                    .bind(token.to_string())
-                    .bind(ms(lease_until))
-                    .bind(ms(now))
-                    .bind(id.to_string())
-                    .execute(&mut *conn)
-                    .await?;
-                    claims.push(claim_of(conn, id, token, &seal).await?);
-                }
-                Ok(claims)
+                // The order they fell due in (RETURNING has none), oldest row first on a tie.
+                let mut deliveries = rows
+                    .iter()
+                    .map(|r| Ok((r.try_get::<i64, _>("seq")?, delivery_from_row(r)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                deliveries.sort_by_key(|(seq, d)| (d.due_at, *seq));
+                let deliveries = deliveries.into_iter().map(|(_, d)| d).collect();
+                claims_of(conn, deliveries, token, &seal).await
             })
         })
         .await
@@ -826,19 +877,21 @@ impl Store for SqliteStore {
 
     async fn claimed(&self, token: &ClaimToken) -> Result<Option<Claim>> {
         let mut conn = self.read.acquire().await?;
-        let held: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM deliveries WHERE id = ? AND lease_token = ? AND status = 'sending'",
-        )
-        .bind(token.delivery_id.to_string())
-        .bind(token.lease_token.to_string())
-        .fetch_optional(&mut *conn)
-        .await?;
-        match held {
-            Some(_) => claim_of(&mut conn, token.delivery_id, token.lease_token, &self.seal)
-                .await
-                .map(Some),
-            None => Ok(None),
-        }
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d \
+             WHERE d.id = ? AND d.lease_token = ? AND d.status = 'sending'"
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(token.delivery_id.to_string())
+            .bind(token.lease_token.to_string())
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let delivery = delivery_from_row(&row)?;
+        let claims = claims_of(&mut conn, vec![delivery], token.lease_token, &self.seal).await?;
+        Ok(claims.into_iter().next())
     }
 
     async fn finish_attempt(
@@ -851,56 +904,65 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             Box::pin(async move {
                 let now = ms(Utc::now());
-                sqlx::query(
-                    "INSERT OR IGNORE INTO attempts (delivery_id, number, started_at, duration_ms, \
-                     outcome, http_status, partner_code, error, partner_ref) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(attempt.delivery_id.to_string())
-                .bind(attempt.number)
-                .bind(ms(attempt.started_at))
-                .bind(attempt.duration_ms as i64)
-                .bind(&attempt.outcome)
-                .bind(attempt.http_status)
-                .bind(&attempt.partner_code)
-                .bind(&attempt.error)
-                .bind(&attempt.partner_ref)
-                .execute(&mut *conn)
-                .await?;
-                let (status, due, error, partner_ref, acked) = match &next {
+                let (delivery_id, lease_token) =
+                    (claim.delivery_id.to_string(), claim.lease_token.to_string());
+                let mut script = Script::default();
+                script
+                    .push(
+                        "INSERT OR IGNORE INTO attempts (delivery_id, number, started_at, \
+                         duration_ms, outcome, http_status, partner_code, error, partner_ref) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(attempt.delivery_id.to_string())
+                    .bind(attempt.number)
+                    .bind(ms(attempt.started_at))
+                    .bind(attempt.duration_ms as i64)
+                    .bind(attempt.outcome)
+                    .bind(attempt.http_status)
+                    .bind(attempt.partner_code)
+                    .bind(attempt.error)
+                    .bind(attempt.partner_ref);
+                let (status, due, error, partner_ref, acked) = match next {
                     Next::Acknowledged { partner_ref } => {
-                        ("acknowledged", None, None, partner_ref.clone(), Some(now))
+                        ("acknowledged", None, None, partner_ref, Some(now))
                     }
                     Next::AwaitingAck { until } => {
-                        ("awaiting_ack", Some(ms(*until)), None, None, None)
+                        ("awaiting_ack", Some(ms(until)), None, None, None)
                     }
                     Next::Retry { at, error } => {
-                        ("retrying", Some(ms(*at)), Some(error.clone()), None, None)
+                        ("retrying", Some(ms(at)), Some(error), None, None)
                     }
-                    Next::Dead { error } => ("dead", None, Some(error.clone()), None, None),
-                    Next::Skipped { reason } => ("skipped", None, Some(reason.clone()), None, None),
+                    Next::Dead { error } => ("dead", None, Some(error), None, None),
+                    Next::Skipped { reason } => ("skipped", None, Some(reason), None, None),
                 };
-                let updated = sqlx::query(
-                    "UPDATE deliveries SET status = ?, due_at = COALESCE(?, due_at), \
-                     last_error = ?, partner_ref = COALESCE(?, partner_ref), \
-                     acked_at = COALESCE(?, acked_at), lease_token = NULL, updated_at = ? \
-                     WHERE id = ? AND lease_token = ? AND status = 'sending'",
-                )
-                .bind(status)
-                .bind(due)
-                .bind(error)
-                .bind(&partner_ref)
-                .bind(acked)
-                .bind(now)
-                .bind(claim.delivery_id.to_string())
-                .bind(claim.lease_token.to_string())
-                .execute(&mut *conn)
-                .await?;
-                let held = updated.rows_affected() == 1;
-                if held && let Some(r) = &partner_ref {
-                    remember_partner_ref(conn, claim.delivery_id, r).await?;
+                if let Some(r) = &partner_ref {
+                    // Only while the lease holds (checked before the update below ends it).
+                    script
+                        .push(
+                            "INSERT OR IGNORE INTO ticket_numbers (system, number, ticket_id) \
+                             SELECT partner, ?, ticket_id FROM deliveries \
+                             WHERE id = ? AND lease_token = ? AND status = 'sending'",
+                        )
+                        .bind(r.clone())
+                        .bind(delivery_id.clone())
+                        .bind(lease_token.clone());
                 }
-                Ok(held)
+                script
+                    .push(
+                        "UPDATE deliveries SET status = ?, due_at = COALESCE(?, due_at), \
+                         last_error = ?, partner_ref = COALESCE(?, partner_ref), \
+                         acked_at = COALESCE(?, acked_at), lease_token = NULL, updated_at = ? \
+                         WHERE id = ? AND lease_token = ? AND status = 'sending' RETURNING id",
+                    )
+                    .bind(status)
+                    .bind(due)
+                    .bind(error)
+                    .bind(partner_ref)
+                    .bind(acked)
+                    .bind(now)
+                    .bind(delivery_id)
+                    .bind(lease_token);
+                Ok(script.run(conn).await?.len() == 1)
             })
         })
         .await
@@ -942,7 +1004,9 @@ impl Store for SqliteStore {
                         .execute(&mut *conn)
                         .await?;
                         if let Some(r) = &ack.partner_ref {
-                            remember_partner_ref(conn, id, r).await?;
+                            let mut script = Script::default();
+                            remember_partner_ref(&mut script, id, r);
+                            script.run(conn).await?;
                         }
                     } else {
                         let reason = format!(
@@ -1114,7 +1178,11 @@ impl Store for SqliteStore {
 
     async fn change_clocks(&self, ops: Vec<ClockOp>) -> Result<()> {
         self.write(move |conn| {
-            Box::pin(async move { apply_clock_ops(conn, Uuid::nil(), &ops).await })
+            Box::pin(async move {
+                let mut script = Script::default();
+                apply_clock_ops(&mut script, Uuid::nil(), &ops);
+                script.run(conn).await.map(drop)
+            })
         })
         .await
     }
@@ -1701,17 +1769,18 @@ impl Store for SqliteStore {
             .unwrap_or(now);
         self.write(move |conn| {
             Box::pin(async move {
-                sqlx::query("DELETE FROM seen_nonces WHERE expires_at < ?")
+                let mut script = Script::default();
+                script
+                    .push("DELETE FROM seen_nonces WHERE expires_at < ?")
                     .bind(ms(now))
-                    .execute(&mut *conn)
-                    .await?;
-                let r = sqlx::query("INSERT OR IGNORE INTO seen_nonces (partner, nonce, expires_at) VALUES (?, ?, ?)")
-                    .bind(&partner)
-                    .bind(&nonce)
-                    .bind(ms(until))
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(r.rows_affected() == 1)
+                    .push(
+                        "INSERT OR IGNORE INTO seen_nonces (partner, nonce, expires_at) \
+                         VALUES (?, ?, ?) RETURNING 1",
+                    )
+                    .bind(partner)
+                    .bind(nonce)
+                    .bind(ms(until));
+                Ok(script.run(conn).await?.len() == 1)
             })
         })
         .await
