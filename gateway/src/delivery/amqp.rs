@@ -332,7 +332,7 @@ impl DeliveryEngine {
                         return;
                     }
                 };
-                let dead = engine.attempt(&partner, claim).await;
+                let dead = engine.attempt(&partner, claim, || {}).await;
                 let done = if dead {
                     delivery
                         .reject(BasicRejectOptions { requeue: false })

@@ -346,9 +346,15 @@ impl DeliveryEngine {
                 let engine = Arc::clone(&self);
                 let partner = Arc::clone(&partner);
                 tracker.spawn(async move {
-                    engine.attempt(&partner, claim).await;
-                    drop(permit);
-                    partner.wake.notify_one();
+                    // The slot is free once the partner has answered: recording the outcome
+                    // (a commit) need not hold the next delivery back.
+                    let wake = Arc::clone(&partner);
+                    engine
+                        .attempt(&partner, claim, move || {
+                            drop(permit);
+                            wake.wake.notify_one();
+                        })
+                        .await;
                 });
             }
             drop(permits);
@@ -375,8 +381,10 @@ impl DeliveryEngine {
         }
     }
 
-    /// Sends one claimed delivery and records the outcome; `true` when it ended dead.
-    async fn attempt(&self, partner: &Partner, claim: Claim) -> bool {
+    /// Sends one claimed delivery and records the outcome; `true` when it ended dead. `answered`
+    /// is called once the partner has answered (or failed to), before the outcome is recorded;
+    /// until the record lands, the delivery's lease keeps it from being claimed again.
+    async fn attempt(&self, partner: &Partner, claim: Claim, answered: impl FnOnce()) -> bool {
         let d = &claim.delivery;
         let started_at = Utc::now();
         let msg = OutboundMessage {
@@ -388,6 +396,7 @@ impl DeliveryEngine {
             pace.until_ready().await;
         }
         let attempt = hotline_adapters::deliver(partner.adapter.as_ref(), &msg).await;
+        answered();
         let now = Utc::now();
         let in_round = d.attempts_this_round;
         let next = match &attempt.outcome {

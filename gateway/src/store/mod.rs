@@ -34,6 +34,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is shutting down")]
     Closed,
+    /// Undoing a failed write failed: the transaction it ran in must not commit.
+    #[error("a failed write could not be undone: {0}")]
+    InDoubt(String),
     #[error("{0}")]
     Conflict(String),
     /// The ticket's status changed meanwhile; read it again and retry.

@@ -4,20 +4,68 @@
 //! its rows across a channel: a thread switch each way per statement. A business write of ten
 //! statements pays that ten times. A [`Script`] joins the statements into one multi-statement
 //! query with their arguments in order (`?` placeholders are numbered across statements), so
-//! the whole write crosses once. Statements run in order and stop at the first error; the
-//! caller's savepoint undoes what ran before it.
+//! the whole write crosses once. Statements run in order inside a savepoint of the script's
+//! own: when one fails, the script stops and what ran before it is undone, so a script is
+//! atomic on its own (within the surrounding transaction).
 
+use std::borrow::Cow;
+
+use sqlx::Arguments;
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
-use sqlx::{Arguments, Encode, Sqlite, Type};
 
 use super::{Result, StoreError};
 
-#[derive(Default)]
+/// A value bound to a placeholder, in SQLite's own types.
+#[derive(Debug, Clone)]
+pub(super) enum Value {
+    Null,
+    Int(i64),
+    Text(Cow<'static, str>),
+}
+
+macro_rules! int_values {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Self::Int(i64::from(v))
+            }
+        }
+    )*};
+}
+int_values!(i64, i32, u32, u16, bool);
+
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Self::Text(Cow::Owned(v))
+    }
+}
+
+impl From<&'static str> for Value {
+    fn from(v: &'static str) -> Self {
+        Self::Text(Cow::Borrowed(v))
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Self::Null, Into::into)
+    }
+}
+
 pub(super) struct Script {
     sql: String,
-    args: SqliteArguments<'static>,
+    values: Vec<Value>,
     statements: usize,
-    bind_error: Option<String>,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Self {
+            sql: String::from("SAVEPOINT script;\n"),
+            values: Vec::new(),
+            statements: 0,
+        }
+    }
 }
 
 impl Script {
@@ -35,17 +83,8 @@ impl Script {
     }
 
     /// Binds the next placeholder.
-    pub(super) fn bind<T>(&mut self, value: T) -> &mut Self
-    where
-        T: Encode<'static, Sqlite> + Type<Sqlite> + Send + 'static,
-    {
-        // Encoding into SQLite's argument list only copies the value; should it ever fail, the
-        // script fails when run, before any statement.
-        if let Err(e) = self.args.add(value)
-            && self.bind_error.is_none()
-        {
-            self.bind_error = Some(e.to_string());
-        }
+    pub(super) fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
+        self.values.push(value.into());
         self
     }
 
@@ -54,17 +93,34 @@ impl Script {
     }
 
     /// Runs every statement; the rows any of them returned (`RETURNING`, `SELECT`), in order.
+    /// On an error nothing the script wrote is kept. Scripts of the same shape share prepared
+    /// statements.
     pub(super) async fn run(self, conn: &mut SqliteConnection) -> Result<Vec<SqliteRow>> {
-        if let Some(e) = self.bind_error {
-            return Err(StoreError::Database(format!("cannot bind a value: {e}")));
-        }
         if self.is_empty() {
             return Ok(Vec::new());
         }
-        sqlx::query_with(&self.sql, self.args)
-            .fetch_all(conn)
-            .await
-            .map_err(StoreError::from)
+        let sql = format!("{}RELEASE script;", self.sql);
+        let mut args = SqliteArguments::default();
+        for value in self.values {
+            match value {
+                Value::Null => args.add(None::<i64>),
+                Value::Int(i) => args.add(i),
+                Value::Text(Cow::Borrowed(t)) => args.add(t),
+                Value::Text(Cow::Owned(t)) => args.add(t),
+            }
+            .map_err(|e| StoreError::Database(format!("cannot bind a value: {e}")))?;
+        }
+        match sqlx::query_with(&sql, args).fetch_all(&mut *conn).await {
+            Ok(rows) => Ok(rows),
+            Err(e) => {
+                // The savepoint is still open when a statement after it failed: undo what the
+                // script wrote. Should that fail too, the connection's transaction is in doubt.
+                sqlx::Executor::execute(&mut *conn, "ROLLBACK TO script; RELEASE script")
+                    .await
+                    .map_err(|undo| StoreError::InDoubt(undo.to_string()))?;
+                Err(e.into())
+            }
+        }
     }
 }
 
@@ -131,11 +187,39 @@ mod tests {
             .fetch_all(&mut conn)
             .await
             .expect("read back");
-        assert_eq!(
-            keys,
-            vec!["a".to_owned()],
-            "the statement after the error did not run"
+        assert!(
+            keys.is_empty(),
+            "what ran before the error was undone: {keys:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_failed_script_leaves_the_surrounding_transaction_usable() {
+        let mut conn = memory().await;
+        sqlx::Executor::execute(&mut conn, "BEGIN; INSERT INTO t (k, v) VALUES ('x', 9)")
+            .await
+            .expect("transaction");
+        let mut s = Script::default();
+        s.push("INSERT INTO t (k, v) VALUES (?, ?)")
+            .bind("y")
+            .bind(1_i64);
+        s.push("INSERT INTO t (k, v) VALUES (?, ?)")
+            .bind("x")
+            .bind(2_i64);
+        assert!(s.run(&mut conn).await.is_err());
+        let mut s = Script::default();
+        s.push("INSERT INTO t (k, v) VALUES (?, ?)")
+            .bind("z")
+            .bind(3_i64);
+        s.run(&mut conn).await.expect("the next script runs");
+        sqlx::Executor::execute(&mut conn, "COMMIT")
+            .await
+            .expect("commit");
+        let keys: Vec<String> = sqlx::query_scalar("SELECT k FROM t ORDER BY k")
+            .fetch_all(&mut conn)
+            .await
+            .expect("read back");
+        assert_eq!(keys, vec!["x".to_owned(), "z".to_owned()]);
     }
 
     #[tokio::test]

@@ -1,10 +1,15 @@
 //! The embedded default: SQLite in WAL mode with `synchronous=FULL`.
 //!
 //! All writes go through one writer task that owns the only write connection. It takes every
-//! write waiting in its queue, runs each in its own savepoint inside one transaction and commits
-//! them together: one fsync for the whole batch (group commit), and no `SQLITE_BUSY` between
-//! writers. A caller's future resolves only after the commit, so whatever it then acknowledges is
-//! on disk. Reads use a separate pool of read-only connections.
+//! write waiting in its queue and runs them in one transaction, committed together: one fsync
+//! for the whole batch (group commit), and no `SQLITE_BUSY` between writers. A caller's future
+//! resolves only after the commit, so whatever it then acknowledges is on disk (the one
+//! exception, a replay nonce, says why). Reads use a separate pool of read-only connections.
+//!
+//! sqlx hands every SQLite statement to the connection's own thread and back, so the writes on
+//! the hot path (accepting a ticket, claiming deliveries, recording an attempt, a nonce) are
+//! [`Script`]s: all their statements in one trip, undone together when one fails. Other writes
+//! are code run in a savepoint of their own.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -17,7 +22,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hotline_model::{Event, EventKind, Ticket, TicketStatus};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
@@ -33,7 +39,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 const MAX_BATCH: usize = 512;
 
 pub struct SqliteStore {
-    writer: mpsc::Sender<Box<dyn WriteJob>>,
+    writer: mpsc::Sender<Work>,
     read: SqlitePool,
     seal: Seal,
 }
@@ -56,6 +62,8 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", "-16000")
+            // Savepoints' statement journals in memory, not in temporary files.
+            .pragma("temp_store", "memory")
             .disable_statement_logging();
         let mut conn = opts.connect().await?;
         MIGRATOR
@@ -82,7 +90,8 @@ impl SqliteStore {
         self
     }
 
-    /// Runs `f` inside the next group commit; resolves after the commit.
+    /// Runs `f` inside the next group commit, in a savepoint of its own (what it wrote is
+    /// undone if it fails); resolves after the commit.
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -90,10 +99,91 @@ impl SqliteStore {
     {
         let (tx, rx) = oneshot::channel();
         self.writer
-            .send(Box::new(Job { f, tx }))
+            .send(Work::Run(Box::new(Job { f, tx })))
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `script` in the next group commit together with the other scripts waiting then (one
+    /// trip to SQLite's thread for all of them) and makes the result of its rows with `then`;
+    /// resolves after the commit or, when `early`, as soon as it ran: only for writes that nobody
+    /// outside is told about and whose loss in a crash is repaired by design (see the callers);
+    /// the caller's next write lands in the same commit or a later one.
+    async fn script<T, G>(&self, early: bool, script: Script, then: G) -> Result<T>
+    where
+        T: Send + 'static,
+        G: FnOnce(Vec<SqliteRow>) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job = ScriptCall {
+            script: Some(script),
+            then,
+            tx,
+            early,
+        };
+        self.writer
+            .send(Work::Script(Box::new(job)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// What the writer is given to do.
+enum Work {
+    /// A job with its own code, run on the connection.
+    Run(Box<dyn WriteJob>),
+    /// A script, run together with its neighbours.
+    Script(Box<dyn ScriptJob>),
+}
+
+impl Work {
+    fn abort(self, err: StoreError) {
+        match self {
+            Work::Run(j) => j.abort(err),
+            Work::Script(j) => j.abort(err),
+        }
+    }
+}
+
+trait ScriptJob: Send {
+    fn early(&self) -> bool;
+    fn take(&mut self) -> Script;
+    fn done(self: Box<Self>, rows: Result<Vec<SqliteRow>>) -> Box<dyn Finish>;
+    fn abort(self: Box<Self>, err: StoreError);
+}
+
+struct ScriptCall<G, T> {
+    script: Option<Script>,
+    then: G,
+    tx: oneshot::Sender<Result<T>>,
+    early: bool,
+}
+
+impl<G, T> ScriptJob for ScriptCall<G, T>
+where
+    T: Send + 'static,
+    G: FnOnce(Vec<SqliteRow>) -> Result<T> + Send + 'static,
+{
+    fn early(&self) -> bool {
+        self.early
+    }
+
+    fn take(&mut self) -> Script {
+        self.script.take().unwrap_or_default()
+    }
+
+    fn done(self: Box<Self>, rows: Result<Vec<SqliteRow>>) -> Box<dyn Finish> {
+        let result = rows.and_then(self.then);
+        Box::new(Done {
+            result,
+            tx: self.tx,
+        })
+    }
+
+    fn abort(self: Box<Self>, err: StoreError) {
+        let _ = self.tx.send(Err(err));
     }
 }
 
@@ -125,7 +215,7 @@ where
     F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFut<'c, Result<T>> + Send + 'static,
 {
     fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection) -> BoxFut<'c, Box<dyn Finish>> {
-        let Job { f, tx } = *self;
+        let Job { f, tx, .. } = *self;
         Box::pin(async move {
             let result = f(conn).await;
             Box::new(Done { result, tx }) as Box<dyn Finish>
@@ -152,32 +242,79 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<()> {
     Ok(())
 }
 
-async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
-    let mut jobs: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
+/// Runs the scripts waiting in `pending`, in order; what they give goes to `done`, or straight
+/// back to the caller when early. An error that leaves the transaction in doubt is returned.
+async fn flush(
+    conn: &mut SqliteConnection,
+    pending: &mut Vec<Box<dyn ScriptJob>>,
+    done: &mut Vec<Box<dyn Finish>>,
+) -> Option<StoreError> {
+    let mut fatal = None;
+    for mut job in pending.drain(..) {
+        if let Some(e) = &fatal {
+            job.abort(StoreError::clone(e));
+            continue;
+        }
+        let rows = job.take().run(conn).await;
+        if let Err(e @ StoreError::InDoubt(_)) = &rows {
+            fatal = Some(e.clone());
+        }
+        let early = job.early();
+        let d = job.done(rows);
+        if early && fatal.is_none() {
+            d.finish(Ok(()));
+        } else {
+            done.push(d);
+        }
+    }
+    fatal
+}
+
+async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Work>) {
+    let mut jobs: Vec<Work> = Vec::with_capacity(MAX_BATCH);
+    let mut pending: Vec<Box<dyn ScriptJob>> = Vec::new();
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let batch = std::mem::take(&mut jobs);
         metrics::histogram!("hotline_store_commit_batch_size").record(batch.len() as f64);
-        // Each job runs in its savepoint; the statements that end one job's savepoint and open
-        // the next one's travel together, so a job costs one hop of transaction control.
-        if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE; SAVEPOINT job").await {
+        if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE").await {
             let _ = exec(&mut conn, "ROLLBACK").await;
             batch.into_iter().for_each(|j| j.abort(e.clone()));
             continue;
         }
         let mut done = Vec::with_capacity(batch.len());
         let mut broken: Option<StoreError> = None;
-        let mut first = true;
-        for job in batch {
+        // Whether the savepoint `job` is open. The statement that releases one job's savepoint
+        // travels with the one that opens the next job's; scripts need none (each undoes itself)
+        // and may run inside the one still open (releasing it later keeps their writes).
+        let mut open = false;
+        for work in batch {
             if let Some(e) = &broken {
-                job.abort(e.clone());
+                work.abort(e.clone());
                 continue;
             }
-            if !first && let Err(e) = exec(&mut conn, "RELEASE job; SAVEPOINT job").await {
+            let job = match work {
+                Work::Script(j) => {
+                    pending.push(j);
+                    continue;
+                }
+                Work::Run(job) => job,
+            };
+            if let Some(e) = flush(&mut conn, &mut pending, &mut done).await {
                 job.abort(e.clone());
                 broken = Some(e);
                 continue;
             }
-            first = false;
+            let control = if open {
+                "RELEASE job; SAVEPOINT job"
+            } else {
+                "SAVEPOINT job"
+            };
+            if let Err(e) = exec(&mut conn, control).await {
+                job.abort(e.clone());
+                broken = Some(e);
+                continue;
+            }
+            open = true;
             let d = job.run(&mut conn).await;
             if d.failed()
                 && let Err(e) = exec(&mut conn, "ROLLBACK TO job").await
@@ -186,11 +323,16 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn 
             }
             done.push(d);
         }
+        if broken.is_none() {
+            broken = flush(&mut conn, &mut pending, &mut done).await;
+        }
         let commit = match broken {
             Some(e) => Err(e),
-            None => exec(&mut conn, "RELEASE job; COMMIT").await,
+            None if open => exec(&mut conn, "RELEASE job; COMMIT").await,
+            None => exec(&mut conn, "COMMIT").await,
         };
-        if commit.is_err() {
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "a group commit failed; its writes are rolled back");
             let _ = exec(&mut conn, "ROLLBACK").await;
         }
         for d in done {
@@ -258,61 +400,72 @@ async fn delivery_with(conn: &mut SqliteConnection, id: Uuid) -> Result<Option<D
         .transpose()
 }
 
-/// Claimed deliveries with their tickets and events, in the order given: three reads for the
-/// whole batch (ids passed as one JSON array).
-async fn claims_of(
-    conn: &mut SqliteConnection,
-    deliveries: Vec<Delivery>,
-    token: Uuid,
-    seal: &Seal,
-) -> Result<Vec<Claim>> {
-    if deliveries.is_empty() {
-        return Ok(Vec::new());
+/// Adds to `script` the reads that complete the claims of the deliveries under `token` (and,
+/// when given, with the id `only`): their tickets with every number, and their events. Each
+/// row says which it is in its `part` column, as the claimed rows themselves say `delivery`.
+fn read_claims(script: &mut Script, token: Uuid, only: Option<Uuid>) {
+    let held = "SELECT x.{col} FROM deliveries x WHERE x.lease_token = ? \
+                AND (? IS NULL OR x.id = ?)";
+    let parts = [
+        format!(
+            "SELECT 'number' AS part, ticket_id, system, number FROM ticket_numbers \
+             WHERE ticket_id IN ({})",
+            held.replace("{col}", "ticket_id")
+        ),
+        format!(
+            "SELECT 'ticket' AS part, {TICKET_COLUMNS} FROM tickets t WHERE t.id IN ({})",
+            held.replace("{col}", "ticket_id")
+        ),
+        format!(
+            "SELECT 'event' AS part, id, body FROM events WHERE id IN ({})",
+            held.replace("{col}", "event_id")
+        ),
+    ];
+    let only = only.map(|u| u.to_string());
+    for sql in &parts {
+        script
+            .push(sql)
+            .bind(token.to_string())
+            .bind(only.clone())
+            .bind(only.clone());
     }
-    let ids = |f: fn(&Delivery) -> Uuid| {
-        serde_json::to_string(&deliveries.iter().map(f).collect::<Vec<_>>())
-    };
-    let (ticket_ids, event_ids) = (ids(|d| d.ticket_id)?, ids(|d| d.event_id)?);
+}
+
+/// Claims out of the rows of a script ending with [`read_claims`]: the deliveries in the order
+/// they fell due (oldest row first on a tie), each with its ticket and event.
+fn claims_from(rows: &[SqliteRow], token: Uuid, seal: &Seal) -> Result<Vec<Claim>> {
+    let mut deliveries = Vec::new();
     let mut numbers: HashMap<Uuid, BTreeMap<String, String>> = HashMap::new();
-    for row in sqlx::query(
-        "SELECT ticket_id, system, number FROM ticket_numbers \
-         WHERE ticket_id IN (SELECT value FROM json_each(?))",
-    )
-    .bind(&ticket_ids)
-    .fetch_all(&mut *conn)
-    .await?
-    {
-        numbers
-            .entry(get_uuid(&row, "ticket_id")?)
-            .or_default()
-            .insert(row.try_get("system")?, row.try_get("number")?);
+    let mut ticket_rows = Vec::new();
+    let mut events = HashMap::new();
+    for row in rows {
+        let part: String = row.try_get("part")?;
+        match part.as_str() {
+            "delivery" => deliveries.push((row.try_get::<i64, _>("seq")?, delivery_from_row(row)?)),
+            "number" => {
+                numbers
+                    .entry(get_uuid(row, "ticket_id")?)
+                    .or_default()
+                    .insert(row.try_get("system")?, row.try_get("number")?);
+            }
+            "ticket" => ticket_rows.push(row),
+            "event" => {
+                let body: String = row.try_get("body")?;
+                events.insert(get_uuid(row, "id")?, seal.event_in(&body)?);
+            }
+            other => return Err(StoreError::Corrupt(format!("claim read part {other}"))),
+        }
     }
-    let sql = format!(
-        "SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id IN (SELECT value FROM json_each(?))"
-    );
     let mut tickets = HashMap::new();
-    for row in sqlx::query(&sql)
-        .bind(&ticket_ids)
-        .fetch_all(&mut *conn)
-        .await?
-    {
-        let id = get_uuid(&row, "id")?;
-        let ticket = ticket_from_row(&row, numbers.remove(&id).unwrap_or_default(), seal)?;
+    for row in ticket_rows {
+        let id = get_uuid(row, "id")?;
+        let ticket = ticket_from_row(row, numbers.remove(&id).unwrap_or_default(), seal)?;
         tickets.insert(id, ticket);
     }
-    let mut events = HashMap::new();
-    for row in
-        sqlx::query("SELECT id, body FROM events WHERE id IN (SELECT value FROM json_each(?))")
-            .bind(&event_ids)
-            .fetch_all(&mut *conn)
-            .await?
-    {
-        let body: String = row.try_get("body")?;
-        events.insert(get_uuid(&row, "id")?, seal.event_in(&body)?);
-    }
+    deliveries.sort_by_key(|(seq, d)| (d.due_at, *seq));
     deliveries
         .into_iter()
-        .map(|delivery| {
+        .map(|(_, delivery)| {
             let ticket = tickets
                 .get(&delivery.ticket_id)
                 .cloned()
@@ -556,50 +709,56 @@ impl Store for SqliteStore {
     async fn accept_ticket(&self, cmd: NewTicket) -> Result<Accepted> {
         let draft = self.seal.draft_out(&cmd.ticket.draft)?;
         let body = self.seal.event_out(&cmd.event)?;
-        self.write(move |conn| {
-            Box::pin(async move {
-                let t = &cmd.ticket;
-                if let Some((ticket_id, event_id)) = seen(conn, &t.origin, &cmd.keys).await? {
-                    return Ok(Accepted::Duplicate {
+        let t = &cmd.ticket;
+        let mut script = Script::default();
+        script
+            .push(
+                "INSERT INTO tickets (id, origin, external_id, status, kind, urgency, draft, \
+                 created_at, updated_at, caller_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(t.id.to_string())
+            .bind(t.origin.clone())
+            .bind(t.external_id.clone())
+            .bind(t.status.as_str())
+            .bind(enum_str(&t.draft.kind))
+            .bind(enum_str(&t.draft.urgency))
+            .bind(draft)
+            .bind(ms(t.created_at))
+            .bind(ms(t.updated_at))
+            .bind(cmd.caller_hash.clone());
+        let deliveries = insert_event(
+            &mut script,
+            &cmd.event,
+            body,
+            &cmd.keys,
+            &cmd.numbers,
+            &cmd.targets,
+        );
+        apply_clock_ops(&mut script, t.id, &cmd.clocks);
+        let created = Accepted::Created {
+            ticket_id: t.id,
+            event_id: cmd.event.id,
+            deliveries,
+        };
+        // A key used before fails the script (inbound_keys' primary key) and undoes it; only
+        // then is it looked up, so a new ticket is one script among its batch's.
+        match self.script(false, script, move |_| Ok(created)).await {
+            Err(StoreError::Closed) => Err(StoreError::Closed),
+            Err(e) => {
+                let (origin, keys) = (t.origin.clone(), cmd.keys.clone());
+                let earlier = self
+                    .write(move |conn| Box::pin(async move { seen(conn, &origin, &keys).await }))
+                    .await?;
+                match earlier {
+                    Some((ticket_id, event_id)) => Ok(Accepted::Duplicate {
                         ticket_id,
                         event_id,
-                    });
+                    }),
+                    None => Err(e),
                 }
-                let mut script = Script::default();
-                script
-                    .push(
-                        "INSERT INTO tickets (id, origin, external_id, status, kind, urgency, \
-                         draft, created_at, updated_at, caller_hash) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(t.id.to_string())
-                    .bind(t.origin.clone())
-                    .bind(t.external_id.clone())
-                    .bind(t.status.as_str())
-                    .bind(enum_str(&t.draft.kind))
-                    .bind(enum_str(&t.draft.urgency))
-                    .bind(draft)
-                    .bind(ms(t.created_at))
-                    .bind(ms(t.updated_at))
-                    .bind(cmd.caller_hash.clone());
-                let deliveries = insert_event(
-                    &mut script,
-                    &cmd.event,
-                    body,
-                    &cmd.keys,
-                    &cmd.numbers,
-                    &cmd.targets,
-                );
-                apply_clock_ops(&mut script, t.id, &cmd.clocks);
-                script.run(conn).await?;
-                Ok(Accepted::Created {
-                    ticket_id: t.id,
-                    event_id: cmd.event.id,
-                    deliveries,
-                })
-            })
-        })
-        .await
+            }
+            ok => ok,
+        }
     }
 
     async fn record_event(&self, cmd: NewEvent) -> Result<Accepted> {
@@ -833,64 +992,49 @@ impl Store for SqliteStore {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<Claim>> {
-        let partner = partner.to_owned();
         let lease_until = now + crate::time::span(lease);
         let seal = self.seal.clone();
-        self.write(move |conn| {
-            Box::pin(async move {
-                // One lease token for the batch: a claim is its delivery id with the token.
-                let token = Uuid::now_v7();
-                let sql = format!(
-                    "UPDATE deliveries AS d SET status = 'sending', attempts = attempts + 1, \
-                     lease_token = ?, due_at = ?, updated_at = ? \
-                     WHERE d.id IN (SELECT c.id FROM deliveries c \
-                         WHERE c.partner = ? AND c.status IN {OPEN_STATUSES} AND c.due_at <= ? \
-                           AND NOT EXISTS (SELECT 1 FROM deliveries e \
-                               WHERE e.ticket_id = c.ticket_id AND e.partner = c.partner \
-                                 AND e.seq < c.seq AND e.status NOT IN {SETTLED_STATUSES}) \
-                         ORDER BY c.due_at LIMIT ?) \
-                     RETURNING {returning}, seq",
-                    // RETURNING names the updated row's columns unqualified.
-                    returning = DELIVERY_COLUMNS.replace("d.", "")
-                );
-                let rows = sqlx::query(&sql)
-                    .bind(token.to_string())
-                    .bind(ms(lease_until))
-                    .bind(ms(now))
-                    .bind(&partner)
-                    .bind(ms(now))
-                    .bind(limit)
-                    .fetch_all(&mut *conn)
-                    .await?;
-                // The order they fell due in (RETURNING has none), oldest row first on a tie.
-                let mut deliveries = rows
-                    .iter()
-                    .map(|r| Ok((r.try_get::<i64, _>("seq")?, delivery_from_row(r)?)))
-                    .collect::<Result<Vec<_>>>()?;
-                deliveries.sort_by_key(|(seq, d)| (d.due_at, *seq));
-                let deliveries = deliveries.into_iter().map(|(_, d)| d).collect();
-                claims_of(conn, deliveries, token, &seal).await
-            })
-        })
-        .await
+        // One lease token for the batch: a claim is its delivery id with the token.
+        let token = Uuid::now_v7();
+        // The update that takes the rows (atomic by itself) and the reads that complete them.
+        let mut script = Script::default();
+        script
+            .push(&format!(
+                "UPDATE deliveries AS d SET status = 'sending', attempts = attempts + 1, \
+                 lease_token = ?, due_at = ?, updated_at = ? \
+                 WHERE d.id IN (SELECT c.id FROM deliveries c \
+                     WHERE c.partner = ? AND c.status IN {OPEN_STATUSES} AND c.due_at <= ? \
+                       AND NOT EXISTS (SELECT 1 FROM deliveries e \
+                           WHERE e.ticket_id = c.ticket_id AND e.partner = c.partner \
+                             AND e.seq < c.seq AND e.status NOT IN {SETTLED_STATUSES}) \
+                     ORDER BY c.due_at LIMIT ?) \
+                 RETURNING 'delivery' AS part, {returning}, seq",
+                // RETURNING names the updated row's columns unqualified.
+                returning = DELIVERY_COLUMNS.replace("d.", "")
+            ))
+            .bind(token.to_string())
+            .bind(ms(lease_until))
+            .bind(ms(now))
+            .bind(partner.to_owned())
+            .bind(ms(now))
+            .bind(limit);
+        read_claims(&mut script, token, None);
+        self.script(false, script, move |rows| claims_from(&rows, token, &seal))
+            .await
     }
 
     async fn claimed(&self, token: &ClaimToken) -> Result<Option<Claim>> {
         let mut conn = self.read.acquire().await?;
-        let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries d \
-             WHERE d.id = ? AND d.lease_token = ? AND d.status = 'sending'"
-        );
-        let Some(row) = sqlx::query(&sql)
+        let mut script = Script::default();
+        script
+            .push(&format!(
+                "SELECT 'delivery' AS part, {DELIVERY_COLUMNS}, d.seq FROM deliveries d \
+                 WHERE d.id = ? AND d.lease_token = ? AND d.status = 'sending'"
+            ))
             .bind(token.delivery_id.to_string())
-            .bind(token.lease_token.to_string())
-            .fetch_optional(&mut *conn)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let delivery = delivery_from_row(&row)?;
-        let claims = claims_of(&mut conn, vec![delivery], token.lease_token, &self.seal).await?;
+            .bind(token.lease_token.to_string());
+        read_claims(&mut script, token.lease_token, Some(token.delivery_id));
+        let claims = claims_from(&script.run(&mut conn).await?, token.lease_token, &self.seal)?;
         Ok(claims.into_iter().next())
     }
 
@@ -900,72 +1044,63 @@ impl Store for SqliteStore {
         attempt: AttemptRecord,
         next: Next,
     ) -> Result<bool> {
-        let claim = claim.clone();
-        self.write(move |conn| {
-            Box::pin(async move {
-                let now = ms(Utc::now());
-                let (delivery_id, lease_token) =
-                    (claim.delivery_id.to_string(), claim.lease_token.to_string());
-                let mut script = Script::default();
-                script
-                    .push(
-                        "INSERT OR IGNORE INTO attempts (delivery_id, number, started_at, \
-                         duration_ms, outcome, http_status, partner_code, error, partner_ref) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(attempt.delivery_id.to_string())
-                    .bind(attempt.number)
-                    .bind(ms(attempt.started_at))
-                    .bind(attempt.duration_ms as i64)
-                    .bind(attempt.outcome)
-                    .bind(attempt.http_status)
-                    .bind(attempt.partner_code)
-                    .bind(attempt.error)
-                    .bind(attempt.partner_ref);
-                let (status, due, error, partner_ref, acked) = match next {
-                    Next::Acknowledged { partner_ref } => {
-                        ("acknowledged", None, None, partner_ref, Some(now))
-                    }
-                    Next::AwaitingAck { until } => {
-                        ("awaiting_ack", Some(ms(until)), None, None, None)
-                    }
-                    Next::Retry { at, error } => {
-                        ("retrying", Some(ms(at)), Some(error), None, None)
-                    }
-                    Next::Dead { error } => ("dead", None, Some(error), None, None),
-                    Next::Skipped { reason } => ("skipped", None, Some(reason), None, None),
-                };
-                if let Some(r) = &partner_ref {
-                    // Only while the lease holds (checked before the update below ends it).
-                    script
-                        .push(
-                            "INSERT OR IGNORE INTO ticket_numbers (system, number, ticket_id) \
-                             SELECT partner, ?, ticket_id FROM deliveries \
-                             WHERE id = ? AND lease_token = ? AND status = 'sending'",
-                        )
-                        .bind(r.clone())
-                        .bind(delivery_id.clone())
-                        .bind(lease_token.clone());
-                }
-                script
-                    .push(
-                        "UPDATE deliveries SET status = ?, due_at = COALESCE(?, due_at), \
-                         last_error = ?, partner_ref = COALESCE(?, partner_ref), \
-                         acked_at = COALESCE(?, acked_at), lease_token = NULL, updated_at = ? \
-                         WHERE id = ? AND lease_token = ? AND status = 'sending' RETURNING id",
-                    )
-                    .bind(status)
-                    .bind(due)
-                    .bind(error)
-                    .bind(partner_ref)
-                    .bind(acked)
-                    .bind(now)
-                    .bind(delivery_id)
-                    .bind(lease_token);
-                Ok(script.run(conn).await?.len() == 1)
-            })
-        })
-        .await
+        let now = ms(Utc::now());
+        let (delivery_id, lease_token) =
+            (claim.delivery_id.to_string(), claim.lease_token.to_string());
+        let mut script = Script::default();
+        script
+            .push(
+                "INSERT OR IGNORE INTO attempts (delivery_id, number, started_at, \
+                 duration_ms, outcome, http_status, partner_code, error, partner_ref) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(attempt.delivery_id.to_string())
+            .bind(attempt.number)
+            .bind(ms(attempt.started_at))
+            .bind(attempt.duration_ms as i64)
+            .bind(attempt.outcome)
+            .bind(attempt.http_status)
+            .bind(attempt.partner_code)
+            .bind(attempt.error)
+            .bind(attempt.partner_ref);
+        let (status, due, error, partner_ref, acked) = match next {
+            Next::Acknowledged { partner_ref } => {
+                ("acknowledged", None, None, partner_ref, Some(now))
+            }
+            Next::AwaitingAck { until } => ("awaiting_ack", Some(ms(until)), None, None, None),
+            Next::Retry { at, error } => ("retrying", Some(ms(at)), Some(error), None, None),
+            Next::Dead { error } => ("dead", None, Some(error), None, None),
+            Next::Skipped { reason } => ("skipped", None, Some(reason), None, None),
+        };
+        if let Some(r) = &partner_ref {
+            // Only while the lease holds (checked before the update below ends it).
+            script
+                .push(
+                    "INSERT OR IGNORE INTO ticket_numbers (system, number, ticket_id) \
+                     SELECT partner, ?, ticket_id FROM deliveries \
+                     WHERE id = ? AND lease_token = ? AND status = 'sending'",
+                )
+                .bind(r.clone())
+                .bind(delivery_id.clone())
+                .bind(lease_token.clone());
+        }
+        script
+            .push(
+                "UPDATE deliveries SET status = ?, due_at = COALESCE(?, due_at), \
+                 last_error = ?, partner_ref = COALESCE(?, partner_ref), \
+                 acked_at = COALESCE(?, acked_at), lease_token = NULL, updated_at = ? \
+                 WHERE id = ? AND lease_token = ? AND status = 'sending' RETURNING id",
+            )
+            .bind(status)
+            .bind(due)
+            .bind(error)
+            .bind(partner_ref)
+            .bind(acked)
+            .bind(now)
+            .bind(delivery_id)
+            .bind(lease_token);
+        // The update returns the row when the lease still held.
+        self.script(false, script, |rows| Ok(rows.len() == 1)).await
     }
 
     async fn acknowledge(
@@ -1767,23 +1902,21 @@ impl Store for SqliteStore {
         let until = now
             .checked_add_signed(crate::time::span(keep))
             .unwrap_or(now);
-        self.write(move |conn| {
-            Box::pin(async move {
-                let mut script = Script::default();
-                script
-                    .push("DELETE FROM seen_nonces WHERE expires_at < ?")
-                    .bind(ms(now))
-                    .push(
-                        "INSERT OR IGNORE INTO seen_nonces (partner, nonce, expires_at) \
-                         VALUES (?, ?, ?) RETURNING 1",
-                    )
-                    .bind(partner)
-                    .bind(nonce)
-                    .bind(ms(until));
-                Ok(script.run(conn).await?.len() == 1)
-            })
-        })
-        .await
+        // Early: a later check on this connection sees the nonce at once; were it lost in a crash
+        // before the commit, so is whatever the request wrote after it (a later commit), and a
+        // replay is then taken as the duplicate its idempotency keys make it.
+        let mut script = Script::default();
+        script
+            .push("DELETE FROM seen_nonces WHERE expires_at < ?")
+            .bind(ms(now))
+            .push(
+                "INSERT OR IGNORE INTO seen_nonces (partner, nonce, expires_at) \
+                 VALUES (?, ?, ?) RETURNING 1",
+            )
+            .bind(partner)
+            .bind(nonce)
+            .bind(ms(until));
+        self.script(true, script, |rows| Ok(rows.len() == 1)).await
     }
 
     async fn purge_personal_data(
