@@ -276,6 +276,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Work>) {
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let batch = std::mem::take(&mut jobs);
         metrics::histogram!("hotline_store_commit_batch_size").record(batch.len() as f64);
+        let started = std::time::Instant::now();
         if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE").await {
             let _ = exec(&mut conn, "ROLLBACK").await;
             batch.into_iter().for_each(|j| j.abort(e.clone()));
@@ -326,11 +327,16 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Work>) {
         if broken.is_none() {
             broken = flush(&mut conn, &mut pending, &mut done).await;
         }
+        let committing = std::time::Instant::now();
         let commit = match broken {
             Some(e) => Err(e),
             None if open => exec(&mut conn, "RELEASE job; COMMIT").await,
             None => exec(&mut conn, "COMMIT").await,
         };
+        // How long the writer spends on a batch, and on its commit (the fsync) alone.
+        metrics::histogram!("hotline_store_commit_seconds")
+            .record(committing.elapsed().as_secs_f64());
+        metrics::histogram!("hotline_store_batch_seconds").record(started.elapsed().as_secs_f64());
         if let Err(e) = &commit {
             tracing::error!(error = %e, "a group commit failed; its writes are rolled back");
             let _ = exec(&mut conn, "ROLLBACK").await;
