@@ -142,16 +142,24 @@ mod tests {
         conn
     }
 
+    /// Adds `INSERT INTO t (k, v) VALUES (k, v)` to the script.
+    fn insert(s: &mut Script, k: &'static str, v: i64) {
+        s.push("INSERT INTO t (k, v) VALUES (?, ?)").bind(k).bind(v);
+    }
+
+    async fn keys(conn: &mut SqliteConnection) -> Vec<String> {
+        sqlx::query_scalar("SELECT k FROM t ORDER BY k")
+            .fetch_all(conn)
+            .await
+            .expect("read back")
+    }
+
     #[tokio::test]
     async fn statements_take_their_own_arguments_in_order_and_return_their_rows() {
         let mut conn = memory().await;
         let mut s = Script::default();
-        s.push("INSERT INTO t (k, v) VALUES (?, ?)")
-            .bind("a")
-            .bind(1_i64);
-        s.push("INSERT INTO t (k, v) VALUES (?, ?)")
-            .bind("b")
-            .bind(2_i64);
+        insert(&mut s, "a", 1);
+        insert(&mut s, "b", 2);
         s.push("UPDATE t SET v = v + ? WHERE k = ? RETURNING k, v")
             .bind(40_i64)
             .bind("b");
@@ -170,23 +178,14 @@ mod tests {
     async fn a_failing_statement_stops_the_script_with_its_error() {
         let mut conn = memory().await;
         let mut s = Script::default();
-        s.push("INSERT INTO t (k, v) VALUES (?, ?)")
-            .bind("a")
-            .bind(1_i64);
-        s.push("INSERT INTO t (k, v) VALUES (?, ?)")
-            .bind("a")
-            .bind(2_i64);
-        s.push("INSERT INTO t (k, v) VALUES (?, ?)")
-            .bind("c")
-            .bind(3_i64);
+        insert(&mut s, "a", 1);
+        insert(&mut s, "a", 2);
+        insert(&mut s, "c", 3);
         let Err(err) = s.run(&mut conn).await else {
             panic!("a duplicate key must fail the script");
         };
         assert!(err.to_string().contains("UNIQUE"), "{err}");
-        let keys: Vec<String> = sqlx::query_scalar("SELECT k FROM t ORDER BY k")
-            .fetch_all(&mut conn)
-            .await
-            .expect("read back");
+        let keys = keys(&mut conn).await;
         assert!(
             keys.is_empty(),
             "what ran before the error was undone: {keys:?}"
@@ -200,25 +199,16 @@ mod tests {
             .await
             .expect("transaction");
         let mut s = Script::default();
-        s.push("INSERT INTO t (k, v) VALUES (?, ?)")
-            .bind("y")
-            .bind(1_i64);
-        s.push("INSERT INTO t (k, v) VALUES (?, ?)")
-            .bind("x")
-            .bind(2_i64);
+        insert(&mut s, "y", 1);
+        insert(&mut s, "x", 2);
         assert!(s.run(&mut conn).await.is_err());
         let mut s = Script::default();
-        s.push("INSERT INTO t (k, v) VALUES (?, ?)")
-            .bind("z")
-            .bind(3_i64);
+        insert(&mut s, "z", 3);
         s.run(&mut conn).await.expect("the next script runs");
         sqlx::Executor::execute(&mut conn, "COMMIT")
             .await
             .expect("commit");
-        let keys: Vec<String> = sqlx::query_scalar("SELECT k FROM t ORDER BY k")
-            .fetch_all(&mut conn)
-            .await
-            .expect("read back");
+        let keys = keys(&mut conn).await;
         assert_eq!(keys, vec!["x".to_owned(), "z".to_owned()]);
     }
 
