@@ -105,11 +105,11 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Runs `script` in the next group commit together with the other scripts waiting then (one
-    /// trip to SQLite's thread for all of them) and makes the result of its rows with `then`;
-    /// resolves after the commit or, when `early`, as soon as it ran: only for writes that nobody
-    /// outside is told about and whose loss in a crash is repaired by design (see the callers);
-    /// the caller's next write lands in the same commit or a later one.
+    /// Runs `script` in the next group commit (one trip to SQLite's thread, no savepoint of the
+    /// writer's: a script undoes itself) and makes the result of its rows with `then`; resolves
+    /// after the commit or, when `early`, as soon as it ran: only for writes that nobody outside
+    /// is told about and whose loss in a crash is repaired by design (see the callers); the
+    /// caller's next write lands in the same commit or a later one.
     async fn script<T, G>(&self, early: bool, script: Script, then: G) -> Result<T>
     where
         T: Send + 'static,
@@ -134,7 +134,7 @@ impl SqliteStore {
 enum Work {
     /// A job with its own code, run on the connection.
     Run(Box<dyn WriteJob>),
-    /// A script, run together with its neighbours.
+    /// A script.
     Script(Box<dyn ScriptJob>),
 }
 
@@ -215,7 +215,7 @@ where
     F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFut<'c, Result<T>> + Send + 'static,
 {
     fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection) -> BoxFut<'c, Box<dyn Finish>> {
-        let Job { f, tx, .. } = *self;
+        let Job { f, tx } = *self;
         Box::pin(async move {
             let result = f(conn).await;
             Box::new(Done { result, tx }) as Box<dyn Finish>
@@ -242,37 +242,30 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<()> {
     Ok(())
 }
 
-/// Runs the scripts waiting in `pending`, in order; what they give goes to `done`, or straight
-/// back to the caller when early. An error that leaves the transaction in doubt is returned.
-async fn flush(
+/// Runs a script job; what it gives goes to `done`, or straight back to the caller when early.
+/// An error that leaves the transaction in doubt is returned.
+async fn run_script(
     conn: &mut SqliteConnection,
-    pending: &mut Vec<Box<dyn ScriptJob>>,
+    mut job: Box<dyn ScriptJob>,
     done: &mut Vec<Box<dyn Finish>>,
 ) -> Option<StoreError> {
-    let mut fatal = None;
-    for mut job in pending.drain(..) {
-        if let Some(e) = &fatal {
-            job.abort(StoreError::clone(e));
-            continue;
-        }
-        let rows = job.take().run(conn).await;
-        if let Err(e @ StoreError::InDoubt(_)) = &rows {
-            fatal = Some(e.clone());
-        }
-        let early = job.early();
-        let d = job.done(rows);
-        if early && fatal.is_none() {
-            d.finish(Ok(()));
-        } else {
-            done.push(d);
-        }
+    let rows = job.take().run(conn).await;
+    let fatal = match &rows {
+        Err(e @ StoreError::InDoubt(_)) => Some(e.clone()),
+        _ => None,
+    };
+    let early = job.early();
+    let d = job.done(rows);
+    if early && fatal.is_none() {
+        d.finish(Ok(()));
+    } else {
+        done.push(d);
     }
     fatal
 }
 
 async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Work>) {
     let mut jobs: Vec<Work> = Vec::with_capacity(MAX_BATCH);
-    let mut pending: Vec<Box<dyn ScriptJob>> = Vec::new();
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let batch = std::mem::take(&mut jobs);
         metrics::histogram!("hotline_store_commit_batch_size").record(batch.len() as f64);
@@ -295,16 +288,11 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Work>) {
             }
             let job = match work {
                 Work::Script(j) => {
-                    pending.push(j);
+                    broken = run_script(&mut conn, j, &mut done).await;
                     continue;
                 }
                 Work::Run(job) => job,
             };
-            if let Some(e) = flush(&mut conn, &mut pending, &mut done).await {
-                job.abort(e.clone());
-                broken = Some(e);
-                continue;
-            }
             let control = if open {
                 "RELEASE job; SAVEPOINT job"
             } else {
@@ -323,9 +311,6 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Work>) {
                 broken = Some(e);
             }
             done.push(d);
-        }
-        if broken.is_none() {
-            broken = flush(&mut conn, &mut pending, &mut done).await;
         }
         let committing = std::time::Instant::now();
         let commit = match broken {
