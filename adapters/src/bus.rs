@@ -29,6 +29,13 @@ use tokio::sync::Mutex;
 
 use crate::{InboundRequest, TransportError, WireRequest, WireResponse};
 
+/// Whether a message answered with `status` goes back to the broker to be taken again later
+/// (it could not be taken now: a server error, too many requests) rather than acknowledged or
+/// dead-lettered.
+pub fn hands_back(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+}
+
 /// Where the partner's bus is and what its exchanges and our queue are called.
 #[derive(Debug, Clone)]
 pub struct BusSettings {
@@ -383,7 +390,7 @@ impl Received {
         let status = resp.status;
         let done = if status.is_success() {
             self.delivery.ack(BasicAckOptions::default()).await
-        } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        } else if hands_back(status) {
             self.delivery
                 .nack(BasicNackOptions {
                     requeue: true,

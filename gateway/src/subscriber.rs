@@ -2,7 +2,10 @@
 //! same path as an HTTP ingress request (signature, decode, intake) and is settled by the
 //! answer: acknowledged once stored, dead-lettered when it can never be taken, handed back to
 //! the broker when it could not be stored now. A lost connection is reopened with backoff; the
-//! broker keeps what was not acknowledged, so nothing is lost across a broker restart.
+//! broker keeps what was not acknowledged, so nothing is lost across a broker restart. After a
+//! message is handed back the subscriber pauses (200 ms, doubling, at most 10 s, until a message
+//! is taken again): the broker hands the message out again at once, and while the store is down
+//! that would otherwise be a loop as fast as the broker can go.
 
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +41,7 @@ async fn run(state: AppState, id: String, partner: Arc<Partner>, shutdown: Cance
             Some(Ok(mut sub)) => {
                 tracing::info!(partner = %id, "subscribed to the partner's bus");
                 delays = reconnect_delays();
+                let mut pauses = reconnect_delays();
                 loop {
                     let next = tokio::select! {
                         n = sub.next() => n,
@@ -68,6 +72,17 @@ async fn run(state: AppState, id: String, partner: Arc<Partner>, shutdown: Cance
                         // Not acknowledged: the broker hands it out again, intake deduplicates.
                         tracing::warn!(partner = %id, error = %e, "settling a bus message failed");
                         break;
+                    }
+                    if !hotline_adapters::bus::hands_back(answer.status) {
+                        pauses = reconnect_delays();
+                        continue;
+                    }
+                    let wait = pauses.next().unwrap_or(RECONNECT_MAX);
+                    tracing::warn!(partner = %id, status = answer.status.as_u16(), retry_in = ?wait,
+                        "a bus message could not be taken now; handed back to the broker, pausing");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {},
+                        () = shutdown.cancelled() => return,
                     }
                 }
                 None

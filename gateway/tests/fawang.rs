@@ -25,7 +25,7 @@ struct World {
     base: String,
     http: reqwest::Client,
     prefix: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn bus(prefix: &str) -> BusConfig {
@@ -80,7 +80,7 @@ impl World {
             base,
             http: reqwest::Client::new(),
             prefix,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -304,6 +304,57 @@ async fn poison_and_forged_messages_are_answered_and_dead_lettered() {
     assert_eq!(dead, Some(3));
     let tickets = w.get("/api/v1/tickets?origin=fawang").await;
     assert_eq!(tickets, json!([]), "{tickets}");
+    w.finish().await;
+}
+
+/// Runs `sql` on the gateway's SQLite database from outside, as an operator's mistake would.
+async fn tamper(w: &World, sql: &str) {
+    use sqlx::ConnectOptions;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(w.dir.path().join("gateway.db"))
+        .busy_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap();
+    sqlx::Executor::execute(&mut conn, sql).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_that_cannot_be_stored_now_goes_back_to_the_broker_with_pauses_then_in() {
+    let _one = BROKER.lock().await;
+    let w = World::start().await;
+    // The store cannot take a ticket while its idempotency keys' table is away.
+    tamper(&w, "ALTER TABLE inbound_keys RENAME TO inbound_keys_away").await;
+    let id = w.sim.publish("dispatch", &handoff("0301")).await.unwrap();
+    let first = w.answer(&id).await;
+    assert_eq!(first.status, 503, "{first:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let refused = w
+        .sim
+        .answers()
+        .iter()
+        .filter(|a| a.correlation_id == id)
+        .inspect(|a| assert_eq!(a.status, 503, "{a:?}"))
+        .count();
+    // Handed back and taken again after 0.2, 0.4, 0.8, 1.6 s: about five answers in 3 s, not
+    // one per broker round trip.
+    assert!(
+        (2..=7).contains(&refused),
+        "{refused} answers to one message in 3 s"
+    );
+    // The store is back: the message the broker kept becomes the ticket.
+    tamper(&w, "ALTER TABLE inbound_keys_away RENAME TO inbound_keys").await;
+    let taken = wait_until(Duration::from_secs(20), || async {
+        w.sim
+            .answers()
+            .into_iter()
+            .find(|a| a.correlation_id == id && a.status == 200)
+    })
+    .await
+    .unwrap_or_else(|| panic!("not taken after the store came back: {:?}", w.sim.answers()));
+    let ticket = taken.body["gatewayId"].as_str().unwrap().to_owned();
+    let t = w.get(&format!("/api/v1/tickets/{ticket}")).await;
+    assert_eq!(t["partner_numbers"]["fawang"], "FW-0301");
     w.finish().await;
 }
 
