@@ -654,15 +654,25 @@ async fn insert_transfer_entry(conn: &mut SqliteConnection, e: &TransferEntry) -
 }
 
 /// Adds the partner's own number for the delivery's ticket to `script`, kept under the
-/// delivery's partner as the system.
-fn remember_partner_ref(script: &mut Script, delivery_id: Uuid, partner_ref: &str) {
+/// delivery's partner as the system; with `lease`, only while the delivery is being sent under
+/// that lease.
+fn remember_partner_ref(
+    script: &mut Script,
+    delivery_id: Uuid,
+    partner_ref: &str,
+    lease: Option<Uuid>,
+) {
+    let lease = lease.map(|l| l.to_string());
     script
         .push(
             "INSERT OR IGNORE INTO ticket_numbers (system, number, ticket_id) \
-             SELECT partner, ?, ticket_id FROM deliveries WHERE id = ?",
+             SELECT partner, ?, ticket_id FROM deliveries \
+             WHERE id = ? AND (? IS NULL OR (lease_token = ? AND status = 'sending'))",
         )
         .bind(partner_ref.to_owned())
-        .bind(delivery_id.to_string());
+        .bind(delivery_id.to_string())
+        .bind(lease.clone())
+        .bind(lease);
 }
 
 /// Retention's rewrite: each row `select` finds (its `id` and `doc`, given the cutoff and a
@@ -1065,15 +1075,7 @@ impl Store for SqliteStore {
         };
         if let Some(r) = &partner_ref {
             // Only while the lease holds (checked before the update below ends it).
-            script
-                .push(
-                    "INSERT OR IGNORE INTO ticket_numbers (system, number, ticket_id) \
-                     SELECT partner, ?, ticket_id FROM deliveries \
-                     WHERE id = ? AND lease_token = ? AND status = 'sending'",
-                )
-                .bind(r.clone())
-                .bind(delivery_id.clone())
-                .bind(lease_token.clone());
+            remember_partner_ref(&mut script, claim.delivery_id, r, Some(claim.lease_token));
         }
         script
             .push(
@@ -1131,7 +1133,7 @@ impl Store for SqliteStore {
                         .await?;
                         if let Some(r) = &ack.partner_ref {
                             let mut script = Script::default();
-                            remember_partner_ref(&mut script, id, r);
+                            remember_partner_ref(&mut script, id, r, None);
                             script.run(conn).await?;
                         }
                     } else {
