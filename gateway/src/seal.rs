@@ -242,14 +242,14 @@ impl Sealer {
 
     /// A legal-aid applicant's personal data sealed (name, ID number, phone, address).
     pub fn seal_applicant(&self, a: &mut Applicant) {
-        for v in [&mut a.name, &mut a.id_number, &mut a.phone, &mut a.address] {
+        for v in a.personal_mut() {
             *v = self.seal(v);
         }
     }
 
     /// A legal-aid applicant's personal data opened.
     pub fn open_applicant(&self, a: &mut Applicant) -> Result<(), SealError> {
-        for v in [&mut a.name, &mut a.id_number, &mut a.phone, &mut a.address] {
+        for v in a.personal_mut() {
             *v = self.open(v)?;
         }
         Ok(())

@@ -27,6 +27,19 @@ pub struct Applicant {
     pub address: String,
 }
 
+impl Applicant {
+    /// The applicant's personal data, which is sealed at rest and blanked by retention: name,
+    /// ID number, phone and address.
+    pub fn personal_mut(&mut self) -> [&mut String; 4] {
+        [
+            &mut self.name,
+            &mut self.id_number,
+            &mut self.phone,
+            &mut self.address,
+        ]
+    }
+}
+
 /// 经济困难证明: a statement of financial hardship, or a good-faith pledge (诚信承诺).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]

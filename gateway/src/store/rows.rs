@@ -264,10 +264,8 @@ impl Seal {
             return Ok(None);
         };
         let a = &mut application.applicant;
+        a.personal_mut().into_iter().for_each(String::clear);
         a.name = PURGED.into();
-        a.id_number.clear();
-        a.phone.clear();
-        a.address.clear();
         self.event_out(&e).map(Some)
     }
 
