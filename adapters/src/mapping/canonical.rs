@@ -134,7 +134,8 @@ impl Mapping {
 
     /// The `ticket` part of a decoded message as a checked draft.
     fn draft(&self, t: &Translation) -> Result<TicketDraft, TranslateError> {
-        let ticket = t.doc.get("ticket").cloned().unwrap_or_else(|| json!({}));
+        let none = json!({});
+        let ticket = t.doc.get("ticket").unwrap_or(&none);
         let draft: TicketDraft = serde_path_to_error::deserialize(ticket).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();

@@ -42,16 +42,25 @@ fn add(map: &mut Map<String, Value>, name: String, v: Value) {
     }
 }
 
-fn finish(frame: Frame) -> Value {
-    let text = frame.text.trim();
-    if frame.map.is_empty() {
-        return Value::String(text.to_owned());
+/// The element's name and value.
+fn finish(frame: Frame) -> (String, Value) {
+    let Frame {
+        name,
+        mut map,
+        mut text,
+    } = frame;
+    // Trimmed in place: most values have no space around them and keep their buffer.
+    let end = text.trim_end().len();
+    text.truncate(end);
+    let start = text.len() - text.trim_start().len();
+    text.drain(..start);
+    if map.is_empty() {
+        return (name, Value::String(text));
     }
-    let mut map = frame.map;
     if !text.is_empty() {
-        map.insert("$text".into(), Value::String(text.to_owned()));
+        map.insert("$text".into(), Value::String(text));
     }
-    Value::Object(map)
+    (name, Value::Object(map))
 }
 
 /// Our partners speak XML 1.0; line ends and attribute whitespace are normalised as it says.
@@ -112,9 +121,7 @@ pub fn parse(text: &str) -> Result<(String, Value), XmlError> {
                 if elements > MAX_ELEMENTS {
                     return Err(XmlError(format!("more than {MAX_ELEMENTS} elements")));
                 }
-                let frame = start_frame(&e)?;
-                let name = frame.name.clone();
-                let v = finish(frame);
+                let (name, v) = finish(start_frame(&e)?);
                 match stack.last_mut() {
                     Some(parent) => add(&mut parent.map, name, v),
                     None => root = Some((name, v)),
@@ -124,8 +131,7 @@ pub fn parse(text: &str) -> Result<(String, Value), XmlError> {
                 let frame = stack
                     .pop()
                     .ok_or_else(|| XmlError("unbalanced end tag".into()))?;
-                let name = frame.name.clone();
-                let v = finish(frame);
+                let (name, v) = finish(frame);
                 match stack.last_mut() {
                     Some(parent) => add(&mut parent.map, name, v),
                     None => root = Some((name, v)),
