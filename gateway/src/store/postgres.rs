@@ -26,6 +26,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 /// Times a transaction that lost a race or its connection is run again.
 const TRIES: u32 = 8;
+/// The advisory lock key that orders audit-log appends (any constant unique to this use).
+const AUDIT_CHAIN_LOCK: i64 = 0x1234_8a0d;
 
 pub struct PgStore {
     pool: PgPool,
@@ -1455,6 +1457,12 @@ impl Store for PgStore {
         self.write(move |conn| {
             let entry = entry.clone();
             Box::pin(async move {
+                // One chain across every instance: appends take turns (the lock ends with the
+                // transaction) instead of racing for the next sequence number and retrying.
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(AUDIT_CHAIN_LOCK)
+                    .execute(&mut *conn)
+                    .await?;
                 let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
                     .fetch_optional(&mut *conn)
                     .await?;
