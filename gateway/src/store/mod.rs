@@ -62,6 +62,13 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// The SQLite writer's scripts run through rusqlite on the writer's handle (see `script.rs`).
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Database(e.to_string())
+    }
+}
+
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
         Self::Corrupt(e.to_string())

@@ -16,21 +16,22 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hotline_model::{Event, EventKind, Ticket, TicketStatus};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::rows::*;
-use super::script::Script;
+use super::script::{RawRow, Script};
 use super::*;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -65,18 +66,31 @@ impl SqliteStore {
             // Savepoints' statement journals in memory, not in temporary files.
             .pragma("temp_store", "memory")
             .disable_statement_logging();
-        let mut conn = opts.connect().await?;
+        // The writer does not copy the log back into the database itself (see `checkpoints`).
+        let mut conn = opts
+            .clone()
+            .pragma("wal_autocheckpoint", "0")
+            // The log file shrinks back to this when it starts over.
+            .pragma("journal_size_limit", "67108864")
+            .connect()
+            .await?;
         MIGRATOR
             .run(&mut conn)
             .await
             .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        let checkpointer = opts.connect().await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
+            // A file connection has no peer to lose: a ping before each read would be one more
+            // hop to the connection's thread and back (sqlx pings again on release anyway).
+            .test_before_acquire(false)
             .connect_with(opts.read_only(true))
             .await?;
         let (writer, rx) = mpsc::channel(8192);
-        tokio::spawn(writer_loop(conn, rx));
+        let long = Arc::new(AtomicBool::new(false));
+        tokio::spawn(checkpoints(checkpointer, writer.downgrade(), long.clone()));
+        tokio::spawn(writer_loop(conn, rx, long));
         Ok(Self {
             writer,
             read,
@@ -105,28 +119,28 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Runs `script` in the next group commit (one trip to SQLite's thread, no savepoint of the
-    /// writer's: a script undoes itself) and makes the result of its rows with `then`; resolves
-    /// after the commit or, when `early`, as soon as it ran: only for writes that nobody outside
-    /// is told about and whose loss in a crash is repaired by design (see the callers); the
-    /// caller's next write lands in the same commit or a later one.
-    async fn script<T, G>(&self, early: bool, script: Script, then: G) -> Result<T>
-    where
-        T: Send + 'static,
-        G: FnOnce(Vec<SqliteRow>) -> Result<T> + Send + 'static,
-    {
+    /// Runs `script` in the next group commit (on the writer's locked handle, no savepoint of
+    /// the writer's: a script undoes itself) and makes the result of its rows with `then`, here
+    /// in the caller's task, off the writer's path; resolves after the commit or, when `early`,
+    /// as soon as it ran: only for writes that nobody outside is told about and whose loss in a
+    /// crash is repaired by design (see the callers); the caller's next write lands in the same
+    /// commit or a later one.
+    async fn script<T>(
+        &self,
+        early: bool,
+        script: Script,
+        then: impl FnOnce(Vec<RawRow>) -> Result<T>,
+    ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        let job = ScriptCall {
-            script: Some(script),
-            then,
-            tx,
-            early,
-        };
         self.writer
-            .send(Work::Script(Box::new(job)))
+            .send(Work::Script(ScriptJob {
+                script,
+                tx: Some(tx),
+                early,
+            }))
             .await
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        then(rx.await.map_err(|_| StoreError::Closed)??)
     }
 }
 
@@ -135,55 +149,37 @@ enum Work {
     /// A job with its own code, run on the connection.
     Run(Box<dyn WriteJob>),
     /// A script.
-    Script(Box<dyn ScriptJob>),
+    Script(ScriptJob),
 }
 
 impl Work {
     fn abort(self, err: StoreError) {
         match self {
             Work::Run(j) => j.abort(err),
-            Work::Script(j) => j.abort(err),
+            Work::Script(mut j) => j.answer(Err(err)),
         }
     }
 }
 
-trait ScriptJob: Send {
-    fn early(&self) -> bool;
-    fn take(&mut self) -> Script;
-    fn done(self: Box<Self>, rows: Result<Vec<SqliteRow>>) -> Box<dyn Finish>;
-    fn abort(self: Box<Self>, err: StoreError);
-}
-
-struct ScriptCall<G, T> {
-    script: Option<Script>,
-    then: G,
-    tx: oneshot::Sender<Result<T>>,
+struct ScriptJob {
+    script: Script,
+    /// The rows, once committed (or at once when `early`); taken once answered.
+    tx: Option<oneshot::Sender<Result<Vec<RawRow>>>>,
     early: bool,
 }
 
-impl<G, T> ScriptJob for ScriptCall<G, T>
-where
-    T: Send + 'static,
-    G: FnOnce(Vec<SqliteRow>) -> Result<T> + Send + 'static,
-{
-    fn early(&self) -> bool {
-        self.early
+impl ScriptJob {
+    /// Answers the caller now, if not answered yet.
+    fn answer(&mut self, result: Result<Vec<RawRow>>) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(result);
+        }
     }
 
-    fn take(&mut self) -> Script {
-        self.script.take().unwrap_or_default()
-    }
-
-    fn done(self: Box<Self>, rows: Result<Vec<SqliteRow>>) -> Box<dyn Finish> {
-        let result = rows.and_then(self.then);
-        Box::new(Done {
-            result,
-            tx: self.tx,
-        })
-    }
-
-    fn abort(self: Box<Self>, err: StoreError) {
-        let _ = self.tx.send(Err(err));
+    /// The caller's answer, to be given once the commit is known (none when already answered).
+    fn after_commit(mut self, result: Result<Vec<RawRow>>) -> Option<Box<dyn Finish>> {
+        let tx = self.tx.take()?;
+        Some(Box::new(Done { result, tx }))
     }
 }
 
@@ -242,85 +238,328 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<()> {
     Ok(())
 }
 
-/// Runs a script job; what it gives goes to `done`, or straight back to the caller when early.
-/// An error that leaves the transaction in doubt is returned.
-async fn run_script(
-    conn: &mut SqliteConnection,
-    mut job: Box<dyn ScriptJob>,
-    done: &mut Vec<Box<dyn Finish>>,
-) -> Option<StoreError> {
-    let rows = job.take().run(conn).await;
-    let fatal = match &rows {
-        Err(e @ StoreError::InDoubt(_)) => Some(e.clone()),
-        _ => None,
-    };
-    let early = job.early();
-    let d = job.done(rows);
-    if early && fatal.is_none() {
-        d.finish(Ok(()));
-    } else {
-        done.push(d);
+/// The writer connection's SQLite handle as rusqlite sees it, made once and kept for its
+/// prepared statements. It must be used only while the handle is locked out from sqlx's thread
+/// ([`SqliteConnection::lock_handle`]). It is dropped before the connection: under the lock when
+/// the writer ends normally ([`Locked::close`]); when the writer task is dropped instead, sqlx's
+/// thread is idle then (only the writer sends it work) and the connection follows at once.
+struct Locked(Option<rusqlite::Connection>);
+
+impl Locked {
+    /// Locks the writer connection's handle out from sqlx's thread; the lock and the rusqlite
+    /// connection on it, usable while the lock is held.
+    async fn lock<'c, 'l>(
+        &'l mut self,
+        conn: &'c mut SqliteConnection,
+    ) -> Result<(
+        sqlx::sqlite::LockedSqliteHandle<'c>,
+        &'l rusqlite::Connection,
+    )> {
+        let mut handle = conn.lock_handle().await?;
+        let raw = match self.0.take() {
+            Some(raw) => raw,
+            None => {
+                // SAFETY: the pointer is the writer connection's open handle, which outlives
+                // this value (the writer loop drops it first); rusqlite does not close a handle
+                // it was given, and it is used only while a lock keeps sqlx's thread off it.
+                let raw =
+                    unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }?;
+                // The hot path's statements, each prepared once.
+                raw.set_prepared_statement_cache_capacity(128);
+                raw
+            }
+        };
+        Ok((handle, self.0.insert(raw)))
     }
-    fatal
+
+    /// Drops the rusqlite side (its prepared statements) under the lock.
+    async fn close(mut self, conn: &mut SqliteConnection) {
+        if self.0.is_some()
+            && let Ok(_handle) = conn.lock_handle().await
+        {
+            self.0 = None;
+        }
+        // Without the lock (the connection's thread is gone) leaking is the safe choice.
+        std::mem::forget(self.0.take());
+    }
 }
 
-async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Work>) {
+/// Runs consecutive script jobs on the locked handle, with no thread hop per statement; what
+/// each gives goes to `done`, or straight back to its caller when early. An error that leaves
+/// the transaction in doubt is returned (and the jobs not yet run are aborted with it).
+async fn run_scripts(
+    conn: &mut SqliteConnection,
+    locked: &mut Locked,
+    jobs: Vec<ScriptJob>,
+    done: &mut Vec<Box<dyn Finish>>,
+) -> Option<StoreError> {
+    match locked.lock(conn).await {
+        Ok((_handle, raw)) => blocking(|| run_jobs(raw, jobs, done)),
+        Err(e) => Some(abort_all(jobs, e)),
+    }
+}
+
+/// A whole batch of scripts: begun, run and committed on the locked handle in one go (the
+/// usual batch under load: accepting, claiming and recording attempts are all scripts). The
+/// commit's outcome, for the writer to settle the batch with.
+///
+/// The scripts run first without savepoints ([`Script::run_bare`]), the usual case where none
+/// fails. Should one fail (a duplicate key, say), the transaction is rolled back whole and the
+/// batch runs again from the same state in the same order, each script in its own savepoint,
+/// so that only the failing ones are undone. Their outcomes are the same both times; an early
+/// job answered in the first pass is run again without being answered twice.
+async fn script_batch(
+    conn: &mut SqliteConnection,
+    locked: &mut Locked,
+    mut jobs: Vec<ScriptJob>,
+    done: &mut Vec<Box<dyn Finish>>,
+) -> Result<()> {
+    let (_handle, raw) = match locked.lock(conn).await {
+        Ok(locked) => locked,
+        Err(e) => return Err(abort_all(jobs, e)),
+    };
+    blocking(|| {
+        let begin = |raw: &rusqlite::Connection| raw.execute_batch("BEGIN IMMEDIATE");
+        if let Err(e) = begin(raw) {
+            return Err(abort_all(jobs, e.into()));
+        }
+        match run_bare(raw, &mut jobs) {
+            Ok(results) => done.extend(
+                jobs.into_iter()
+                    .zip(results)
+                    .filter_map(|(job, rows)| job.after_commit(Ok(rows))),
+            ),
+            Err(e) => {
+                tracing::debug!(error = %e, "a script failed; the batch runs again with savepoints");
+                metrics::counter!("hotline_store_batch_reruns_total").increment(1);
+                // Some errors end the transaction by themselves.
+                if !raw.is_autocommit()
+                    && let Err(e) = raw.execute_batch("ROLLBACK")
+                {
+                    return Err(abort_all(jobs, e.into()));
+                }
+                if let Err(e) = begin(raw) {
+                    return Err(abort_all(jobs, e.into()));
+                }
+                if let Some(e) = run_jobs(raw, jobs, done) {
+                    return Err(e);
+                }
+            }
+        }
+        let committing = std::time::Instant::now();
+        committed(
+            committing,
+            raw.execute_batch("COMMIT").map_err(StoreError::from),
+        )
+    })
+}
+
+/// The first pass of [`script_batch`]: every script with no savepoint; early jobs are answered
+/// as they run. The rows of each, or the first error (the transaction then holds partial
+/// writes and must be rolled back).
+fn run_bare(raw: &rusqlite::Connection, jobs: &mut [ScriptJob]) -> Result<Vec<Vec<RawRow>>> {
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs.iter_mut() {
+        let rows = job.script.run_bare(raw)?;
+        if job.early {
+            job.answer(Ok(rows));
+            results.push(Vec::new());
+        } else {
+            results.push(rows);
+        }
+    }
+    Ok(results)
+}
+
+/// A commit's outcome, recording how long it took since `committing` (the fsync, mostly).
+fn committed(committing: std::time::Instant, result: Result<()>) -> Result<()> {
+    metrics::histogram!("hotline_store_commit_seconds").record(committing.elapsed().as_secs_f64());
+    result
+}
+
+fn abort_all(jobs: Vec<ScriptJob>, e: StoreError) -> StoreError {
+    jobs.into_iter()
+        .for_each(|j| Work::Script(j).abort(e.clone()));
+    e
+}
+
+/// Runs script jobs in order on `raw`; see [`run_scripts`].
+fn run_jobs(
+    raw: &rusqlite::Connection,
+    jobs: Vec<ScriptJob>,
+    done: &mut Vec<Box<dyn Finish>>,
+) -> Option<StoreError> {
+    let mut jobs = jobs.into_iter();
+    for mut job in jobs.by_ref() {
+        let result = job.script.run_locked(raw);
+        let fatal = match &result {
+            Err(e @ StoreError::InDoubt(_)) => Some(e.clone()),
+            _ => None,
+        };
+        if job.early && fatal.is_none() {
+            job.answer(result);
+        } else if let Some(d) = job.after_commit(result) {
+            done.push(d);
+        }
+        if let Some(e) = fatal {
+            return Some(abort_all(jobs.collect(), e));
+        }
+    }
+    None
+}
+
+/// Runs SQLite work that blocks on this task's thread: moved off the runtime's worker slot on a
+/// multi-threaded runtime, inline on a single-threaded one (tests), where nothing else could
+/// run meanwhile anyway.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// How often the log is copied back into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// Log frames (pages) past which the writer is asked to let the log start over.
+const LONG_LOG_FRAMES: i64 = 4096;
+
+/// Copies the write-ahead log back into the database file on a connection of its own, beside
+/// the writer instead of inside its commits (SQLite's automatic checkpoint runs in the commit
+/// that crosses the threshold, on the writer's path). Passive: it never waits for the writer
+/// or readers; frames still in use are copied next time. Ends with the store.
+///
+/// The log starts over only when a write begins with every frame copied back, which under
+/// steady writes this task alone rarely sees; so when the log has grown long it sets `long`,
+/// and the writer copies the last frames itself between two batches (see [`writer_loop`]).
+async fn checkpoints(
+    mut conn: SqliteConnection,
+    writer: mpsc::WeakSender<Work>,
+    long: Arc<AtomicBool>,
+) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if writer.upgrade().is_none() {
+            return;
+        }
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&mut conn)
+            .await
+        {
+            Ok(row) => {
+                if row.try_get::<i64, _>("log").unwrap_or(0) > LONG_LOG_FRAMES {
+                    long.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a checkpoint of the SQLite log failed; trying again");
+            }
+        }
+    }
+}
+
+/// A batch with jobs of their own code: each in a savepoint of its own on sqlx's connection,
+/// the scripts among them on the locked handle. The commit's outcome, for the writer to settle
+/// the batch with.
+async fn mixed_batch(
+    conn: &mut SqliteConnection,
+    locked: &mut Locked,
+    batch: Vec<Work>,
+    done: &mut Vec<Box<dyn Finish>>,
+) -> Result<()> {
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE").await {
+        batch.into_iter().for_each(|j| j.abort(e.clone()));
+        return Err(e);
+    }
+    let mut broken: Option<StoreError> = None;
+    // Whether the savepoint `job` is open. The statement that releases one job's savepoint
+    // travels with the one that opens the next job's; scripts need none (each undoes itself)
+    // and may run inside the one still open (releasing it later keeps their writes).
+    let mut open = false;
+    let mut batch = batch.into_iter().peekable();
+    while let Some(work) = batch.next() {
+        if let Some(e) = &broken {
+            work.abort(e.clone());
+            continue;
+        }
+        let job = match work {
+            Work::Script(first) => {
+                let mut scripts = vec![first];
+                while let Some(Work::Script(_)) = batch.peek() {
+                    if let Some(Work::Script(j)) = batch.next() {
+                        scripts.push(j);
+                    }
+                }
+                broken = run_scripts(conn, locked, scripts, done).await;
+                continue;
+            }
+            Work::Run(job) => job,
+        };
+        let control = if open {
+            "RELEASE job; SAVEPOINT job"
+        } else {
+            "SAVEPOINT job"
+        };
+        if let Err(e) = exec(conn, control).await {
+            job.abort(e.clone());
+            broken = Some(e);
+            continue;
+        }
+        open = true;
+        let d = job.run(conn).await;
+        if d.failed()
+            && let Err(e) = exec(conn, "ROLLBACK TO job").await
+        {
+            broken = Some(e);
+        }
+        done.push(d);
+    }
+    if let Some(e) = broken {
+        return Err(e);
+    }
+    let sql = if open {
+        "RELEASE job; COMMIT"
+    } else {
+        "COMMIT"
+    };
+    let committing = std::time::Instant::now();
+    committed(committing, exec(conn, sql).await)
+}
+
+async fn writer_loop(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Work>,
+    long: Arc<AtomicBool>,
+) {
+    let mut locked = Locked(None);
     let mut jobs: Vec<Work> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let batch = std::mem::take(&mut jobs);
         metrics::histogram!("hotline_store_commit_batch_size").record(batch.len() as f64);
+        // Between batches the writer holds no snapshot: copying the few frames the checkpointer
+        // has not yet copied lets the next batch's first write start the log over.
+        if long.swap(false, Ordering::Relaxed)
+            && let Err(e) = exec(&mut conn, "PRAGMA wal_checkpoint(PASSIVE)").await
+        {
+            tracing::warn!(error = %e, "the writer's checkpoint of the SQLite log failed");
+        }
         let started = std::time::Instant::now();
-        if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE").await {
-            let _ = exec(&mut conn, "ROLLBACK").await;
-            batch.into_iter().for_each(|j| j.abort(e.clone()));
-            continue;
-        }
         let mut done = Vec::with_capacity(batch.len());
-        let mut broken: Option<StoreError> = None;
-        // Whether the savepoint `job` is open. The statement that releases one job's savepoint
-        // travels with the one that opens the next job's; scripts need none (each undoes itself)
-        // and may run inside the one still open (releasing it later keeps their writes).
-        let mut open = false;
-        for work in batch {
-            if let Some(e) = &broken {
-                work.abort(e.clone());
-                continue;
-            }
-            let job = match work {
-                Work::Script(j) => {
-                    broken = run_script(&mut conn, j, &mut done).await;
-                    continue;
-                }
-                Work::Run(job) => job,
-            };
-            let control = if open {
-                "RELEASE job; SAVEPOINT job"
-            } else {
-                "SAVEPOINT job"
-            };
-            if let Err(e) = exec(&mut conn, control).await {
-                job.abort(e.clone());
-                broken = Some(e);
-                continue;
-            }
-            open = true;
-            let d = job.run(&mut conn).await;
-            if d.failed()
-                && let Err(e) = exec(&mut conn, "ROLLBACK TO job").await
-            {
-                broken = Some(e);
-            }
-            done.push(d);
-        }
-        let committing = std::time::Instant::now();
-        let commit = match broken {
-            Some(e) => Err(e),
-            None if open => exec(&mut conn, "RELEASE job; COMMIT").await,
-            None => exec(&mut conn, "COMMIT").await,
+        let commit = if batch.iter().all(|w| matches!(w, Work::Script(_))) {
+            let scripts = batch
+                .into_iter()
+                .filter_map(|w| match w {
+                    Work::Script(j) => Some(j),
+                    Work::Run(_) => None,
+                })
+                .collect();
+            script_batch(&mut conn, &mut locked, scripts, &mut done).await
+        } else {
+            mixed_batch(&mut conn, &mut locked, batch, &mut done).await
         };
-        // How long the writer spends on a batch, and on its commit (the fsync) alone.
-        metrics::histogram!("hotline_store_commit_seconds")
-            .record(committing.elapsed().as_secs_f64());
+        // How long the writer spends on a batch (its commit alone: `committed`).
         metrics::histogram!("hotline_store_batch_seconds").record(started.elapsed().as_secs_f64());
         if let Err(e) = &commit {
             tracing::error!(error = %e, "a group commit failed; its writes are rolled back");
@@ -330,6 +569,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Work>) {
             d.finish(commit.clone());
         }
     }
+    locked.close(&mut conn).await;
 }
 
 /// The filters of a [`DeliveryQuery`], bound as `?1`..`?7` by [`bind_delivery_filter`].
@@ -424,24 +664,24 @@ fn read_claims(script: &mut Script, token: Uuid, only: Option<Uuid>) {
 
 /// Claims out of the rows of a script ending with [`read_claims`]: the deliveries in the order
 /// they fell due (oldest row first on a tie), each with its ticket and event.
-fn claims_from(rows: &[SqliteRow], token: Uuid, seal: &Seal) -> Result<Vec<Claim>> {
+fn claims_from<R: Fields>(rows: &[R], token: Uuid, seal: &Seal) -> Result<Vec<Claim>> {
     let mut deliveries = Vec::new();
     let mut numbers: HashMap<Uuid, BTreeMap<String, String>> = HashMap::new();
     let mut ticket_rows = Vec::new();
     let mut events = HashMap::new();
     for row in rows {
-        let part: String = row.try_get("part")?;
+        let part = row.text("part")?;
         match part.as_str() {
-            "delivery" => deliveries.push((row.try_get::<i64, _>("seq")?, delivery_from_row(row)?)),
+            "delivery" => deliveries.push((row.int("seq")?, delivery_from_row(row)?)),
             "number" => {
                 numbers
                     .entry(get_uuid(row, "ticket_id")?)
                     .or_default()
-                    .insert(row.try_get("system")?, row.try_get("number")?);
+                    .insert(row.text("system")?, row.text("number")?);
             }
             "ticket" => ticket_rows.push(row),
             "event" => {
-                let body: String = row.try_get("body")?;
+                let body = row.text("body")?;
                 events.insert(get_uuid(row, "id")?, seal.event_in(&body)?);
             }
             other => return Err(StoreError::Corrupt(format!("claim read part {other}"))),

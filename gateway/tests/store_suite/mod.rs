@@ -190,6 +190,22 @@ pub async fn concurrent_accepts_all_commit(store: Arc<dyn Store>) {
         ..Default::default()
     };
     assert_eq!(store.deliveries(&q).await.unwrap().len(), 150);
+    // A repeat writes nothing: not even the rows its script wrote before the key refused it.
+    let q = TicketQuery {
+        limit: Some(1000),
+        ..Default::default()
+    };
+    assert_eq!(store.tickets(&q).await.unwrap().len(), 150);
+    for i in 0..150 {
+        let number = format!("C-{i}");
+        let id = store.resolve_number(HOME, &number).await.unwrap();
+        let id = id.unwrap_or_else(|| panic!("{number} has its ticket"));
+        assert_eq!(
+            store.events(id).await.unwrap().len(),
+            1,
+            "{number}: one event"
+        );
+    }
 }
 
 pub async fn one_ticket_goes_in_order_many_go_in_parallel(store: Arc<dyn Store>) {
