@@ -10,6 +10,10 @@ use hotline_adapters::mapping::{Mapping, outbound_document};
 use hotline_adapters::{Inbound, OutboundMessage};
 use hotline_model::{Event, EventBody, Ticket};
 
+/// The gateway's own allocator (see `gateway/src/main.rs`), so the figures are the gateway's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn load(partner: &str) -> Mapping {
     Mapping::load(&mappings_dir().join(partner)).expect("shipped mapping loads")
 }
