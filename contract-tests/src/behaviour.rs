@@ -21,6 +21,8 @@ pub enum Behaviour {
     Async { delay: Duration },
     /// 200 with a body that is not an acknowledgement.
     Malformed,
+    /// 200 with its ticket number, after `delay` (a partner that takes its time).
+    Slow { delay: Duration },
     /// HTTP 200 with this partner result code, for the next `times` deliveries, then `Ack`.
     Code { code: String, times: u32 },
     /// Every kind of fault, at random: 500, an answer slower than `slow`, a dropped connection,

@@ -170,6 +170,13 @@ async fn inbox(State(sim): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let slow = match &*lock(&sim.behaviour) {
+        Behaviour::Slow { delay } => Some(*delay),
+        _ => None,
+    };
+    if let Some(delay) = slow {
+        tokio::time::sleep(delay).await;
+    }
     let (status, resp) = answer(&sim, &headers, &body, &message_id);
     lock(&sim.hits).push(Hit {
         at: Instant::now(),

@@ -13,6 +13,9 @@ use hotline_adapters::webhook::{WebhookAdapter, WebhookSettings};
 use crate::config::{AdapterKind, Config, PartnerConfig};
 use crate::delivery::{Partner, RetryPolicy};
 
+/// Deliveries a worker keeps claimed ahead per slot of its partner's concurrency.
+const LOOKAHEAD_PER_SLOT: u32 = 4;
+
 /// Every configured partner; `case_system` is the legal-aid case system's client, when
 /// configured ([`legal_aid_client`]).
 pub fn build(
@@ -35,9 +38,17 @@ pub fn build(
                 Some(rate) => partner.with_inbound_limit(rate, p.inbound_burst.unwrap_or(rate)),
                 None => partner,
             };
+            // A paced partner takes deliveries at its own rate: nothing to gain by claiming
+            // ahead. Otherwise up to four times as many as may be in flight wait claimed (enough
+            // to keep the slots busy while the next claim commits; the relay bench's e2e p99
+            // went from 1.7 s with one times to ~50 ms), each sendable while its lease still
+            // covers a whole request (the timeout is below the lease).
             let mut partner = match p.outbound_rate {
                 Some(rate) => partner.with_outbound_pace(rate),
-                None => partner,
+                None => partner.with_lookahead(
+                    p.concurrency.saturating_mul(LOOKAHEAD_PER_SLOT),
+                    config.delivery.lease.saturating_sub(p.timeout),
+                ),
             };
             partner.tls_identity = p.tls_identity.clone();
             Ok((id.clone(), Arc::new(partner)))

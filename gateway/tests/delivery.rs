@@ -390,3 +390,144 @@ async fn outbound_pacing_spaces_deliveries_evenly() {
     }
     h.gateway.shutdown().await.unwrap();
 }
+
+/// Slow partner (a second per delivery), one slot: six tickets posted; their delivery ids.
+/// One goes out at a time and up to four wait claimed ahead, so what a test does next has a few
+/// seconds before nothing is left ahead, even on a slow machine.
+async fn slow_partner_with_six_tickets(prefix: &str) -> (Harness, Vec<String>) {
+    let slow = Behaviour::Slow {
+        delay: Duration::from_millis(1000),
+    };
+    let h = Harness::start_with(slow, fast_retry(5), |c| {
+        if let Some(p) = c.partners.get_mut(PARTNER) {
+            p.concurrency = 1;
+        }
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let (status, created) = h.post_ticket(&format!("{prefix}{i:03}")).await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(first_delivery(&created));
+    }
+    (h, ids)
+}
+
+/// Waits until several of `ids` are claimed at once: one in flight at the slow partner, the
+/// others ahead (the lookahead is a multiple of the concurrency, 1 here); those claimed.
+async fn claimed_ahead(h: &Harness, ids: &[String]) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut sending = Vec::new();
+        for id in ids {
+            if h.delivery(id).await.status == DeliveryStatus::Sending {
+                sending.push(id.clone());
+            }
+        }
+        if sending.len() >= 2 {
+            return sending;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never claimed ahead"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A worker claims as many deliveries ahead as may be in flight, so a slot coming free sends
+/// the next at once. When the gateway stops, what it claimed ahead and never sent is given
+/// back: due at once, its attempt uncounted, no lease; the next start sends it.
+#[tokio::test]
+async fn deliveries_claimed_ahead_are_given_back_when_the_gateway_stops() {
+    let (h, ids) = slow_partner_with_six_tickets("SD-7").await;
+    let claimed = claimed_ahead(&h, &ids).await;
+    let h = h
+        .restart(|c| {
+            // Started again with no partner worker at all, to see what the stop left.
+            c.partners.clear();
+            c.routes.clear();
+        })
+        .await;
+    // What was in flight finished before the stop (on a slow machine a slot may have come
+    // free once more before it, sending one more); what was still ahead was given back, unsent:
+    // pending, its attempt uncounted, due again at once, not when its lease would have run out.
+    let mut given_back = 0;
+    for id in &claimed {
+        let d = h.delivery(id).await;
+        let state = (d.status, d.attempts);
+        match state {
+            (DeliveryStatus::Acknowledged, 1) => {}
+            (DeliveryStatus::Pending, 0) if d.due_at <= chrono::Utc::now() => given_back += 1,
+            _ => panic!("{id}: {state:?} due {} among {claimed:?}", d.due_at),
+        }
+    }
+    assert!(
+        given_back >= 1,
+        "nothing was left ahead at the stop: {claimed:?}"
+    );
+    let acknowledged = {
+        let mut n = 0;
+        for id in &ids {
+            if h.delivery(id).await.status == DeliveryStatus::Acknowledged {
+                n += 1;
+            }
+        }
+        n
+    };
+    assert_eq!(h.sim.received().len(), acknowledged, "only those were sent");
+    h.gateway.shutdown().await.unwrap();
+}
+
+/// Pausing a partner gives back what its worker claimed ahead: those deliveries wait as
+/// `pending`, not `sending`, until ops resume it; then they go out.
+#[tokio::test]
+async fn pausing_a_partner_gives_back_what_was_claimed_ahead() {
+    let (h, ids) = slow_partner_with_six_tickets("SD-8").await;
+    let claimed = claimed_ahead(&h, &ids).await;
+    let pause = hotline_gateway::store::Pause {
+        partner: PARTNER.into(),
+        since: chrono::Utc::now(),
+        by: "test".into(),
+        reason: "维护 maintenance".into(),
+    };
+    assert!(h.gateway.engine.pause(pause).await.unwrap());
+    // The one in flight finishes; those claimed ahead wait unsent and unclaimed.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let statuses = loop {
+        let mut statuses = Vec::new();
+        for id in &claimed {
+            statuses.push(h.delivery(id).await.status);
+        }
+        if !statuses.contains(&DeliveryStatus::Sending) {
+            break statuses;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {statuses:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Each was either sent before the pause took hold or is waiting, unclaimed.
+    assert!(
+        statuses
+            .iter()
+            .all(|s| matches!(s, DeliveryStatus::Acknowledged | DeliveryStatus::Pending)),
+        "{statuses:?} for {claimed:?}"
+    );
+    assert!(statuses.contains(&DeliveryStatus::Pending), "{statuses:?}");
+    // Still nothing goes out while paused.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut acknowledged = 0;
+    for id in &ids {
+        if h.delivery(id).await.status == DeliveryStatus::Acknowledged {
+            acknowledged += 1;
+        }
+    }
+    assert_eq!(h.sim.received().len(), acknowledged);
+    assert!(acknowledged < ids.len());
+    h.gateway.engine.resume(PARTNER).await.unwrap();
+    for id in &ids {
+        h.wait_for_status(id, DeliveryStatus::Acknowledged, WAIT)
+            .await;
+    }
+    assert_eq!(h.sim.received().len(), ids.len(), "each sent once");
+    h.gateway.shutdown().await.unwrap();
+}

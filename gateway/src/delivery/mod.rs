@@ -22,7 +22,9 @@ pub use retry::RetryPolicy;
 use breaker::{Allowance, Breaker, Change, Verdict};
 
 use crate::config::{BreakerConfig, DeliveryConfig};
-use crate::store::{AlertKind, AttemptRecord, Claim, NewAlert, Next, Pause, Store, StoreError};
+use crate::store::{
+    AlertKind, AttemptRecord, Claim, ClaimToken, NewAlert, Next, Pause, Store, StoreError,
+};
 use recent::{Recent, Tally};
 
 /// Everything the engine knows about one partner.
@@ -39,6 +41,12 @@ pub struct Partner {
     pub tls_identity: Option<String>,
     /// The last hour of outcomes, for the dashboard.
     pub recent: Recent,
+    /// Deliveries claimed ahead of free slots, so that a slot coming free sends the next one
+    /// at once instead of waiting for a claim's commit (0: claim only for free slots).
+    pub lookahead: u32,
+    /// How long a delivery claimed ahead may wait for a slot: past this, it might not finish
+    /// within its lease, and it is given back instead.
+    pub send_within: Duration,
     /// Set while ops hold deliveries back (maintenance).
     paused: RwLock<Option<Pause>>,
     wake: Notify,
@@ -60,6 +68,8 @@ impl Partner {
             outbound: None,
             tls_identity: None,
             recent: Recent::default(),
+            lookahead: 0,
+            send_within: Duration::ZERO,
             paused: RwLock::new(None),
             wake: Notify::new(),
         }
@@ -75,6 +85,14 @@ impl Partner {
                 governor::Quota::per_second(rate).allow_burst(burst),
             ));
         }
+        self
+    }
+
+    /// Keeps up to `n` deliveries claimed ahead of the free slots, each sent only within
+    /// `send_within` of its claim (the lease less the partner's timeout).
+    pub fn with_lookahead(mut self, n: u32, send_within: Duration) -> Self {
+        self.lookahead = n;
+        self.send_within = send_within;
         self
     }
 
@@ -304,33 +322,53 @@ impl DeliveryEngine {
     ) {
         let slots = Arc::new(Semaphore::new(partner.concurrency as usize));
         tracing::debug!(partner = %id, "delivery worker started");
+        let mut ahead = Ahead::default();
         loop {
             let probe = match self.gate(&partner) {
                 Gate::Paused => {
+                    // Paused or waiting out the breaker: what was claimed ahead is given back
+                    // rather than held as `sending` meanwhile.
+                    self.give_back(&id, ahead.drain()).await;
                     tokio::select! {
                         () = partner.wake.notified() => {},
                         () = tokio::time::sleep(self.config.poll_interval) => {},
-                        () = shutdown.cancelled() => return,
+                        () = shutdown.cancelled() => break,
                     }
                     continue;
                 }
                 Gate::Wait(wait) => {
+                    self.give_back(&id, ahead.drain()).await;
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {},
-                        () = shutdown.cancelled() => return,
+                        () = shutdown.cancelled() => break,
                     }
                     continue;
                 }
                 Gate::Claim { probe } => probe,
             };
             let limit = if probe { 1 } else { usize::MAX };
+            // Once stopping, nothing more is sent, even when a slot is free too.
             let first = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
                 p = Arc::clone(&slots).acquire_owned() => match p {
                     Ok(p) => p,
-                    Err(_) => return,
+                    Err(_) => break,
                 },
-                () = shutdown.cancelled() => return,
             };
+            // The gate may have closed while this waited for a slot (paused, or the breaker
+            // opened; a probe already has its turn): then back to the top, which holds back
+            // and gives back what is claimed ahead.
+            if partner.paused().is_some()
+                || (!probe && partner.breaker.view().state != breaker::CircuitState::Closed)
+            {
+                if probe {
+                    // The probe's turn is not taken: the breaker goes back to open, to probe
+                    // again after its cool-down, instead of waiting for this one forever.
+                    partner.breaker.no_probe(Utc::now());
+                }
+                continue;
+            }
             let mut permits = vec![first];
             while permits.len() < (self.config.claim_batch as usize).min(limit) {
                 match Arc::clone(&slots).try_acquire_owned() {
@@ -338,10 +376,28 @@ impl DeliveryEngine {
                     Err(_) => break,
                 }
             }
-            let wanted = permits.len();
-            let claims = self.claim_for(&id, &partner, wanted as u32, probe).await;
-            let got = claims.len();
-            for claim in claims {
+            // What was claimed ahead goes first; a probe may be one of those.
+            let (mut send, stale) = ahead.take(permits.len(), partner.send_within);
+            self.give_back(&id, stale).await;
+            let lookahead = if probe { 0 } else { partner.lookahead as usize };
+            // Claim for the slots still free and, once the deliveries waiting ahead run low,
+            // enough to fill the lookahead again, in one claim.
+            let short = permits.len() - send.len();
+            let refill = if ahead.len() <= lookahead / 2 {
+                lookahead - ahead.len()
+            } else {
+                0
+            };
+            let wanted = (short + refill).min(self.config.claim_batch as usize);
+            let mut got = 0;
+            if wanted > 0 {
+                let claims = self.claim_for(&id, &partner, wanted as u32, probe).await;
+                got = claims.len();
+                let mut claims = claims.into_iter();
+                send.extend(claims.by_ref().take(short));
+                ahead.keep(claims);
+            }
+            for claim in send {
                 let Some(permit) = permits.pop() else { break };
                 let engine = Arc::clone(&self);
                 let partner = Arc::clone(&partner);
@@ -358,14 +414,29 @@ impl DeliveryEngine {
                 });
             }
             drop(permits);
-            if got < wanted {
+            if got < wanted && ahead.len() == 0 {
                 let wait = self.idle_wait(&id).await;
                 tokio::select! {
                     () = partner.wake.notified() => {},
                     () = tokio::time::sleep(wait) => {},
-                    () = shutdown.cancelled() => return,
+                    () = shutdown.cancelled() => break,
                 }
             }
+        }
+        // Deliveries claimed ahead and never sent are due again at once, not when their lease
+        // runs out (the next start, or another instance, takes them).
+        self.give_back(&id, ahead.drain()).await;
+    }
+
+    /// Makes deliveries claimed ahead and not sent due again (their claims undone).
+    async fn give_back(&self, partner: &str, tokens: Vec<ClaimToken>) {
+        if tokens.is_empty() {
+            return;
+        }
+        match self.store.release_claims(&tokens, Utc::now()).await {
+            Ok(n) => tracing::debug!(%partner, released = n, "claims given back"),
+            Err(e) => tracing::warn!(%partner, error = %e,
+                "could not give back claims; they are sent again once their lease runs out"),
         }
     }
 
@@ -554,5 +625,43 @@ impl DeliveryEngine {
                 "could not record a delivery outcome; it will be sent again when its lease expires"
             ),
         }
+    }
+}
+
+/// Deliveries a worker claimed ahead of its free slots, oldest first, with when each was
+/// claimed.
+#[derive(Default)]
+struct Ahead(std::collections::VecDeque<(std::time::Instant, Claim)>);
+
+impl Ahead {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn keep(&mut self, claims: impl Iterator<Item = Claim>) {
+        let now = std::time::Instant::now();
+        self.0.extend(claims.map(|c| (now, c)));
+    }
+
+    /// Up to `n` claims still young enough to be sent (claimed within `within`: sent later,
+    /// one might not finish within its lease), and the tokens of older ones met on the way, to
+    /// be given back.
+    fn take(&mut self, n: usize, within: Duration) -> (Vec<Claim>, Vec<ClaimToken>) {
+        let (mut fresh, mut stale) = (Vec::with_capacity(n.min(self.0.len())), Vec::new());
+        while fresh.len() < n {
+            let Some((at, claim)) = self.0.pop_front() else {
+                break;
+            };
+            if at.elapsed() <= within {
+                fresh.push(claim);
+            } else {
+                stale.push(claim.token);
+            }
+        }
+        (fresh, stale)
+    }
+
+    fn drain(&mut self) -> Vec<ClaimToken> {
+        self.0.drain(..).map(|(_, c)| c.token).collect()
     }
 }

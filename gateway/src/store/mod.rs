@@ -180,6 +180,11 @@ pub trait Store: Send + Sync + 'static {
     /// When the next delivery to `partner` falls due, if any is waiting.
     async fn next_due(&self, partner: &str) -> Result<Option<DateTime<Utc>>>;
 
+    /// Gives back claims that were never sent (a worker stopping with deliveries claimed ahead):
+    /// each delivery whose lease `token` still holds is due again at `now`, its claim's attempt
+    /// uncounted; returns how many.
+    async fn release_claims(&self, tokens: &[ClaimToken], now: DateTime<Utc>) -> Result<u64>;
+
     /// Makes the partner's retrying deliveries due at `now`, the earliest `limit` of them or all
     /// (its circuit breaker probes, or closed); returns how many.
     async fn release_retries(

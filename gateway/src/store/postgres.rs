@@ -909,6 +909,32 @@ impl Store for PgStore {
         v.map(from_ms).transpose()
     }
 
+    async fn release_claims(&self, tokens: &[ClaimToken], now: DateTime<Utc>) -> Result<u64> {
+        let (ids, leases): (Vec<String>, Vec<String>) = tokens
+            .iter()
+            .map(|t| (t.delivery_id.to_string(), t.lease_token.to_string()))
+            .unzip();
+        self.write(move |conn| {
+            let (ids, leases) = (ids.clone(), leases.clone());
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "UPDATE deliveries d SET attempts = d.attempts - 1, \
+                     status = CASE WHEN d.attempts > 1 THEN 'retrying' ELSE 'pending' END, \
+                     lease_token = NULL, due_at = $1, updated_at = $1 \
+                     FROM UNNEST($2::text[], $3::text[]) AS c(id, lease) \
+                     WHERE d.id = c.id AND d.lease_token = c.lease AND d.status = 'sending'",
+                )
+                .bind(ms(now))
+                .bind(ids)
+                .bind(leases)
+                .execute(conn)
+                .await?;
+                Ok(r.rows_affected())
+            })
+        })
+        .await
+    }
+
     async fn release_retries(
         &self,
         partner: &str,

@@ -1436,6 +1436,25 @@ impl Store for SqliteStore {
         v.map(from_ms).transpose()
     }
 
+    async fn release_claims(&self, tokens: &[ClaimToken], now: DateTime<Utc>) -> Result<u64> {
+        let mut script = Script::default();
+        for t in tokens {
+            script
+                .push(
+                    "UPDATE deliveries SET attempts = attempts - 1, \
+                     status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, \
+                     lease_token = NULL, due_at = ?, updated_at = ? \
+                     WHERE id = ? AND lease_token = ? AND status = 'sending' RETURNING id",
+                )
+                .bind(ms(now))
+                .bind(ms(now))
+                .bind(t.delivery_id.to_string())
+                .bind(t.lease_token.to_string());
+        }
+        self.script(false, script, |rows| Ok(rows.len() as u64))
+            .await
+    }
+
     async fn release_retries(
         &self,
         partner: &str,

@@ -35,6 +35,7 @@ macro_rules! every_check {
             clocks_alerts_refusals_and_cursors_round_trip,
             a_job_lease_has_one_holder_until_it_runs_out,
             a_claim_is_found_by_its_token_while_it_holds,
+            claims_never_sent_are_given_back,
             a_nonce_is_taken_once_until_it_expires,
             ended_tickets_lose_personal_data_once_retention_passes,
             ended_transfers_lose_the_callers_data_once_retention_passes,
@@ -1220,6 +1221,70 @@ pub async fn a_job_lease_has_one_holder_until_it_runs_out(store: Arc<dyn Store>)
         "taken over"
     );
     assert!(!store.try_lease("sla-scan", "a", gone, ttl).await.unwrap());
+}
+
+pub async fn claims_never_sent_are_given_back(store: Arc<dyn Store>) {
+    for i in 0..3 {
+        store
+            .accept_ticket(new_ticket(&format!("G-{i}"), &[P]))
+            .await
+            .unwrap();
+    }
+    let t0 = Utc::now();
+    let claims = store.claim(P, t0, LEASE, 3).await.unwrap();
+    assert_eq!(claims.len(), 3);
+    // The third was sent and failed: a retry, its attempt counted. Claimed again, then given
+    // back with the first; the second's token is stale (another lease) and is left alone.
+    store
+        .finish_attempt(
+            &claims[2].token,
+            record(&claims[2].delivery, "retryable"),
+            Next::Retry {
+                at: t0,
+                error: "503".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let again = store.claim(P, Utc::now(), LEASE, 3).await.unwrap();
+    assert_eq!(again.len(), 1, "only the retry was due");
+    let stale = ClaimToken {
+        delivery_id: claims[1].token.delivery_id,
+        lease_token: Uuid::now_v7(),
+    };
+    let now = Utc::now();
+    let n = store
+        .release_claims(
+            &[claims[0].token.clone(), stale, again[0].token.clone()],
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let first = store
+        .delivery(claims[0].delivery.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.status, first.attempts), (DeliveryStatus::Pending, 0));
+    let second = store
+        .delivery(claims[1].delivery.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.status, DeliveryStatus::Sending, "its lease holds");
+    let third = store.delivery(again[0].delivery.id).await.unwrap().unwrap();
+    assert_eq!(
+        (third.status, third.attempts),
+        (DeliveryStatus::Retrying, 1)
+    );
+    // Both are due at once and claimed by the next worker; the second is not.
+    let next = store.claim(P, Utc::now(), LEASE, 3).await.unwrap();
+    let mut ids: Vec<_> = next.iter().map(|c| c.delivery.id).collect();
+    ids.sort();
+    let mut want = vec![claims[0].delivery.id, again[0].delivery.id];
+    want.sort();
+    assert_eq!(ids, want);
 }
 
 pub async fn a_claim_is_found_by_its_token_while_it_holds(store: Arc<dyn Store>) {
