@@ -119,9 +119,18 @@ impl Intake {
 
     /// 重复来电预警: the same caller with `count` or more tickets within `days`, across all
     /// partners, raises one alert linking them.
-    async fn check_repeat_caller(&self, ticket_id: Uuid, hash: &str) -> Result<(), StoreError> {
-        let since = chrono::Utc::now() - chrono::Duration::days(i64::from(self.callers.days));
-        let tickets = self.store.caller_tickets(hash, since).await?;
+    /// `accepted` reports the caller's tickets since [`Self::repeat_since`], read with the
+    /// accept.
+    async fn check_repeat_caller(&self, accepted: &Accepted) -> Result<(), StoreError> {
+        let Accepted::Created {
+            ticket_id,
+            caller_tickets: tickets,
+            ..
+        } = accepted
+        else {
+            return Ok(());
+        };
+        let ticket_id = *ticket_id;
         if tickets.len() >= self.callers.count as usize {
             let raised = self
                 .store
@@ -143,6 +152,11 @@ impl Intake {
             }
         }
         Ok(())
+    }
+
+    /// Since when a caller's earlier tickets count towards a repeat-caller alert.
+    fn repeat_since(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() - chrono::Duration::days(i64::from(self.callers.days))
     }
 
     /// Stores a home system's ticket and queues its dispatch; returns after the commit.
@@ -202,7 +216,8 @@ impl Intake {
                 keys: vec![format!("external_id:{external_id}")],
                 numbers: vec![(HOME.to_owned(), external_id)],
                 targets: targets.clone(),
-                caller_hash: Some(hash.clone()),
+                caller_hash: Some(hash),
+                repeat_since: Some(self.repeat_since()),
                 clocks,
                 ticket,
                 event,
@@ -213,8 +228,7 @@ impl Intake {
             for t in &targets {
                 self.engine.wake(t);
             }
-            self.check_repeat_caller(accepted.ticket_id(), &hash)
-                .await?;
+            self.check_repeat_caller(&accepted).await?;
         }
         Ok(accepted)
     }
@@ -266,7 +280,8 @@ impl Intake {
                         targets: targets.clone(),
                         keys,
                         numbers: vec![(partner.to_owned(), partner_number)],
-                        caller_hash: Some(hash.clone()),
+                        caller_hash: Some(hash),
+                        repeat_since: Some(self.repeat_since()),
                         clocks,
                     })
                     .await
@@ -278,7 +293,7 @@ impl Intake {
                         tracing::info!(from = partner, to = %t, ticket = %accepted.ticket_id(), "ticket routed on");
                         self.engine.wake(t);
                     }
-                    self.check_repeat_caller(accepted.ticket_id(), &hash)
+                    self.check_repeat_caller(&accepted)
                         .await
                         .map_err(unavailable)?;
                 }

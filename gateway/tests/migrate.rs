@@ -240,6 +240,7 @@ fn store_new_ticket(external_id: &str) -> hotline_gateway::store::NewTicket {
         keys: vec![format!("external_id:{external_id}")],
         numbers: vec![(HOME.into(), external_id.into())],
         caller_hash: None,
+        repeat_since: None,
         clocks: vec![],
         targets: vec![PARTNER.into()],
         ticket,

@@ -253,7 +253,8 @@ pub trait Store: Send + Sync + 'static {
     /// Acknowledges an alert; `None` when there is no such alert.
     async fn ack_alert(&self, id: Uuid, by: &str) -> Result<Option<Alert>>;
 
-    /// Tickets of the caller with this phone hash created since `since`, oldest first.
+    /// Tickets of the caller with this phone hash created since `since`, oldest first (the
+    /// same as [`Accepted::Created::caller_tickets`], asked for on its own).
     async fn caller_tickets(&self, caller_hash: &str, since: DateTime<Utc>) -> Result<Vec<Uuid>>;
 
     /// Where polling of a partner's outbox resumes.

@@ -127,6 +127,22 @@ fn bind_delivery_filter<'q>(
         .bind(q.until.map(ms))
 }
 
+/// Tickets of the caller with this phone hash created since `since`, oldest first.
+async fn caller_tickets(
+    conn: &mut PgConnection,
+    caller_hash: &str,
+    since: DateTime<Utc>,
+) -> Result<Vec<Uuid>> {
+    let rows = sqlx::query(
+        "SELECT id FROM tickets WHERE caller_hash = $1 AND created_at >= $2 ORDER BY created_at, id",
+    )
+    .bind(caller_hash)
+    .bind(ms(since))
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| get_uuid(r, "id")).collect()
+}
+
 async fn numbers_of(conn: &mut PgConnection, ticket_id: Uuid) -> Result<BTreeMap<String, String>> {
     let rows = sqlx::query("SELECT system, number FROM ticket_numbers WHERE ticket_id = $1")
         .bind(ticket_id.to_string())
@@ -440,10 +456,15 @@ impl Store for PgStore {
                 let deliveries =
                     insert_event(conn, &cmd.event, &body, &cmd.keys, &cmd.numbers, &cmd.targets).await?;
                 apply_clock_ops(conn, t.id, &cmd.clocks).await?;
+                let caller_tickets = match (&cmd.caller_hash, cmd.repeat_since) {
+                    (Some(hash), Some(since)) => caller_tickets(&mut *conn, hash, since).await?,
+                    _ => Vec::new(),
+                };
                 Ok(Accepted::Created {
                     ticket_id: t.id,
                     event_id: cmd.event.id,
                     deliveries,
+                    caller_tickets,
                 })
             })
         })
@@ -493,6 +514,7 @@ impl Store for PgStore {
                     ticket_id: e.ticket_id,
                     event_id: e.id,
                     deliveries,
+                    caller_tickets: Vec::new(),
                 })
             })
         })
@@ -1264,14 +1286,8 @@ impl Store for PgStore {
     }
 
     async fn caller_tickets(&self, caller_hash: &str, since: DateTime<Utc>) -> Result<Vec<Uuid>> {
-        let rows = sqlx::query(
-            "SELECT id FROM tickets WHERE caller_hash = $1 AND created_at >= $2 ORDER BY created_at, id",
-        )
-        .bind(caller_hash)
-        .bind(ms(since))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| get_uuid(r, "id")).collect()
+        let mut conn = self.pool.acquire().await?;
+        caller_tickets(&mut conn, caller_hash, since).await
     }
 
     async fn cursor(&self, partner: &str) -> Result<Option<String>> {

@@ -39,6 +39,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// Writes committed together at most.
 const MAX_BATCH: usize = 512;
 
+/// A caller's tickets since a time, oldest first: bound to the caller's hash and the time (ms);
+/// rows tagged, to be told apart among a script's.
+const CALLER_TICKETS: &str = "SELECT 'caller' AS part, id FROM tickets \
+     WHERE caller_hash = ? AND created_at >= ? ORDER BY created_at, id";
+
 pub struct SqliteStore {
     writer: mpsc::Sender<Work>,
     read: SqlitePool,
@@ -976,14 +981,28 @@ impl Store for SqliteStore {
             &cmd.targets,
         );
         apply_clock_ops(&mut script, t.id, &cmd.clocks);
-        let created = Accepted::Created {
-            ticket_id: t.id,
-            event_id: cmd.event.id,
-            deliveries,
-        };
+        if let (Some(hash), Some(since)) = (&cmd.caller_hash, cmd.repeat_since) {
+            script
+                .push(CALLER_TICKETS)
+                .bind(hash.clone())
+                .bind(ms(since));
+        }
+        let (ticket_id, event_id) = (t.id, cmd.event.id);
         // A key used before fails the script (inbound_keys' primary key) and undoes it; only
         // then is it looked up, so a new ticket is one script among its batch's.
-        match self.script(false, script, move |_| Ok(created)).await {
+        let created = move |rows: Vec<RawRow>| {
+            Ok(Accepted::Created {
+                ticket_id,
+                event_id,
+                deliveries,
+                caller_tickets: rows
+                    .iter()
+                    .filter(|r| r.text("part").is_ok_and(|p| p == "caller"))
+                    .map(|r| get_uuid(r, "id"))
+                    .collect::<Result<_>>()?,
+            })
+        };
+        match self.script(false, script, created).await {
             Err(StoreError::Closed) => Err(StoreError::Closed),
             Err(e) => {
                 let (origin, keys) = (t.origin.clone(), cmd.keys.clone());
@@ -1045,6 +1064,7 @@ impl Store for SqliteStore {
                     ticket_id: e.ticket_id,
                     event_id: e.id,
                     deliveries,
+                    caller_tickets: Vec::new(),
                 })
             })
         })
@@ -1782,13 +1802,11 @@ impl Store for SqliteStore {
     }
 
     async fn caller_tickets(&self, caller_hash: &str, since: DateTime<Utc>) -> Result<Vec<Uuid>> {
-        let rows = sqlx::query(
-            "SELECT id FROM tickets WHERE caller_hash = ? AND created_at >= ? ORDER BY created_at, id",
-        )
-        .bind(caller_hash)
-        .bind(ms(since))
-        .fetch_all(&self.read)
-        .await?;
+        let rows = sqlx::query(CALLER_TICKETS)
+            .bind(caller_hash)
+            .bind(ms(since))
+            .fetch_all(&self.read)
+            .await?;
         rows.iter().map(|r| get_uuid(r, "id")).collect()
     }
 

@@ -106,6 +106,9 @@ pub struct NewTicket {
     pub numbers: Vec<(String, String)>,
     /// Keyed hash of the caller's phone number, for repeat-caller matching.
     pub caller_hash: Option<String>,
+    /// With `caller_hash`: the caller's tickets created since then are read in the same write
+    /// and reported in [`Accepted::Created::caller_tickets`] (the repeat-caller check).
+    pub repeat_since: Option<DateTime<Utc>>,
     pub clocks: Vec<ClockOp>,
 }
 
@@ -131,6 +134,9 @@ pub enum Accepted {
         ticket_id: Uuid,
         event_id: Uuid,
         deliveries: Vec<Uuid>,
+        /// The caller's tickets since [`NewTicket::repeat_since`], this one included, oldest
+        /// first; empty when not asked for.
+        caller_tickets: Vec<Uuid>,
     },
     /// Already seen under one of its idempotency keys: nothing was written.
     Duplicate { ticket_id: Uuid, event_id: Uuid },

@@ -36,6 +36,7 @@ macro_rules! every_check {
             a_job_lease_has_one_holder_until_it_runs_out,
             a_claim_is_found_by_its_token_while_it_holds,
             claims_never_sent_are_given_back,
+            accepts_report_the_callers_tickets,
             a_nonce_is_taken_once_until_it_expires,
             ended_tickets_lose_personal_data_once_retention_passes,
             ended_transfers_lose_the_callers_data_once_retention_passes,
@@ -59,6 +60,7 @@ pub fn new_ticket(external_id: &str, targets: &[&str]) -> NewTicket {
         keys: vec![format!("external_id:{external_id}")],
         numbers: vec![(HOME.into(), external_id.into())],
         caller_hash: None,
+        repeat_since: None,
         clocks: vec![],
         targets: targets.iter().map(|s| s.to_string()).collect(),
         ticket,
@@ -1221,6 +1223,42 @@ pub async fn a_job_lease_has_one_holder_until_it_runs_out(store: Arc<dyn Store>)
         "taken over"
     );
     assert!(!store.try_lease("sla-scan", "a", gone, ttl).await.unwrap());
+}
+
+pub async fn accepts_report_the_callers_tickets(store: Arc<dyn Store>) {
+    let since = Utc::now() - chrono::Duration::seconds(1);
+    let caller_tickets = |a: &Accepted| match a {
+        Accepted::Created { caller_tickets, .. } => caller_tickets.clone(),
+        other => panic!("{other:?}"),
+    };
+    let mut ids = Vec::new();
+    for (i, hash) in ["hash-1", "hash-2", "hash-1"].into_iter().enumerate() {
+        let mut cmd = new_ticket(&format!("R-{i}"), &[P]);
+        cmd.caller_hash = Some(hash.into());
+        cmd.repeat_since = Some(since);
+        ids.push(cmd.ticket.id);
+        let accepted = store.accept_ticket(cmd).await.unwrap();
+        let want: Vec<Uuid> = match i {
+            0 => vec![ids[0]],
+            1 => vec![ids[1]],
+            _ => vec![ids[0], ids[2]],
+        };
+        // The caller's tickets since then, this one included, oldest first, read in the write.
+        assert_eq!(caller_tickets(&accepted), want, "R-{i}");
+    }
+    let mut later = new_ticket("R-3", &[P]);
+    later.caller_hash = Some("hash-1".into());
+    later.repeat_since = Some(Utc::now() + chrono::Duration::hours(1));
+    let accepted = store.accept_ticket(later).await.unwrap();
+    assert!(caller_tickets(&accepted).is_empty(), "none since then");
+    let mut not_asked = new_ticket("R-4", &[P]);
+    not_asked.caller_hash = Some("hash-1".into());
+    let accepted = store.accept_ticket(not_asked).await.unwrap();
+    assert!(caller_tickets(&accepted).is_empty(), "not asked for");
+    assert_eq!(
+        store.caller_tickets("hash-1", since).await.unwrap().len(),
+        4
+    );
 }
 
 pub async fn claims_never_sent_are_given_back(store: Arc<dyn Store>) {
