@@ -3,6 +3,7 @@
 use chrono::{DateTime, FixedOffset, TimeZone};
 use serde_json::{Map, Number, Value};
 
+use super::canonical::Canonical;
 use super::spec::{Format, JsonType, Kind, Overflow, Required};
 use super::{DocPath, Field, Mapping, Message, TimeFormat, xml};
 
@@ -41,10 +42,6 @@ pub(crate) fn get_doc<'v>(v: &'v Value, path: &DocPath) -> Option<&'v Value> {
 
 pub(crate) fn set_doc(v: &mut Value, path: &DocPath, value: Value) {
     set_keys(v, path, value);
-}
-
-fn get_canonical<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
-    path.iter().try_fold(v, |at, k| at.get(k))
 }
 
 fn set_keys(v: &mut Value, keys: &[String], value: Value) {
@@ -104,7 +101,7 @@ impl Mapping {
     pub fn encode(
         &self,
         message_type: &str,
-        canonical: &Value,
+        canonical: &(impl Canonical + ?Sized),
         confidential: bool,
     ) -> Result<(Vec<u8>, Vec<String>), TranslateError> {
         let (doc, warnings) = self.encode_doc(message_type, canonical, confidential)?;
@@ -133,7 +130,7 @@ impl Mapping {
     pub fn encode_doc(
         &self,
         message_type: &str,
-        canonical: &Value,
+        canonical: &(impl Canonical + ?Sized),
         confidential: bool,
     ) -> Result<(Value, Vec<String>), TranslateError> {
         let m = self.message(message_type)?;
@@ -152,7 +149,7 @@ impl Mapping {
             if f.personal && confidential {
                 continue;
             }
-            let value = get_canonical(canonical, &f.canonical).filter(|v| !v.is_null());
+            let value = canonical.get(&f.canonical).filter(|v| !v.is_null());
             let Some(value) = value else {
                 if required_in(f.required, false) {
                     return Err(field_err(
@@ -163,9 +160,9 @@ impl Mapping {
                 continue;
             };
             let out = if f.list {
-                let items = match value {
-                    Value::Array(a) => a.clone(),
-                    other => vec![other.clone()],
+                let items = match value.into_owned() {
+                    Value::Array(a) => a,
+                    other => vec![other],
                 };
                 if items.is_empty() {
                     continue;
@@ -176,7 +173,7 @@ impl Mapping {
                     .collect::<Result<Vec<_>, _>>()?;
                 Value::Array(converted)
             } else {
-                self.to_partner(f, value, &mut warnings)?
+                self.to_partner(f, &value, &mut warnings)?
             };
             let path = f.paths.last().expect("a field has a path");
             set_doc(&mut doc, path, out);

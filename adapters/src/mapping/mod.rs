@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use chrono::FixedOffset;
 use chrono::format::{Item, StrftimeItems};
 
-pub use canonical::{answer_document, offer_document, outbound_document};
+pub use canonical::{
+    Canonical, OutboundDocument, answer_document, offer_document, outbound_document,
+};
 pub use engine::{TranslateError, Translation};
 pub use spec::{Encoding, Format, MappingSpec};
 use spec::{FieldSpec, JsonType, Kind, Overflow, Required};

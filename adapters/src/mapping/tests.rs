@@ -298,3 +298,72 @@ fn over_long_values_are_cut_and_flagged_or_refused_as_each_partner_declares() {
         "`ticket.title`: is 150 characters; partner 12345 takes at most 100"
     );
 }
+
+/// An outbound message read field by field gives, on every canonical field a mapping may name,
+/// exactly what the whole document gives: for a ticket with every optional field and one with
+/// none, with and without the partner's number, and a few kinds of event.
+#[test]
+fn an_outbound_message_reads_field_by_field_as_its_whole_document() {
+    let t = m12345().decode(&sample("12345", "dispatch.xml")).unwrap();
+    let Inbound::Ticket { draft, .. } = m12345().into_inbound(t).unwrap() else {
+        panic!("a dispatch is a ticket")
+    };
+    let mut full = hotline_model::Ticket::new("12345", Some("SD-1".into()), *draft);
+    full.draft.caller.id_number = Some("370102198001011234".into());
+    full.draft.address = Some("历下区".into());
+    full.draft.classification_code = Some("0301".into());
+    full.draft.remarks = Some("备注".into());
+    full.draft.channel = Some("phone".into());
+    full.draft.transcript = vec!["你好".into(), "请问".into()];
+    full.draft.confidential = true;
+    full.draft.urgency = Urgency::Urgent;
+    full.partner_numbers.insert("12315".into(), "P-9".into());
+    assert!(!full.draft.units.is_empty(), "the sample names units");
+    let mut sparse = full.clone();
+    sparse.external_id = None;
+    sparse.partner_numbers.clear();
+    sparse.draft.caller.id_number = None;
+    sparse.draft.address = None;
+    sparse.draft.classification_code = None;
+    sparse.draft.remarks = None;
+    sparse.draft.channel = None;
+    sparse.draft.units.clear();
+    sparse.draft.transcript.clear();
+    sparse.draft.confidential = false;
+    let bodies = [
+        EventBody::Dispatch {
+            units: vec!["某单位".into()],
+            note: Some("请办理".into()),
+        },
+        EventBody::Return {
+            reason: "不属于本单位".into(),
+        },
+        EventBody::Receipt {
+            partner_number: None,
+            unit: None,
+        },
+    ];
+    let mut compared = 0;
+    for ticket in [&full, &sparse] {
+        for body in &bodies {
+            let msg = crate::OutboundMessage {
+                message_id: uuid::Uuid::now_v7(),
+                ticket: ticket.clone(),
+                event: hotline_model::Event::new(ticket.id, "12348", body.clone()),
+            };
+            for partner in ["12315", "12333"] {
+                let doc = outbound_document(&msg, partner);
+                let whole = doc.to_value();
+                for field in CANONICAL_FIELDS {
+                    let path: Vec<String> = field.split('.').map(str::to_owned).collect();
+                    let one = Canonical::get(&doc, &path).map(std::borrow::Cow::into_owned);
+                    let from_whole = Canonical::get(&whole, &path).map(|v| v.into_owned());
+                    assert_eq!(one, from_whole, "{field} for {partner}");
+                    compared += usize::from(one.is_some());
+                }
+            }
+        }
+    }
+    // Both tickets carry most fields; a test that compared only absences would prove nothing.
+    assert!(compared > 150, "{compared} present values compared");
+}
