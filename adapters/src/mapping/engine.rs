@@ -1,11 +1,19 @@
 //! Translation between a partner document and the canonical document, driven by a [`Mapping`].
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, FixedOffset, TimeZone};
 use serde_json::{Map, Number, Value};
 
 use super::canonical::Canonical;
 use super::spec::{Format, JsonType, Kind, Overflow, Required};
 use super::{DocPath, Field, Mapping, Message, TimeFormat, xml};
+
+/// A field's value as the partner sent it: one value in the document, or several joined.
+enum Raw<'d> {
+    One(&'d Value),
+    Joined(String),
+}
 
 /// A decoded partner message in canonical terms.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,11 +79,12 @@ fn set_keys(v: &mut Value, keys: &[String], value: Value) {
     }
 }
 
-pub(crate) fn scalar(v: &Value) -> Option<String> {
+/// A single value as text (borrowed when it is text already).
+pub(crate) fn scalar(v: &Value) -> Option<Cow<'_, str>> {
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
         _ => None,
     }
 }
@@ -201,9 +210,9 @@ impl Mapping {
                 Value::Bool(b) => b.to_string(),
                 _ => return Err(field_err(name, "must be true or false")),
             },
-            Kind::Int | Kind::Text => {
-                scalar(v).ok_or_else(|| field_err(name, "must be a single value"))?
-            }
+            Kind::Int | Kind::Text => scalar(v)
+                .ok_or_else(|| field_err(name, "must be a single value"))?
+                .into_owned(),
         };
         if let Some(table) = &f.codes {
             let t = &self.codes[table];
@@ -350,7 +359,7 @@ impl Mapping {
         let code = get_doc(doc, &self.type_path)
             .and_then(scalar)
             .ok_or_else(|| field_err(&self.type_label, "is required: it names the message type"))?;
-        let kind = self.by_code.get(&code).ok_or_else(|| {
+        let kind = self.by_code.get(code.as_ref()).ok_or_else(|| {
             field_err(
                 &self.type_label,
                 format!("`{code}` is not a message type of partner {}", self.partner),
@@ -378,24 +387,25 @@ impl Mapping {
                 }
                 continue;
             };
-            let v = match raw {
-                Value::Array(items) if f.list => Value::Array(
-                    items
+            let one = match raw {
+                Raw::One(Value::Array(items)) if f.list => {
+                    let items = items
                         .iter()
                         .map(|i| {
                             let s =
                                 scalar(i).ok_or_else(|| field_err(&f.label, "must hold text"))?;
                             self.to_canonical(f, &s, &mut warnings)
                         })
-                        .collect::<Result<_, _>>()?,
-                ),
-                Value::Array(_) => return Err(field_err(&f.label, "must appear once")),
-                one => {
-                    let s = scalar(&one).ok_or_else(|| field_err(&f.label, "must hold text"))?;
-                    let v = self.to_canonical(f, &s, &mut warnings)?;
-                    if f.list { Value::Array(vec![v]) } else { v }
+                        .collect::<Result<_, _>>()?;
+                    set_keys(&mut out, &f.canonical, Value::Array(items));
+                    continue;
                 }
+                Raw::One(Value::Array(_)) => return Err(field_err(&f.label, "must appear once")),
+                Raw::One(v) => scalar(v).ok_or_else(|| field_err(&f.label, "must hold text"))?,
+                Raw::Joined(s) => Cow::Owned(s),
             };
+            let v = self.to_canonical(f, &one, &mut warnings)?;
+            let v = if f.list { Value::Array(vec![v]) } else { v };
             set_keys(&mut out, &f.canonical, v);
         }
         set_keys(
@@ -411,22 +421,22 @@ impl Mapping {
     }
 
     /// The partner's raw value for a field: one path, or several joined; empty counts as absent.
-    fn read(&self, f: &Field, doc: &Value) -> Option<Value> {
+    fn read<'d>(&self, f: &Field, doc: &'d Value) -> Option<Raw<'d>> {
         if f.paths.len() == 1 {
             let v = get_doc(doc, &f.paths[0])?;
             return match v {
                 Value::Null => None,
                 Value::String(s) if s.trim().is_empty() => None,
-                other => Some(other.clone()),
+                other => Some(Raw::One(other)),
             };
         }
-        let parts: Vec<String> = f
+        let parts: Vec<Cow<'_, str>> = f
             .paths
             .iter()
             .filter_map(|p| get_doc(doc, p).and_then(scalar))
             .filter(|s| !s.trim().is_empty())
             .collect();
-        (!parts.is_empty()).then(|| Value::String(parts.join(&f.separator)))
+        (!parts.is_empty()).then(|| Raw::Joined(parts.join(&f.separator)))
     }
 
     fn to_canonical(

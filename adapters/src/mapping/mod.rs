@@ -11,6 +11,7 @@ mod engine;
 pub mod spec;
 pub mod xml;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -428,7 +429,9 @@ mod tests;
 /// The text at a dotted path (`A.B`, `A.@attr`) of a partner document.
 pub fn read_text(doc: &serde_json::Value, path: &str) -> Option<String> {
     let p = parse_path(path).ok()?;
-    engine::get_doc(doc, &p).and_then(engine::scalar)
+    engine::get_doc(doc, &p)
+        .and_then(engine::scalar)
+        .map(Cow::into_owned)
 }
 
 /// Puts text at a dotted path of a partner document, making the objects on the way.

@@ -218,7 +218,7 @@ fn write_element(w: &mut Writer<Vec<u8>>, name: &str, v: &Value) -> Result<(), X
             let mut start = BytesStart::new(name);
             for (k, val) in map {
                 if let (Some(attr), Some(s)) = (k.strip_prefix('@'), scalar(val)) {
-                    start.push_attribute((attr, s.as_str()));
+                    start.push_attribute((attr, s.as_ref()));
                 }
             }
             w.write_event(Event::Start(start)).map_err(io)?;
