@@ -10,7 +10,7 @@ use hotline_model::{
 use serde_json::{Map, Value, json};
 
 use super::Mapping;
-use super::engine::{TranslateError, Translation};
+use super::engine::{TranslateError, Translation, get_doc};
 use crate::{Inbound, OutboundMessage, TicketRef};
 
 /// Canonical values read by path (`["ticket", "caller", "name"]`): what a mapping encodes from.
@@ -22,9 +22,7 @@ pub trait Canonical {
 
 impl Canonical for Value {
     fn get(&self, path: &[String]) -> Option<Cow<'_, Value>> {
-        path.iter()
-            .try_fold(self, |at, k| at.get(k))
-            .map(Cow::Borrowed)
+        get_doc(self, path).map(Cow::Borrowed)
     }
 }
 
@@ -69,8 +67,7 @@ impl OutboundDocument<'_> {
     }
 
     fn sent_at(&self) -> String {
-        let beijing = FixedOffset::east_opt(8 * 3600).expect("valid offset");
-        self.msg.event.at.with_timezone(&beijing).to_rfc3339()
+        beijing_time(self.msg.event.at)
     }
 
     fn event(&self) -> &Value {
@@ -189,8 +186,13 @@ pub fn answer_document(transfer_id: &str, answer: &TransferAnswer, message_id: &
 }
 
 fn now_beijing() -> String {
+    beijing_time(chrono::Utc::now())
+}
+
+/// A time as RFC 3339 in Beijing time (UTC+8), as canonical documents carry it.
+fn beijing_time(t: chrono::DateTime<chrono::Utc>) -> String {
     let beijing = FixedOffset::east_opt(8 * 3600).expect("valid offset");
-    chrono::Utc::now().with_timezone(&beijing).to_rfc3339()
+    t.with_timezone(&beijing).to_rfc3339()
 }
 
 impl Mapping {

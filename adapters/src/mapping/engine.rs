@@ -44,7 +44,8 @@ fn field_err(field: &str, reason: impl Into<String>) -> TranslateError {
     }
 }
 
-pub(crate) fn get_doc<'v>(v: &'v Value, path: &DocPath) -> Option<&'v Value> {
+/// The value at `path` (a document path, or a canonical one) in a tree.
+pub(crate) fn get_doc<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
     path.iter().try_fold(v, |at, key| at.get(key.as_str()))
 }
 

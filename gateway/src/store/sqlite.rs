@@ -492,10 +492,8 @@ async fn mixed_batch(
         let job = match work {
             Work::Script(first) => {
                 let mut scripts = vec![first];
-                while let Some(Work::Script(_)) = batch.peek() {
-                    if let Some(Work::Script(j)) = batch.next() {
-                        scripts.push(j);
-                    }
+                while let Some(Work::Script(j)) = batch.next_if(|w| matches!(w, Work::Script(_))) {
+                    scripts.push(j);
                 }
                 broken = run_scripts(conn, locked, scripts, done).await;
                 continue;
