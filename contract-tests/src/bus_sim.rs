@@ -195,7 +195,8 @@ impl BusSim {
 
     /// The result code of an answer in the partner's dialect.
     pub fn answer_code(&self, answer: &Answer) -> Option<String> {
-        hotline_adapters::mapping::read_text(&answer.body, &self.inner.profile.reply.code)
+        let doc = hotline_adapters::mapping::Doc::from(answer.body.clone());
+        hotline_adapters::mapping::read_text(&doc, &self.inner.profile.reply.code)
     }
 }
 

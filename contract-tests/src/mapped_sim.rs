@@ -20,11 +20,11 @@ use hotline_adapters::mapped::load_folder;
 use hotline_adapters::mapped::profile::{AckStyle, HttpStatusPolicy, Profile};
 use hotline_adapters::mapping::spec::Format;
 use hotline_adapters::mapping::{
-    Mapping, TranslateError, answer_document, read_text, write_text, xml,
+    Doc, Mapping, TranslateError, answer_document, read_text, write_text, xml,
 };
 use hotline_adapters::signature::Signer;
 use hotline_model::TransferAnswer;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub use crate::behaviour::{Behaviour, CtiBehaviour, Hit, Received, Seat};
 
@@ -320,7 +320,7 @@ impl MappedSim {
 
     /// The text at a path of an answer, e.g. the result code.
     pub fn answer_code(&self, answer: &Value) -> Option<String> {
-        read_text(answer, &self.inner.profile.reply.code)
+        read_text(&Doc::from(answer.clone()), &self.inner.profile.reply.code)
     }
 }
 
@@ -357,7 +357,7 @@ impl Inner {
         let text = self.mapping.encoding.decode(bytes)?;
         match self.mapping.format {
             Format::Json => serde_json::from_str(&text).map_err(|e| e.to_string()),
-            Format::Xml => xml::parse(&text).map(|(_, v)| v).map_err(|e| e.0),
+            Format::Xml => xml::parse(&text).map(|(_, v)| v.into()).map_err(|e| e.0),
         }
     }
 
@@ -370,7 +370,7 @@ impl Inner {
         number: Option<&str>,
     ) -> Response {
         let a = &self.profile.ack;
-        let mut doc = Value::Object(Map::new());
+        let mut doc = Doc::map();
         write_text(&mut doc, &a.code, code.to_owned());
         if let Some(m) = &a.message {
             write_text(&mut doc, m, message.to_owned());
@@ -379,7 +379,7 @@ impl Inner {
             write_text(&mut doc, path, n.to_owned());
         }
         let text = match self.mapping.format {
-            Format::Json => doc.to_string(),
+            Format::Json => serde_json::to_string(&doc).unwrap_or_default(),
             Format::Xml => xml::write(
                 self.profile.reply.root.as_deref().unwrap_or("Response"),
                 &doc,
@@ -451,11 +451,11 @@ async fn outbox(
     let items = lock(&sim.outbox);
     let from = q.cursor.unwrap_or(0).min(items.len());
     let to = (from + q.limit.unwrap_or(50)).min(items.len());
-    let mut doc = Value::Object(Map::new());
+    let mut doc = Doc::map();
     hotline_adapters::mapping::write_path(
         &mut doc,
         &spec.items,
-        Value::Array(items[from..to].to_vec()),
+        Doc::List(items[from..to].iter().cloned().map(Doc::from).collect()),
     );
     write_text(&mut doc, &spec.next_cursor, to.to_string());
     axum::Json(doc).into_response()
@@ -465,20 +465,23 @@ async fn outbox_ack(State(sim): State<Arc<Inner>>, headers: HeaderMap, body: Byt
     if let Err(e) = sim.signer.verify_ours(&headers, &body) {
         return (StatusCode::UNAUTHORIZED, e.0).into_response();
     }
-    let (Some(spec), Ok(doc)) = (&sim.profile.poll, serde_json::from_slice::<Value>(&body)) else {
+    let (Some(spec), Ok(doc)) = (&sim.profile.poll, serde_json::from_slice::<Doc>(&body)) else {
         return (StatusCode::BAD_REQUEST, "bad acknowledgement").into_response();
     };
-    let read = |path: &str| {
-        hotline_adapters::mapping::read_path(&doc, path)
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
+    let read = |path: &str| match hotline_adapters::mapping::read_path(&doc, path) {
+        Some(Doc::List(items)) => items.clone(),
+        _ => Vec::new(),
     };
     for id in read(&spec.ack_ids) {
-        lock(&sim.acked).extend(id.as_str().map(str::to_owned));
+        lock(&sim.acked).extend(id.scalar().map(|s| s.into_owned()));
     }
     for r in read(&spec.ack_refused) {
-        let field = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+        let field = |k: &str| {
+            r.get(k)
+                .and_then(Doc::scalar)
+                .unwrap_or_default()
+                .into_owned()
+        };
         lock(&sim.refused).push((field("id"), field("reason")));
     }
     StatusCode::NO_CONTENT.into_response()

@@ -11,13 +11,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hotline_model::{EventKind, RefusalReason, TransferAnswer, TransferOffer};
 use http::{HeaderValue, Method, StatusCode};
-use serde_json::{Map, Value};
 
 use crate::bus::{BusLink, BusSettings, Subscription};
 use crate::http::{HttpTransport, body_snippet, classify_status};
 use crate::mapping::spec::Format;
 use crate::mapping::{
-    Mapping, MappingProblem, MappingProblems, TRANSFER_TYPES, TranslateError, answer_document,
+    Doc, Mapping, MappingProblem, MappingProblems, TRANSFER_TYPES, TranslateError, answer_document,
     offer_document, outbound_document, xml,
 };
 use crate::signature::Signer;
@@ -146,7 +145,7 @@ impl MappedAdapter {
     }
 
     /// Reads an answer body in the partner's format.
-    fn answer_doc(&self, body: &[u8]) -> Result<Value, String> {
+    fn answer_doc(&self, body: &[u8]) -> Result<Doc, String> {
         let text = self.mapping.encoding.decode(body)?;
         match self.mapping.format {
             Format::Json => serde_json::from_str(&text).map_err(|e| e.to_string()),
@@ -154,13 +153,13 @@ impl MappedAdapter {
         }
     }
 
-    fn read(doc: &Value, path: &str) -> Option<String> {
+    fn read(doc: &Doc, path: &str) -> Option<String> {
         crate::mapping::read_text(doc, path)
     }
 
     fn write_answer(&self, code: &str, message: &str, number: Option<String>) -> Vec<u8> {
         let r = &self.profile.reply;
-        let mut doc = Value::Object(Map::new());
+        let mut doc = Doc::map();
         let mut put = |path: &str, v: String| crate::mapping::write_text(&mut doc, path, v);
         put(&r.code, code.to_owned());
         put(&r.message, message.to_owned());
@@ -168,7 +167,7 @@ impl MappedAdapter {
             put(path, n);
         }
         let text = match self.mapping.format {
-            Format::Json => doc.to_string(),
+            Format::Json => serde_json::to_string(&doc).unwrap_or_default(),
             Format::Xml => xml::write(
                 r.root.as_deref().unwrap_or("Response"),
                 &doc,
@@ -201,7 +200,7 @@ impl MappedAdapter {
         method: Method,
         url: String,
         body: Vec<u8>,
-    ) -> Result<Value, TransportError> {
+    ) -> Result<Doc, TransportError> {
         let mut headers = http::HeaderMap::new();
         headers.insert(
             http::header::CONTENT_TYPE,
@@ -227,7 +226,7 @@ impl MappedAdapter {
             )));
         }
         if resp.body.is_empty() {
-            return Ok(Value::Null);
+            return Ok(Doc::Null);
         }
         serde_json::from_slice(&resp.body)
             .map_err(|e| TransportError::Other(format!("malformed answer: {e}")))
@@ -579,7 +578,7 @@ impl Adapter for MappedAdapter {
             .signed_json(Method::GET, url.to_string(), Vec::new())
             .await?;
         let items = match crate::mapping::read_path(&answer, &spec.items) {
-            Some(Value::Array(items)) => items.clone(),
+            Some(Doc::List(items)) => items.clone(),
             Some(_) | None => {
                 return Err(TransportError::Other(format!(
                     "answer has no `{}` list",
@@ -614,17 +613,23 @@ impl Adapter for MappedAdapter {
         let (Some(url), Some(spec)) = (&self.poll_ack_url, &self.profile.poll) else {
             return Ok(());
         };
-        let mut doc = Value::Object(Map::new());
-        let ids = Value::Array(taken.iter().cloned().map(Value::String).collect());
-        let refused = Value::Array(
+        let mut doc = Doc::map();
+        let ids = Doc::List(taken.iter().cloned().map(Doc::Text).collect());
+        let refused = Doc::List(
             refused
                 .iter()
-                .map(|(id, reason)| serde_json::json!({"id": id, "reason": reason}))
+                .map(|(id, reason)| {
+                    Doc::Map(vec![
+                        ("id".into(), Doc::Text(id.clone())),
+                        ("reason".into(), Doc::Text(reason.clone())),
+                    ])
+                })
                 .collect(),
         );
         crate::mapping::write_path(&mut doc, &spec.ack_ids, ids);
         crate::mapping::write_path(&mut doc, &spec.ack_refused, refused);
-        self.signed_json(Method::POST, url.clone(), doc.to_string().into_bytes())
+        let body = serde_json::to_vec(&doc).map_err(|e| TransportError::Request(e.to_string()))?;
+        self.signed_json(Method::POST, url.clone(), body)
             .await
             .map(|_| ())
     }

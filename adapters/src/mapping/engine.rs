@@ -3,15 +3,16 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, FixedOffset, TimeZone};
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
 use super::canonical::Canonical;
+use super::doc::Doc;
 use super::spec::{Format, JsonType, Kind, Overflow, Required};
-use super::{DocPath, Field, Mapping, Message, TimeFormat, xml};
+use super::{Field, Mapping, Message, TimeFormat, xml};
 
 /// A field's value as the partner sent it: one value in the document, or several joined.
 enum Raw<'d> {
-    One(&'d Value),
+    One(&'d Doc),
     Joined(String),
 }
 
@@ -44,40 +45,9 @@ fn field_err(field: &str, reason: impl Into<String>) -> TranslateError {
     }
 }
 
-/// The value at `path` (a document path, or a canonical one) in a tree.
+/// The value at `path` (a canonical one) in a canonical document.
 pub(crate) fn get_doc<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
     path.iter().try_fold(v, |at, key| at.get(key.as_str()))
-}
-
-pub(crate) fn set_doc(v: &mut Value, path: &DocPath, value: Value) {
-    set_keys(v, path, value);
-}
-
-fn set_keys(v: &mut Value, keys: &[String], value: Value) {
-    let Some((last, parents)) = keys.split_last() else {
-        return;
-    };
-    let mut at = v;
-    for k in parents {
-        if !at.is_object() {
-            *at = Value::Object(Map::new());
-        }
-        let Value::Object(map) = at else {
-            unreachable!("made an object above")
-        };
-        if !map.contains_key(k.as_str()) {
-            map.insert(k.clone(), Value::Object(Map::new()));
-        }
-        at = map
-            .get_mut(k.as_str())
-            .expect("present: inserted just above");
-    }
-    if !at.is_object() {
-        *at = Value::Object(Map::new());
-    }
-    if let Value::Object(map) = at {
-        map.insert(last.clone(), value);
-    }
 }
 
 /// A single value as text (borrowed when it is text already).
@@ -142,19 +112,19 @@ impl Mapping {
         message_type: &str,
         canonical: &(impl Canonical + ?Sized),
         confidential: bool,
-    ) -> Result<(Value, Vec<String>), TranslateError> {
+    ) -> Result<(Doc, Vec<String>), TranslateError> {
         let m = self.message(message_type)?;
-        let mut doc = Value::Object(Map::new());
+        let mut doc = Doc::map();
         let mut warnings = Vec::new();
         let code = match (self.format, self.type_as) {
             (Format::Json, JsonType::Number) => m
                 .code
                 .parse::<i64>()
-                .map(|n| Value::Number(n.into()))
-                .unwrap_or_else(|_| Value::String(m.code.clone())),
-            _ => Value::String(m.code.clone()),
+                .map(|n| Doc::Number(n.into()))
+                .unwrap_or_else(|_| Doc::Text(m.code.clone())),
+            _ => Doc::Text(m.code.clone()),
         };
-        set_doc(&mut doc, &self.type_path, code);
+        doc.set(&self.type_path, code);
         for f in &m.fields {
             if f.personal && confidential {
                 continue;
@@ -181,12 +151,12 @@ impl Mapping {
                     .iter()
                     .map(|i| self.to_partner(f, i, &mut warnings))
                     .collect::<Result<Vec<_>, _>>()?;
-                Value::Array(converted)
+                Doc::List(converted)
             } else {
                 self.to_partner(f, &value, &mut warnings)?
             };
             let path = f.paths.last().expect("a field has a path");
-            set_doc(&mut doc, path, out);
+            doc.set(path, out);
         }
         Ok((doc, warnings))
     }
@@ -196,7 +166,7 @@ impl Mapping {
         f: &Field,
         v: &Value,
         warnings: &mut Vec<String>,
-    ) -> Result<Value, TranslateError> {
+    ) -> Result<Doc, TranslateError> {
         let name = &f.canonical_label;
         let mut s = match f.kind {
             Kind::Time => {
@@ -236,10 +206,10 @@ impl Mapping {
                     .ok()
                     .or_else(|| s.parse::<f64>().ok().and_then(Number::from_f64))
                     .ok_or_else(|| field_err(name, format!("`{s}` is not a number")))?;
-                Value::Number(n)
+                Doc::Number(n)
             }
-            (Format::Json, JsonType::Bool) => Value::Bool(matches!(s.as_str(), "true" | "1")),
-            _ => Value::String(s),
+            (Format::Json, JsonType::Bool) => Doc::Bool(matches!(s.as_str(), "true" | "1")),
+            _ => Doc::Text(s),
         })
     }
 
@@ -336,9 +306,9 @@ impl Mapping {
             .map_err(TranslateError::Malformed)?;
         match self.format {
             Format::Json => {
-                let doc: Value = serde_json::from_str(&text)
+                let doc: Doc = serde_json::from_str(&text)
                     .map_err(|e| TranslateError::Malformed(format!("malformed JSON: {e}")))?;
-                if !doc.is_object() {
+                if !matches!(doc, Doc::Map(_)) {
                     return Err(TranslateError::Malformed("expected a JSON object".into()));
                 }
                 self.decode_tree(None, &doc, inbound)
@@ -354,11 +324,12 @@ impl Mapping {
     pub fn decode_tree(
         &self,
         root: Option<&str>,
-        doc: &Value,
+        doc: &Doc,
         inbound: bool,
     ) -> Result<Translation, TranslateError> {
-        let code = get_doc(doc, &self.type_path)
-            .and_then(scalar)
+        let code = doc
+            .at(&self.type_path)
+            .and_then(Doc::scalar)
             .ok_or_else(|| field_err(&self.type_label, "is required: it names the message type"))?;
         let kind = self.by_code.get(code.as_ref()).ok_or_else(|| {
             field_err(
@@ -375,66 +346,69 @@ impl Mapping {
                 format!("a `{kind}` message has root element <{expected}>"),
             ));
         }
-        let mut out = Value::Object(Map::new());
+        // Built as a partner-style tree (no hashing) and made a `Value` once, at the end.
+        let mut out = Doc::map();
         let mut warnings = Vec::new();
         for f in &m.fields {
             let raw = self.read(f, doc);
             let Some(raw) = raw else {
                 if let Some(d) = &f.default {
                     let v = self.to_canonical(f, d, &mut warnings)?;
-                    set_keys(&mut out, &f.canonical, v);
+                    out.set(&f.canonical, v);
                 } else if required_in(f.required, inbound) {
                     return Err(field_err(&f.label, "is required"));
                 }
                 continue;
             };
             let one = match raw {
-                Raw::One(Value::Array(items)) if f.list => {
+                Raw::One(Doc::List(items)) if f.list => {
                     let items = items
                         .iter()
                         .map(|i| {
-                            let s =
-                                scalar(i).ok_or_else(|| field_err(&f.label, "must hold text"))?;
+                            let s = i
+                                .scalar()
+                                .ok_or_else(|| field_err(&f.label, "must hold text"))?;
                             self.to_canonical(f, &s, &mut warnings)
                         })
                         .collect::<Result<_, _>>()?;
-                    set_keys(&mut out, &f.canonical, Value::Array(items));
+                    out.set(&f.canonical, Doc::List(items));
                     continue;
                 }
-                Raw::One(Value::Array(_)) => return Err(field_err(&f.label, "must appear once")),
-                Raw::One(v) => scalar(v).ok_or_else(|| field_err(&f.label, "must hold text"))?,
+                Raw::One(Doc::List(_)) => return Err(field_err(&f.label, "must appear once")),
+                Raw::One(v) => v
+                    .scalar()
+                    .ok_or_else(|| field_err(&f.label, "must hold text"))?,
                 Raw::Joined(s) => Cow::Owned(s),
             };
             let v = self.to_canonical(f, &one, &mut warnings)?;
-            let v = if f.list { Value::Array(vec![v]) } else { v };
-            set_keys(&mut out, &f.canonical, v);
+            let v = if f.list { Doc::List(vec![v]) } else { v };
+            out.set(&f.canonical, v);
         }
-        set_keys(
-            &mut out,
+        out.set(
             &["message".to_owned(), "type".to_owned()],
-            Value::String(kind.clone()),
+            Doc::Text(kind.clone()),
         );
         Ok(Translation {
             message_type: kind.clone(),
-            doc: out,
+            doc: out.into(),
             warnings,
         })
     }
 
     /// The partner's raw value for a field: one path, or several joined; empty counts as absent.
-    fn read<'d>(&self, f: &Field, doc: &'d Value) -> Option<Raw<'d>> {
+    fn read<'d>(&self, f: &Field, doc: &'d Doc) -> Option<Raw<'d>> {
         if f.paths.len() == 1 {
-            let v = get_doc(doc, &f.paths[0])?;
+            let v = doc.at(&f.paths[0])?;
             return match v {
-                Value::Null => None,
-                Value::String(s) if s.trim().is_empty() => None,
+                Doc::Null => None,
+                Doc::Text(s) if s.trim().is_empty() => None,
                 other => Some(Raw::One(other)),
             };
         }
         let parts: Vec<Cow<'_, str>> = f
             .paths
             .iter()
-            .filter_map(|p| get_doc(doc, p).and_then(scalar))
+            .filter_map(|p| doc.at(p).and_then(Doc::scalar))
             .filter(|s| !s.trim().is_empty())
             .collect();
         (!parts.is_empty()).then(|| Raw::Joined(parts.join(&f.separator)))
@@ -445,7 +419,7 @@ impl Mapping {
         f: &Field,
         raw: &str,
         warnings: &mut Vec<String>,
-    ) -> Result<Value, TranslateError> {
+    ) -> Result<Doc, TranslateError> {
         let label = &f.label;
         let mut s = self.fit(raw.trim().to_owned(), f, label, warnings)?;
         if let Some(table) = &f.codes {
@@ -458,14 +432,14 @@ impl Mapping {
                 })?;
         }
         Ok(match f.kind {
-            Kind::Text => Value::String(s),
-            Kind::Time => Value::String(self.parse_time(label, &s)?),
+            Kind::Text => Doc::Text(s),
+            Kind::Time => Doc::Text(self.parse_time(label, &s)?),
             Kind::Bool => match s.as_str() {
-                "true" | "1" => Value::Bool(true),
-                "false" | "0" => Value::Bool(false),
+                "true" | "1" => Doc::Bool(true),
+                "false" | "0" => Doc::Bool(false),
                 _ => return Err(field_err(label, format!("`{s}` is not a yes/no value"))),
             },
-            Kind::Int => Value::Number(
+            Kind::Int => Doc::Number(
                 s.parse::<i64>()
                     .map_err(|_| field_err(label, format!("`{s}` is not a whole number")))?
                     .into(),

@@ -1,11 +1,12 @@
 //! The mapping engine: partner wire formats described by data in `mappings/<partner>/`.
 //!
-//! A partner message (JSON, or XML read into the same tree) is translated field by field to and
+//! A partner message (JSON, or XML read into the same tree: a [`Doc`]) is translated field by field to and
 //! from a *canonical document*: `{"message": {...}, "ticket": {...}, "event": {...}}`, whose
 //! fields are the canonical model's (see [`CANONICAL_FIELDS`]). Mappings are loaded, checked and
 //! compiled once at start; translating never re-reads them.
 
 mod canonical;
+mod doc;
 pub mod encoding;
 mod engine;
 pub mod spec;
@@ -21,6 +22,7 @@ use chrono::format::{Item, StrftimeItems};
 pub use canonical::{
     Canonical, OutboundDocument, answer_document, offer_document, outbound_document,
 };
+pub use doc::Doc;
 pub use engine::{TranslateError, Translation};
 pub use spec::{Encoding, Format, MappingSpec};
 use spec::{FieldSpec, JsonType, Kind, Overflow, Required};
@@ -427,29 +429,25 @@ fn compile_field(
 mod tests;
 
 /// The text at a dotted path (`A.B`, `A.@attr`) of a partner document.
-pub fn read_text(doc: &serde_json::Value, path: &str) -> Option<String> {
-    let p = parse_path(path).ok()?;
-    engine::get_doc(doc, &p)
-        .and_then(engine::scalar)
+pub fn read_text(doc: &Doc, path: &str) -> Option<String> {
+    read_path(doc, path)
+        .and_then(Doc::scalar)
         .map(Cow::into_owned)
 }
 
 /// Puts text at a dotted path of a partner document, making the objects on the way.
-pub fn write_text(doc: &mut serde_json::Value, path: &str, text: String) {
-    if let Ok(p) = parse_path(path) {
-        engine::set_doc(doc, &p, serde_json::Value::String(text));
-    }
+pub fn write_text(doc: &mut Doc, path: &str, text: String) {
+    write_path(doc, path, Doc::Text(text));
 }
 
 /// The value at a dotted path of a partner document.
-pub fn read_path<'v>(doc: &'v serde_json::Value, path: &str) -> Option<&'v serde_json::Value> {
-    let p = parse_path(path).ok()?;
-    engine::get_doc(doc, &p)
+pub fn read_path<'v>(doc: &'v Doc, path: &str) -> Option<&'v Doc> {
+    doc.at(&parse_path(path).ok()?)
 }
 
 /// Puts a value at a dotted path of a partner document.
-pub fn write_path(doc: &mut serde_json::Value, path: &str, value: serde_json::Value) {
+pub fn write_path(doc: &mut Doc, path: &str, value: Doc) {
     if let Ok(p) = parse_path(path) {
-        engine::set_doc(doc, &p, value);
+        doc.set(&p, value);
     }
 }

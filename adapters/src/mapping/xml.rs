@@ -1,16 +1,14 @@
-//! XML ↔ the neutral document tree (a `serde_json::Value`), with hostile-input limits.
+//! XML ↔ the partner document tree ([`Doc`]), with hostile-input limits.
 //!
 //! Conventions: an element with only text is a string; an element with children is an object of
 //! its children (a repeated child becomes an array); attributes are `@name` keys; text beside
 //! children or attributes is `$text`. DTDs and entities other than the five predefined ones and
 //! character references are refused.
 
+use super::doc::{Doc, Entries};
 use quick_xml::Reader;
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
-use serde_json::{Map, Value};
-
-use super::engine::scalar;
 
 /// Deepest element nesting accepted.
 pub const MAX_DEPTH: usize = 32;
@@ -25,25 +23,23 @@ pub struct XmlError(pub String);
 
 struct Frame {
     name: String,
-    map: Map<String, Value>,
+    map: Entries,
     text: String,
 }
 
-fn add(map: &mut Map<String, Value>, name: String, v: Value) {
-    match map.get_mut(&name) {
-        None => {
-            map.insert(name, v);
-        }
-        Some(Value::Array(items)) => items.push(v),
+fn add(map: &mut Entries, name: String, v: Doc) {
+    match map.find_mut(&name) {
+        None => map.push(name, v),
+        Some(Doc::List(items)) => items.push(v),
         Some(existing) => {
-            let first = existing.take();
-            *existing = Value::Array(vec![first, v]);
+            let first = std::mem::take(existing);
+            *existing = Doc::List(vec![first, v]);
         }
     }
 }
 
 /// The element's name and value.
-fn finish(frame: Frame) -> (String, Value) {
+fn finish(frame: Frame) -> (String, Doc) {
     let Frame {
         name,
         mut map,
@@ -55,12 +51,15 @@ fn finish(frame: Frame) -> (String, Value) {
     let start = text.len() - text.trim_start().len();
     text.drain(..start);
     if map.is_empty() {
-        return (name, Value::String(text));
+        return (name, Doc::Text(text));
     }
     if !text.is_empty() {
-        map.insert("$text".into(), Value::String(text));
+        match map.find_mut("$text") {
+            Some(slot) => *slot = Doc::Text(text),
+            None => map.push("$text".into(), Doc::Text(text)),
+        }
     }
-    (name, Value::Object(map))
+    (name, map.into_doc())
 }
 
 /// Our partners speak XML 1.0; line ends and attribute whitespace are normalised as it says.
@@ -70,7 +69,7 @@ fn start_frame(e: &BytesStart<'_>) -> Result<Frame, XmlError> {
     let name = std::str::from_utf8(e.name().as_ref())
         .map_err(|_| XmlError("element name is not UTF-8".into()))?
         .to_owned();
-    let mut map = Map::new();
+    let mut map = Entries::default();
     for (i, attr) in e.attributes().enumerate() {
         if i == MAX_ATTRIBUTES {
             return Err(XmlError(format!(
@@ -82,7 +81,7 @@ fn start_frame(e: &BytesStart<'_>) -> Result<Frame, XmlError> {
         let value = attr
             .normalized_value(XML_1_0)
             .map_err(|err| XmlError(format!("bad attribute `{key}` in <{name}>: {err}")))?;
-        map.insert(format!("@{key}"), Value::String(value.into_owned()));
+        map.push(format!("@{key}"), Doc::Text(value.into_owned()));
     }
     Ok(Frame {
         name,
@@ -92,11 +91,11 @@ fn start_frame(e: &BytesStart<'_>) -> Result<Frame, XmlError> {
 }
 
 /// Parses a document into its root element's name and content.
-pub fn parse(text: &str) -> Result<(String, Value), XmlError> {
+pub fn parse(text: &str) -> Result<(String, Doc), XmlError> {
     let mut reader = Reader::from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
     let mut elements = 0usize;
-    let mut root: Option<(String, Value)> = None;
+    let mut root: Option<(String, Doc)> = None;
     loop {
         let pos = reader.buffer_position();
         let event = reader
@@ -200,7 +199,7 @@ pub fn declared_encoding(head: &[u8]) -> Option<String> {
 }
 
 /// Writes `content` as the document element `root`, with a declaration naming `encoding`.
-pub fn write(root: &str, content: &Value, encoding: &str) -> Result<String, XmlError> {
+pub fn write(root: &str, content: &Doc, encoding: &str) -> Result<String, XmlError> {
     let mut w = Writer::new(Vec::new());
     let io = |e: std::io::Error| XmlError(e.to_string());
     w.write_event(Event::Decl(BytesDecl::new("1.0", Some(encoding), None)))
@@ -209,23 +208,24 @@ pub fn write(root: &str, content: &Value, encoding: &str) -> Result<String, XmlE
     String::from_utf8(w.into_inner()).map_err(|e| XmlError(e.to_string()))
 }
 
-fn write_element(w: &mut Writer<Vec<u8>>, name: &str, v: &Value) -> Result<(), XmlError> {
+fn write_element(w: &mut Writer<Vec<u8>>, name: &str, v: &Doc) -> Result<(), XmlError> {
     let io = |e: std::io::Error| XmlError(e.to_string());
     match v {
-        Value::Null => Ok(()),
-        Value::Array(items) => items.iter().try_for_each(|i| write_element(w, name, i)),
-        Value::Object(map) => {
+        Doc::Null => Ok(()),
+        Doc::List(items) => items.iter().try_for_each(|i| write_element(w, name, i)),
+        Doc::Map(map) => {
             let mut start = BytesStart::new(name);
             for (k, val) in map {
-                if let (Some(attr), Some(s)) = (k.strip_prefix('@'), scalar(val)) {
+                if let (Some(attr), Some(s)) = (k.strip_prefix('@'), val.scalar()) {
                     start.push_attribute((attr, s.as_ref()));
                 }
             }
             w.write_event(Event::Start(start)).map_err(io)?;
             for (k, val) in map {
                 if k == "$text" {
-                    if let Some(s) = scalar(val) {
-                        w.write_event(Event::Text(BytesText::new(&s))).map_err(io)?;
+                    if let Some(s) = val.scalar() {
+                        w.write_event(Event::Text(BytesText::new(s.as_ref())))
+                            .map_err(io)?;
                     }
                 } else if !k.starts_with('@') {
                     write_element(w, k, val)?;
@@ -234,7 +234,7 @@ fn write_element(w: &mut Writer<Vec<u8>>, name: &str, v: &Value) -> Result<(), X
             w.write_event(Event::End(BytesEnd::new(name))).map_err(io)
         }
         other => {
-            let s = scalar(other).unwrap_or_default();
+            let s = other.scalar().unwrap_or_default();
             w.write_event(Event::Start(BytesStart::new(name)))
                 .map_err(io)?;
             w.write_event(Event::Text(BytesText::new(&s))).map_err(io)?;
@@ -268,7 +268,7 @@ mod tests {
         let (root, v) = parse(doc).unwrap();
         assert_eq!(root, "GD");
         assert_eq!(
-            v,
+            serde_json::Value::from(v.clone()),
             json!({"@ver": "2", "BH": "A&B 中", "DW": ["甲", "乙"], "K": "", "T": {"@lang": "zh", "$text": "文本"}})
         );
         let again = write("GD", &v, "UTF-8").unwrap();
@@ -306,6 +306,18 @@ mod tests {
             .map(|i| format!(" a{i}=\"v\""))
             .collect();
         assert!(parse(&format!("<a{fine}/>")).is_ok());
+        // Many different children (their keys indexed past the first few dozen): a repeat far
+        // from its first still joins it in a list.
+        let many: String = (0..200).map(|i| format!("<k{i}>{i}</k{i}>")).collect();
+        let (_, v) = parse(&format!("<a>{many}<k3>again</k3></a>")).unwrap();
+        assert_eq!(
+            v.get("k3"),
+            Some(&Doc::List(vec![
+                Doc::Text("3".into()),
+                Doc::Text("again".into())
+            ]))
+        );
+        assert_eq!(v.get("k199"), Some(&Doc::Text("199".into())));
         assert!(parse("<a><b></a>").is_err());
         assert!(parse("<a></a><b></b>").is_err());
         assert!(parse("").is_err());

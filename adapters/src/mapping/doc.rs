@@ -1,0 +1,326 @@
+//! A partner document as a tree: what JSON can hold, with each object's keys kept in the order
+//! they came (the partner's order, which XML needs) and found by comparing them one by one.
+//!
+//! A partner message has a handful to a few dozen short keys on each level, so a scan is cheaper
+//! than hashing every key, as `serde_json::Map` does (with its `preserve_order` index, that
+//! hashing and the index's growth were a quarter of a translation's time). An object being read
+//! that grows past [`INDEXED_FROM`] keys (a hostile one) gets a hash index while it is built, so
+//! that finding a repeated key stays cheap however wide the object is.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, Serializer};
+use serde_json::{Number, Value};
+
+/// Keys an object being built may have before they are indexed.
+pub const INDEXED_FROM: usize = 32;
+
+/// A partner document, or a part of one.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Doc {
+    #[default]
+    Null,
+    Bool(bool),
+    Number(Number),
+    Text(String),
+    List(Vec<Doc>),
+    /// Keys in document order; each key once.
+    Map(Vec<(String, Doc)>),
+}
+
+impl Doc {
+    /// An empty object.
+    pub fn map() -> Doc {
+        Doc::Map(Vec::new())
+    }
+
+    /// The value under `key`, when this is an object that has it.
+    pub fn get(&self, key: &str) -> Option<&Doc> {
+        match self {
+            Doc::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The value at `path`, a key per level.
+    pub fn at(&self, path: &[String]) -> Option<&Doc> {
+        path.iter().try_fold(self, |at, key| at.get(key))
+    }
+
+    /// Puts `value` at `path`, making objects on the way (a level that is not an object becomes
+    /// one); a key already there keeps its place and takes the new value.
+    pub fn set(&mut self, path: &[String], value: Doc) {
+        let Some((last, parents)) = path.split_last() else {
+            return;
+        };
+        let mut at = self;
+        for key in parents {
+            at = at.slot(key);
+            if !matches!(at, Doc::Map(_)) {
+                *at = Doc::map();
+            }
+        }
+        *at.slot(last) = value;
+    }
+
+    /// The value under `key` of this object, added as null at the end when it is new; a value
+    /// that is not an object becomes an empty one first.
+    fn slot(&mut self, key: &str) -> &mut Doc {
+        if !matches!(self, Doc::Map(_)) {
+            *self = Doc::map();
+        }
+        let Doc::Map(entries) = self else {
+            unreachable!("made an object above")
+        };
+        // Paths that share a parent usually come one after another: look from the end.
+        let i = match entries.iter().rposition(|(k, _)| k == key) {
+            Some(i) => i,
+            None => {
+                entries.push((key.to_owned(), Doc::Null));
+                entries.len() - 1
+            }
+        };
+        &mut entries[i].1
+    }
+
+    /// A single value as text (borrowed when it is text already).
+    pub fn scalar(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Doc::Text(s) => Some(Cow::Borrowed(s)),
+            Doc::Number(n) => Some(Cow::Owned(n.to_string())),
+            Doc::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+            _ => None,
+        }
+    }
+}
+
+/// An object's entries while it is read, each key once: a repeated key is handed back to the
+/// reader to merge (JSON replaces the value, XML makes a list of the repeats).
+#[derive(Default)]
+pub(crate) struct Entries {
+    items: Vec<(String, Doc)>,
+    /// Key → position, once there are [`INDEXED_FROM`] keys.
+    index: Option<HashMap<String, usize>>,
+}
+
+impl Entries {
+    /// The value already under `key`.
+    pub(crate) fn find_mut(&mut self, key: &str) -> Option<&mut Doc> {
+        let i = match &self.index {
+            Some(index) => index.get(key).copied(),
+            // A repeated XML element usually follows the one before it: look from the end.
+            None => self.items.iter().rposition(|(k, _)| k == key),
+        }?;
+        Some(&mut self.items[i].1)
+    }
+
+    /// Adds a key not there yet.
+    pub(crate) fn push(&mut self, key: String, value: Doc) {
+        match &mut self.index {
+            Some(index) => {
+                index.insert(key.clone(), self.items.len());
+            }
+            None if self.items.len() + 1 >= INDEXED_FROM => {
+                let mut index: HashMap<String, usize> = self
+                    .items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (k, _))| (k.clone(), i))
+                    .collect();
+                index.insert(key.clone(), self.items.len());
+                self.index = Some(index);
+            }
+            None => {}
+        }
+        self.items.push((key, value));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub(crate) fn into_doc(self) -> Doc {
+        Doc::Map(self.items)
+    }
+}
+
+impl From<Value> for Doc {
+    fn from(v: Value) -> Doc {
+        match v {
+            Value::Null => Doc::Null,
+            Value::Bool(b) => Doc::Bool(b),
+            Value::Number(n) => Doc::Number(n),
+            Value::String(s) => Doc::Text(s),
+            Value::Array(items) => Doc::List(items.into_iter().map(Doc::from).collect()),
+            Value::Object(map) => Doc::Map(map.into_iter().map(|(k, v)| (k, v.into())).collect()),
+        }
+    }
+}
+
+impl From<Doc> for Value {
+    fn from(d: Doc) -> Value {
+        match d {
+            Doc::Null => Value::Null,
+            Doc::Bool(b) => Value::Bool(b),
+            Doc::Number(n) => Value::Number(n),
+            Doc::Text(s) => Value::String(s),
+            Doc::List(items) => Value::Array(items.into_iter().map(Value::from).collect()),
+            Doc::Map(entries) => {
+                Value::Object(entries.into_iter().map(|(k, v)| (k, v.into())).collect())
+            }
+        }
+    }
+}
+
+impl Serialize for Doc {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Doc::Null => s.serialize_unit(),
+            Doc::Bool(b) => s.serialize_bool(*b),
+            Doc::Number(n) => n.serialize(s),
+            Doc::Text(t) => s.serialize_str(t),
+            Doc::List(items) => s.collect_seq(items),
+            Doc::Map(entries) => s.collect_map(entries.iter().map(|(k, v)| (k, v))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Doc {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Doc, D::Error> {
+        d.deserialize_any(DocVisitor)
+    }
+}
+
+struct DocVisitor;
+
+impl<'de> Visitor<'de> for DocVisitor {
+    type Value = Doc;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Doc, E> {
+        Ok(Doc::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Doc, E> {
+        Ok(Doc::Number(n.into()))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Doc, E> {
+        Ok(Doc::Number(n.into()))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Doc, E> {
+        Ok(Number::from_f64(n).map_or(Doc::Null, Doc::Number))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Doc, E> {
+        Ok(Doc::Text(s.to_owned()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Doc, E> {
+        Ok(Doc::Text(s))
+    }
+
+    fn visit_unit<E>(self) -> Result<Doc, E> {
+        Ok(Doc::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Doc, E> {
+        Ok(Doc::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Doc, D::Error> {
+        Doc::deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Doc, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Doc::List(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Doc, A::Error> {
+        let mut entries = Entries::default();
+        while let Some((key, value)) = map.next_entry::<String, Doc>()? {
+            // As serde_json's own map does: the last value of a repeated key, in the first
+            // one's place.
+            match entries.find_mut(&key) {
+                Some(slot) => *slot = value,
+                None => entries.push(key, value),
+            }
+        }
+        Ok(entries.into_doc())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn path(p: &str) -> Vec<String> {
+        p.split('.').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn json_reads_and_writes_as_serde_json_does_in_document_order() {
+        let text = r#"{"z":1,"a":{"y":[true,null,"x"],"b":-2.5},"m":"文","a2":{}}"#;
+        let doc: Doc = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_string(&doc).unwrap(), text);
+        let value: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(Value::from(doc.clone()), value);
+        assert_eq!(Doc::from(value), doc);
+        // A repeated key: its last value, in its first place (as serde_json's map).
+        let doc: Doc = serde_json::from_str(r#"{"a":1,"b":2,"a":3}"#).unwrap();
+        assert_eq!(serde_json::to_string(&doc).unwrap(), r#"{"a":3,"b":2}"#);
+    }
+
+    #[test]
+    fn paths_are_read_and_set_in_place() {
+        let mut doc = Doc::map();
+        doc.set(&path("a.b"), Doc::Text("1".into()));
+        doc.set(&path("c"), Doc::Bool(true));
+        doc.set(&path("a.d"), Doc::Number(7.into()));
+        // A key set again keeps its place; a scalar on the way becomes an object.
+        doc.set(&path("a.b"), Doc::Text("2".into()));
+        doc.set(&path("c.e"), Doc::Null);
+        assert_eq!(
+            Value::from(doc.clone()),
+            json!({"a": {"b": "2", "d": 7}, "c": {"e": null}})
+        );
+        assert_eq!(
+            doc.at(&path("a.d")).and_then(Doc::scalar).as_deref(),
+            Some("7")
+        );
+        assert_eq!(doc.at(&path("a.b.x")), None);
+        assert_eq!(doc.at(&path("nope")), None);
+    }
+
+    #[test]
+    fn a_wide_object_is_indexed_and_still_keeps_each_key_once_in_order() {
+        let n = INDEXED_FROM * 4;
+        let mut text = String::from("{");
+        for i in 0..n {
+            text.push_str(&format!("\"k{i}\":{i},"));
+        }
+        // Repeats of the first and of a late key, after the index exists.
+        text.push_str(&format!("\"k0\":\"first\",\"k{}\":\"late\"}}", n - 1));
+        let doc: Doc = serde_json::from_str(&text).unwrap();
+        let Doc::Map(entries) = &doc else {
+            panic!("an object")
+        };
+        assert_eq!(entries.len(), n);
+        assert_eq!(entries[0], ("k0".to_owned(), Doc::Text("first".into())));
+        assert_eq!(entries[n - 1].1, Doc::Text("late".into()));
+        assert_eq!(doc.get("k40"), Some(&Doc::Number(40.into())));
+    }
+}
