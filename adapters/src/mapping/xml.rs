@@ -137,6 +137,13 @@ pub fn parse(text: &str) -> Result<(String, Doc), XmlError> {
                 }
             }
             Event::Text(t) => {
+                // Space before an element's first text is trimmed at its end anyway (the layout
+                // between elements, usually): not worth decoding.
+                if stack.last().is_none_or(|f| f.text.is_empty())
+                    && t.iter().all(u8::is_ascii_whitespace)
+                {
+                    continue;
+                }
                 let s = t
                     .xml_content(XML_1_0)
                     .map_err(|e| XmlError(format!("bad text: {e}")))?;
@@ -318,6 +325,9 @@ mod tests {
             ]))
         );
         assert_eq!(v.get("k199"), Some(&Doc::Text("199".into())));
+        // Space between two references is text (only the space before any is trimmed).
+        let (_, v) = parse("<a>\n  <s>\n &amp; &#x4E2D;\n</s></a>").unwrap();
+        assert_eq!(v.get("s"), Some(&Doc::Text("& 中".into())));
         assert!(parse("<a><b></a>").is_err());
         assert!(parse("<a></a><b></b>").is_err());
         assert!(parse("").is_err());
