@@ -230,3 +230,105 @@ async fn a_failing_script_undoes_only_itself_and_early_answers_still_commit() {
         .unwrap();
     assert_eq!(tickets.len(), 1, "the repeats wrote nothing");
 }
+
+#[tokio::test]
+async fn rows_written_before_the_keyed_tables_moved_into_their_keys_are_kept() {
+    use sqlx::{Connection, Row, sqlite::SqliteConnectOptions};
+    // A database as the release before migration 13 left it, with a row in each table that
+    // moves (and the rows they refer to: the gateway always kept its foreign keys).
+    let dir = tempfile::tempdir().unwrap();
+    let older = dir.path().join("migrations");
+    std::fs::create_dir(&older).unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.as_str() < "0013" {
+            std::fs::copy(&path, older.join(&name)).unwrap();
+        }
+    }
+    let db = dir.path().join("gw.db");
+    let opts = SqliteConnectOptions::new()
+        .filename(&db)
+        .create_if_missing(true)
+        .foreign_keys(false);
+    let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+    sqlx::migrate::Migrator::new(older.as_path())
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO tickets (id, origin, status, kind, urgency, draft, created_at, updated_at)
+             VALUES ('t1', '12345', 'open', 'complaint', 'normal', '{}', 1, 1);
+         INSERT INTO deliveries (id, ticket_id, event_id, partner, message_id, kind, status,
+             due_at, created_at, updated_at)
+             VALUES ('d1', 't1', 'e1', '12315', 'm1', 'dispatch', 'acknowledged', 1, 1, 1);
+         INSERT INTO inbound_keys VALUES ('12345', 'MSG-1', 't1', 'e1');
+         INSERT INTO ticket_numbers VALUES ('12345', 'SD-1', 't1');
+         INSERT INTO attempts VALUES ('d1', 1, 10, 20, 'acknowledged', 200, '0', NULL, 'P-1');
+         INSERT INTO seen_nonces VALUES ('12345', 'n1', 99);",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    drop(SqliteStore::open(&db).await.unwrap());
+    let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+    let rows = [
+        (
+            "inbound_keys",
+            "SELECT source || key || ticket_id || event_id FROM inbound_keys",
+        ),
+        (
+            "ticket_numbers",
+            "SELECT system || number || ticket_id FROM ticket_numbers",
+        ),
+        (
+            "attempts",
+            "SELECT delivery_id || number || outcome || partner_ref FROM attempts",
+        ),
+        (
+            "seen_nonces",
+            "SELECT partner || nonce || expires_at FROM seen_nonces",
+        ),
+    ];
+    let expected = [
+        "12345MSG-1t1e1",
+        "12345SD-1t1",
+        "d11acknowledgedP-1",
+        "12345n199",
+    ];
+    for ((table, query), want) in rows.into_iter().zip(expected) {
+        let got: Vec<String> = sqlx::query_scalar(query)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(got, [want], "{table}");
+        let sql: String = sqlx::query("SELECT sql FROM sqlite_master WHERE name = ?")
+            .bind(table)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+            .get(0);
+        assert!(sql.contains("WITHOUT ROWID"), "{table}: {sql}");
+    }
+    // The indexes dropped with the old tables are back.
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN \
+         ('ticket_numbers', 'seen_nonces') AND sql IS NOT NULL ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        indexes,
+        [
+            "seen_nonces_expiry",
+            "ticket_numbers_number",
+            "ticket_numbers_ticket"
+        ]
+    );
+}
