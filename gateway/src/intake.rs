@@ -154,6 +154,33 @@ impl Intake {
         Ok(())
     }
 
+    /// Writes a new ticket and gets its deliveries going: those whose workers have room are
+    /// written already claimed and handed to them once committed (`cmd.handoff` is set here);
+    /// the other targets' workers are woken to claim theirs.
+    async fn accept(&self, mut cmd: NewTicket) -> Result<Accepted, StoreError> {
+        let reserved = self
+            .engine
+            .reserve_handoff(&cmd.targets)
+            .map(|(handoff, reserved)| {
+                cmd.handoff = Some(handoff);
+                reserved
+            });
+        let targets = cmd.targets.clone();
+        let mut accepted = self.store.accept_ticket(cmd).await?;
+        if let Accepted::Created { claims, .. } = &mut accepted {
+            let claims = std::mem::take(claims);
+            for t in &targets {
+                if !claims.iter().any(|c| c.delivery.partner == *t) {
+                    self.engine.wake(t);
+                }
+            }
+            if let Some(reserved) = reserved {
+                reserved.hand_over(claims);
+            }
+        }
+        Ok(accepted)
+    }
+
     /// Since when a caller's earlier tickets count towards a repeat-caller alert.
     fn repeat_since(&self) -> chrono::DateTime<chrono::Utc> {
         chrono::Utc::now() - chrono::Duration::days(i64::from(self.callers.days))
@@ -211,8 +238,7 @@ impl Intake {
         let mut targets = vec![req.target.clone()];
         targets.extend(req.assisting.iter().cloned());
         let accepted = self
-            .store
-            .accept_ticket(NewTicket {
+            .accept(NewTicket {
                 keys: vec![format!("external_id:{external_id}")],
                 numbers: vec![(HOME.to_owned(), external_id)],
                 targets: targets.clone(),
@@ -221,13 +247,11 @@ impl Intake {
                 clocks,
                 ticket,
                 event,
+                handoff: None,
             })
             .await?;
         if !accepted.is_duplicate() {
             metrics::counter!("hotline_tickets_accepted_total", "origin" => HOME).increment(1);
-            for t in &targets {
-                self.engine.wake(t);
-            }
             self.check_repeat_caller(&accepted).await?;
         }
         Ok(accepted)
@@ -273,8 +297,7 @@ impl Intake {
                 let party = targets.first().map(String::as_str).unwrap_or(HOME);
                 let clocks = self.sla.on_dispatch(&ticket, party, chrono::Utc::now());
                 let accepted = self
-                    .store
-                    .accept_ticket(NewTicket {
+                    .accept(NewTicket {
                         ticket,
                         event,
                         targets: targets.clone(),
@@ -283,6 +306,7 @@ impl Intake {
                         caller_hash: Some(hash),
                         repeat_since: Some(self.repeat_since()),
                         clocks,
+                        handoff: None,
                     })
                     .await
                     .map_err(unavailable)?;
@@ -291,7 +315,6 @@ impl Intake {
                         .increment(1);
                     for t in &targets {
                         tracing::info!(from = partner, to = %t, ticket = %accepted.ticket_id(), "ticket routed on");
-                        self.engine.wake(t);
                     }
                     self.check_repeat_caller(&accepted)
                         .await

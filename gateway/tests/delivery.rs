@@ -531,3 +531,81 @@ async fn pausing_a_partner_gives_back_what_was_claimed_ahead() {
     assert_eq!(h.sim.received().len(), ids.len(), "each sent once");
     h.gateway.shutdown().await.unwrap();
 }
+
+/// A new ticket's delivery can be written already claimed and handed straight to its worker:
+/// with nothing else to make the worker look (no wake, polling once an hour), it goes out.
+#[tokio::test]
+async fn a_delivery_handed_to_its_worker_goes_out_without_a_claim() {
+    use contract_tests::samples::random_draft;
+    use hotline_gateway::store::{Accepted, NewTicket};
+    use hotline_model::{Event, EventBody, Ticket};
+
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(5), |c| {
+        c.delivery.poll_interval = Duration::from_secs(3600);
+    })
+    .await;
+    // Through the intake: the ticket's target takes it from the hand-off.
+    let (status, created) = h.post_ticket("SD-H001").await;
+    assert_eq!(status, 201, "{created}");
+    let first = first_delivery(&created);
+    h.wait_for_status(&first, DeliveryStatus::Acknowledged, WAIT)
+        .await;
+
+    // The same, step by step.
+    let (handoff, reserved) = h
+        .gateway
+        .engine
+        .reserve_handoff(&[PARTNER.to_owned()])
+        .expect("the worker has room");
+    let ticket = Ticket::new("12348", Some("SD-H002".into()), random_draft());
+    let event = Event::new(
+        ticket.id,
+        "12348",
+        EventBody::Dispatch {
+            units: vec![],
+            note: None,
+        },
+    );
+    let accepted = h
+        .gateway
+        .store
+        .accept_ticket(NewTicket {
+            keys: vec!["external_id:SD-H002".into()],
+            numbers: vec![],
+            caller_hash: None,
+            repeat_since: None,
+            clocks: vec![],
+            targets: vec![PARTNER.into()],
+            ticket,
+            event,
+            handoff: Some(handoff.clone()),
+        })
+        .await
+        .unwrap();
+    let Accepted::Created {
+        deliveries, claims, ..
+    } = accepted
+    else {
+        panic!("a new ticket")
+    };
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].token.lease_token, handoff.lease_token);
+    let written = h.delivery(&deliveries[0].to_string()).await;
+    assert_eq!(written.status, DeliveryStatus::Sending);
+    assert_eq!(written.attempts, 1);
+    assert_eq!(
+        written.due_at.timestamp_millis(),
+        handoff.lease_until.timestamp_millis()
+    );
+    reserved.hand_over(claims);
+    let d = h
+        .wait_for_status(
+            &deliveries[0].to_string(),
+            DeliveryStatus::Acknowledged,
+            WAIT,
+        )
+        .await;
+    assert_eq!(d.attempts, 1);
+    assert_eq!(h.sim.received().len(), 2);
+    h.gateway.shutdown().await.unwrap();
+}

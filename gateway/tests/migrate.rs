@@ -245,5 +245,6 @@ fn store_new_ticket(external_id: &str) -> hotline_gateway::store::NewTicket {
         targets: vec![PARTNER.into()],
         ticket,
         event,
+        handoff: None,
     }
 }

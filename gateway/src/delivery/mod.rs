@@ -8,11 +8,12 @@ pub mod recent;
 pub(crate) mod retry;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
 use hotline_adapters::{Adapter, OutboundMessage, Outcome};
+use tokio::sync::mpsc::{self, OwnedPermit};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,7 +24,7 @@ use breaker::{Allowance, Breaker, Change, Verdict};
 
 use crate::config::{BreakerConfig, DeliveryConfig};
 use crate::store::{
-    AlertKind, AttemptRecord, Claim, ClaimToken, NewAlert, Next, Pause, Store, StoreError,
+    AlertKind, AttemptRecord, Claim, ClaimToken, Handoff, NewAlert, Next, Pause, Store, StoreError,
 };
 use recent::{Recent, Tally};
 
@@ -50,6 +51,9 @@ pub struct Partner {
     /// Set while ops hold deliveries back (maintenance).
     paused: RwLock<Option<Pause>>,
     wake: Notify,
+    /// While the partner's worker runs with a lookahead: where new tickets' deliveries are
+    /// handed to it, written already claimed ([`DeliveryEngine::reserve_handoff`]).
+    handoff: Mutex<Option<mpsc::Sender<Claim>>>,
 }
 
 impl Partner {
@@ -72,6 +76,7 @@ impl Partner {
             send_within: Duration::ZERO,
             paused: RwLock::new(None),
             wake: Notify::new(),
+            handoff: Mutex::new(None),
         }
     }
 
@@ -253,6 +258,33 @@ impl DeliveryEngine {
         }
     }
 
+    /// Room with the workers of `targets` for a new ticket's deliveries, to be written already
+    /// claimed ([`Handoff`]) and handed to them by [`Reserved::hand_over`] once committed: the
+    /// first message goes out without a claim of its own. Only workers running with a
+    /// lookahead that has room, for partners neither paused nor behind an open breaker.
+    pub fn reserve_handoff(&self, targets: &[String]) -> Option<(Handoff, Reserved)> {
+        let permits: Vec<(String, OwnedPermit<Claim>)> = targets
+            .iter()
+            .filter_map(|t| {
+                let p = self.partners.get(t)?;
+                if p.paused().is_some() || p.breaker.view().state != breaker::CircuitState::Closed {
+                    return None;
+                }
+                let tx = p.handoff.lock().ok()?.clone()?;
+                Some((t.clone(), tx.try_reserve_owned().ok()?))
+            })
+            .collect();
+        if permits.is_empty() {
+            return None;
+        }
+        let handoff = Handoff {
+            lease_token: uuid::Uuid::now_v7(),
+            lease_until: Utc::now() + crate::time::span(self.config.lease),
+            partners: permits.iter().map(|(p, _)| p.clone()).collect(),
+        };
+        Some((handoff, Reserved(permits)))
+    }
+
     /// Starts one worker per partner (or, with `delivery.queue = "rabbitmq"`, a relay and a
     /// consumer per partner); they stop when `shutdown` is cancelled, after finishing the
     /// attempts in flight.
@@ -323,7 +355,17 @@ impl DeliveryEngine {
         let slots = Arc::new(Semaphore::new(partner.concurrency as usize));
         tracing::debug!(partner = %id, "delivery worker started");
         let mut ahead = Ahead::default();
+        let (tx, mut handed) = mpsc::channel(partner.lookahead.max(1) as usize);
+        if partner.lookahead > 0
+            && let Ok(mut h) = partner.handoff.lock()
+        {
+            *h = Some(tx);
+        }
         loop {
+            // What the intake handed over since counts as claimed ahead.
+            while let Ok(claim) = handed.try_recv() {
+                ahead.keep(std::iter::once(claim));
+            }
             let probe = match self.gate(&partner) {
                 Gate::Paused => {
                     // Paused or waiting out the breaker: what was claimed ahead is given back
@@ -418,10 +460,21 @@ impl DeliveryEngine {
                 let wait = self.idle_wait(&id).await;
                 tokio::select! {
                     () = partner.wake.notified() => {},
+                    Some(claim) = handed.recv() => ahead.keep(std::iter::once(claim)),
                     () = tokio::time::sleep(wait) => {},
                     () = shutdown.cancelled() => break,
                 }
             }
+        }
+        // No more hand-overs; what came is given back with the rest. (A hand-over reserved
+        // before this and sent after is dropped: its row stays claimed until its lease runs
+        // out, then it is claimed again.)
+        if let Ok(mut h) = partner.handoff.lock() {
+            *h = None;
+        }
+        handed.close();
+        while let Ok(claim) = handed.try_recv() {
+            ahead.keep(std::iter::once(claim));
         }
         // Deliveries claimed ahead and never sent are due again at once, not when their lease
         // runs out (the next start, or another instance, takes them).
@@ -624,6 +677,26 @@ impl DeliveryEngine {
                 delivery = %claim.delivery.id, error = %e,
                 "could not record a delivery outcome; it will be sent again when its lease expires"
             ),
+        }
+    }
+}
+
+/// Room reserved with partners' workers for a new ticket's deliveries
+/// ([`DeliveryEngine::reserve_handoff`]).
+pub struct Reserved(Vec<(String, OwnedPermit<Claim>)>);
+
+impl Reserved {
+    /// Hands each committed claim to its partner's worker. Room not used (a duplicate ticket,
+    /// or a failed write) is freed when this is dropped.
+    pub fn hand_over(self, claims: Vec<Claim>) {
+        let mut permits = self.0;
+        for claim in claims {
+            if let Some(i) = permits
+                .iter()
+                .position(|(p, _)| *p == claim.delivery.partner)
+            {
+                permits.swap_remove(i).1.send(claim);
+            }
         }
     }
 }

@@ -232,7 +232,8 @@ async fn insert_event(
     keys: &[String],
     numbers: &[(String, String)],
     targets: &[String],
-) -> Result<Vec<Uuid>> {
+    handoff: Option<&Handoff>,
+) -> Result<Vec<(Uuid, Uuid)>> {
     let now = ms(Utc::now());
     let ticket_id = event.ticket_id.to_string();
     let event_id = event.id.to_string();
@@ -270,23 +271,38 @@ async fn insert_event(
     }
     let mut ids = Vec::with_capacity(targets.len());
     for partner in targets {
-        let id = Uuid::now_v7();
+        let (id, message_id) = (Uuid::now_v7(), Uuid::now_v7());
+        // A hand-off's rows as a claim leaves them: sending, the first attempt counted, due
+        // when the lease ends.
+        let (status, attempts, lease, due) = match handoff.filter(|h| h.takes(partner)) {
+            None => ("pending", 0_i64, None, now),
+            Some(h) => (
+                "sending",
+                1,
+                Some(h.lease_token.to_string()),
+                ms(h.lease_until),
+            ),
+        };
         sqlx::query(
             "INSERT INTO deliveries (id, ticket_id, event_id, partner, message_id, kind, status, \
-             due_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9)",
+             attempts, lease_token, due_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(id.to_string())
         .bind(&ticket_id)
         .bind(&event_id)
         .bind(partner)
-        .bind(Uuid::now_v7().to_string())
+        .bind(message_id.to_string())
         .bind(event.kind().as_str())
-        .bind(now)
+        .bind(status)
+        .bind(attempts)
+        .bind(lease)
+        .bind(due)
         .bind(now)
         .bind(now)
         .execute(&mut *conn)
         .await?;
-        ids.push(id);
+        ids.push((id, message_id));
     }
     Ok(ids)
 }
@@ -453,8 +469,16 @@ impl Store for PgStore {
                 .bind(&cmd.caller_hash)
                 .execute(&mut *conn)
                 .await?;
-                let deliveries =
-                    insert_event(conn, &cmd.event, &body, &cmd.keys, &cmd.numbers, &cmd.targets).await?;
+                let written = insert_event(
+                    conn,
+                    &cmd.event,
+                    &body,
+                    &cmd.keys,
+                    &cmd.numbers,
+                    &cmd.targets,
+                    cmd.handoff.as_ref(),
+                )
+                .await?;
                 apply_clock_ops(conn, t.id, &cmd.clocks).await?;
                 let caller_tickets = match (&cmd.caller_hash, cmd.repeat_since) {
                     (Some(hash), Some(since)) => caller_tickets(&mut *conn, hash, since).await?,
@@ -463,8 +487,9 @@ impl Store for PgStore {
                 Ok(Accepted::Created {
                     ticket_id: t.id,
                     event_id: cmd.event.id,
-                    deliveries,
+                    deliveries: written.iter().map(|(id, _)| *id).collect(),
                     caller_tickets,
+                    claims: cmd.handed_off(&written),
                 })
             })
         })
@@ -507,14 +532,16 @@ impl Store for PgStore {
                         None => StoreError::Conflict(format!("no ticket {}", e.ticket_id)),
                     });
                 }
-                let deliveries =
-                    insert_event(conn, e, &body, &cmd.keys, &cmd.numbers, &cmd.targets).await?;
+                let written =
+                    insert_event(conn, e, &body, &cmd.keys, &cmd.numbers, &cmd.targets, None)
+                        .await?;
                 apply_clock_ops(conn, e.ticket_id, &cmd.clocks).await?;
                 Ok(Accepted::Created {
                     ticket_id: e.ticket_id,
                     event_id: e.id,
-                    deliveries,
+                    deliveries: written.into_iter().map(|(id, _)| id).collect(),
                     caller_tickets: Vec::new(),
+                    claims: Vec::new(),
                 })
             })
         })

@@ -743,7 +743,8 @@ async fn seen(
 }
 
 /// Adds an event with its idempotency keys, numbers and outbox rows to `script`; returns the
-/// ids of the outbox rows.
+/// ids and message ids of the outbox rows, in the order of `targets`. The rows of partners the
+/// `handoff` names are written already claimed under its lease.
 fn insert_event(
     script: &mut Script,
     event: &Event,
@@ -751,7 +752,8 @@ fn insert_event(
     keys: &[String],
     numbers: &[(String, String)],
     targets: &[String],
-) -> Vec<Uuid> {
+    handoff: Option<&Handoff>,
+) -> Vec<(Uuid, Uuid)> {
     let now = ms(Utc::now());
     let ticket_id = event.ticket_id.to_string();
     let event_id = event.id.to_string();
@@ -784,23 +786,35 @@ fn insert_event(
     }
     let mut ids = Vec::with_capacity(targets.len());
     for partner in targets {
-        let id = Uuid::now_v7();
-        script
-            .push(
+        let (id, message_id) = (Uuid::now_v7(), Uuid::now_v7());
+        match handoff.filter(|h| h.takes(partner)) {
+            None => script.push(
                 "INSERT INTO deliveries (id, ticket_id, event_id, partner, message_id, kind, \
                  status, due_at, created_at, updated_at) \
                  VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-            )
+            ),
+            // As a claim leaves it: sending, its first attempt counted, due when the lease ends.
+            Some(_) => script.push(
+                "INSERT INTO deliveries (id, ticket_id, event_id, partner, message_id, kind, \
+                 status, attempts, lease_token, due_at, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, 'sending', 1, ?, ?, ?, ?)",
+            ),
+        };
+        script
             .bind(id.to_string())
             .bind(ticket_id.clone())
             .bind(event_id.clone())
             .bind(partner.clone())
-            .bind(Uuid::now_v7().to_string())
-            .bind(event.kind().as_str())
-            .bind(now)
-            .bind(now)
-            .bind(now);
-        ids.push(id);
+            .bind(message_id.to_string())
+            .bind(event.kind().as_str());
+        match handoff.filter(|h| h.takes(partner)) {
+            None => script.bind(now),
+            Some(h) => script
+                .bind(h.lease_token.to_string())
+                .bind(ms(h.lease_until)),
+        };
+        script.bind(now).bind(now);
+        ids.push((id, message_id));
     }
     ids
 }
@@ -970,13 +984,14 @@ impl Store for SqliteStore {
             .bind(ms(t.created_at))
             .bind(ms(t.updated_at))
             .bind(cmd.caller_hash.clone());
-        let deliveries = insert_event(
+        let written = insert_event(
             &mut script,
             &cmd.event,
             body,
             &cmd.keys,
             &cmd.numbers,
             &cmd.targets,
+            cmd.handoff.as_ref(),
         );
         apply_clock_ops(&mut script, t.id, &cmd.clocks);
         if let (Some(hash), Some(since)) = (&cmd.caller_hash, cmd.repeat_since) {
@@ -986,6 +1001,8 @@ impl Store for SqliteStore {
                 .bind(ms(since));
         }
         let (ticket_id, event_id) = (t.id, cmd.event.id);
+        let claims = cmd.handed_off(&written);
+        let deliveries = written.into_iter().map(|(id, _)| id).collect();
         // A key used before fails the script (inbound_keys' primary key) and undoes it; only
         // then is it looked up, so a new ticket is one script among its batch's.
         let created = move |rows: Vec<RawRow>| {
@@ -993,6 +1010,7 @@ impl Store for SqliteStore {
                 ticket_id,
                 event_id,
                 deliveries,
+                claims,
                 caller_tickets: rows
                     .iter()
                     .filter(|r| r.text("part").is_ok_and(|p| p == "caller"))
@@ -1054,15 +1072,23 @@ impl Store for SqliteStore {
                     });
                 }
                 let mut script = Script::default();
-                let deliveries =
-                    insert_event(&mut script, e, body, &cmd.keys, &cmd.numbers, &cmd.targets);
+                let written = insert_event(
+                    &mut script,
+                    e,
+                    body,
+                    &cmd.keys,
+                    &cmd.numbers,
+                    &cmd.targets,
+                    None,
+                );
                 apply_clock_ops(&mut script, e.ticket_id, &cmd.clocks);
                 script.run(conn).await?;
                 Ok(Accepted::Created {
                     ticket_id: e.ticket_id,
                     event_id: e.id,
-                    deliveries,
+                    deliveries: written.into_iter().map(|(id, _)| id).collect(),
                     caller_tickets: Vec::new(),
+                    claims: Vec::new(),
                 })
             })
         })

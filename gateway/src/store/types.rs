@@ -110,6 +110,85 @@ pub struct NewTicket {
     /// and reported in [`Accepted::Created::caller_tickets`] (the repeat-caller check).
     pub repeat_since: Option<DateTime<Utc>>,
     pub clocks: Vec<ClockOp>,
+    /// Targets whose delivery worker takes the new delivery straight from the intake: their
+    /// rows are written already claimed, and come back as [`Accepted::Created::claims`].
+    pub handoff: Option<Handoff>,
+}
+
+impl NewTicket {
+    /// The claims of the deliveries the hand-off took, given the (id, message id) written for
+    /// each target in order.
+    pub fn handed_off(&self, written: &[(Uuid, Uuid)]) -> Vec<Claim> {
+        let Some(h) = &self.handoff else {
+            return Vec::new();
+        };
+        let now = Utc::now();
+        // The ticket as reading it back would give it: its numbers, its times to the
+        // millisecond the store keeps.
+        let mut ticket = self.ticket.clone();
+        ticket.partner_numbers.extend(self.numbers.iter().cloned());
+        let to_ms = |t: DateTime<Utc>| DateTime::from_timestamp_millis(t.timestamp_millis());
+        ticket.created_at = to_ms(ticket.created_at).unwrap_or(ticket.created_at);
+        ticket.updated_at = to_ms(ticket.updated_at).unwrap_or(ticket.updated_at);
+        self.targets
+            .iter()
+            .zip(written)
+            .filter(|(partner, _)| h.takes(partner))
+            .map(|(partner, ids)| h.claim(&ticket, &self.event, partner, *ids, now))
+            .collect()
+    }
+}
+
+/// Deliveries written already claimed under one lease, for workers that have room for them:
+/// a new ticket's first message is sent without waiting for a claim of its own.
+#[derive(Debug, Clone)]
+pub struct Handoff {
+    pub lease_token: Uuid,
+    pub lease_until: DateTime<Utc>,
+    pub partners: Vec<String>,
+}
+
+impl Handoff {
+    /// The claim of a delivery written under this hand-off (its first attempt, as a claim
+    /// query would have made it).
+    pub fn claim(
+        &self,
+        ticket: &Ticket,
+        event: &Event,
+        partner: &str,
+        (id, message_id): (Uuid, Uuid),
+        now: DateTime<Utc>,
+    ) -> Claim {
+        Claim {
+            token: ClaimToken {
+                delivery_id: id,
+                lease_token: self.lease_token,
+            },
+            delivery: Delivery {
+                id,
+                ticket_id: ticket.id,
+                event_id: event.id,
+                partner: partner.to_owned(),
+                message_id,
+                message_type: event.kind(),
+                status: DeliveryStatus::Sending,
+                attempts: 1,
+                attempts_this_round: 1,
+                due_at: self.lease_until,
+                partner_ref: None,
+                last_error: None,
+                created_at: now,
+                updated_at: now,
+                acked_at: None,
+            },
+            ticket: ticket.clone(),
+            event: event.clone(),
+        }
+    }
+
+    pub fn takes(&self, partner: &str) -> bool {
+        self.partners.iter().any(|p| p == partner)
+    }
 }
 
 /// A new event on an existing ticket.
@@ -137,6 +216,8 @@ pub enum Accepted {
         /// The caller's tickets since [`NewTicket::repeat_since`], this one included, oldest
         /// first; empty when not asked for.
         caller_tickets: Vec<Uuid>,
+        /// The deliveries written already claimed ([`NewTicket::handoff`]), for their workers.
+        claims: Vec<Claim>,
     },
     /// Already seen under one of its idempotency keys: nothing was written.
     Duplicate { ticket_id: Uuid, event_id: Uuid },
@@ -161,7 +242,7 @@ pub struct ClaimToken {
 }
 
 /// A claimed delivery with what is needed to send it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     pub token: ClaimToken,
     pub delivery: Delivery,

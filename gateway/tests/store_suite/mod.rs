@@ -22,6 +22,7 @@ macro_rules! every_check {
             concurrent_accepts_all_commit,
             one_ticket_goes_in_order_many_go_in_parallel,
             expired_leases_come_back_and_stale_holders_lose,
+            handed_off_deliveries_are_written_claimed,
             retries_wait_for_their_time_and_dead_letters_wait_for_ops,
             late_acks_complete_deliveries_and_win_races,
             events_on_unknown_tickets_are_refused_and_statuses_move,
@@ -65,6 +66,7 @@ pub fn new_ticket(external_id: &str, targets: &[&str]) -> NewTicket {
         targets: targets.iter().map(|s| s.to_string()).collect(),
         ticket,
         event,
+        handoff: None,
     }
 }
 
@@ -265,6 +267,61 @@ pub async fn one_ticket_goes_in_order_many_go_in_parallel(store: Arc<dyn Store>)
         Some("P-A")
     );
     assert_eq!(store.resolve_number(P, "P-A").await.unwrap(), Some(a));
+}
+
+/// A hand-off writes its partners' deliveries as a claim leaves them; the others stay pending.
+pub async fn handed_off_deliveries_are_written_claimed(store: Arc<dyn Store>) {
+    let t0 = Utc::now();
+    let handoff = Handoff {
+        lease_token: Uuid::now_v7(),
+        lease_until: t0 + chrono::Duration::seconds(30),
+        partners: vec![P.into()],
+    };
+    let mut cmd = new_ticket("H-1", &[P, "p2"]);
+    cmd.handoff = Some(handoff.clone());
+    let Accepted::Created {
+        deliveries, claims, ..
+    } = store.accept_ticket(cmd).await.unwrap()
+    else {
+        panic!("a new ticket")
+    };
+    assert_eq!(claims.len(), 1);
+    let handed = &claims[0];
+    assert_eq!(handed.delivery.id, deliveries[0]);
+    assert_eq!(handed.token.lease_token, handoff.lease_token);
+    // The stored row is what the claim says it is.
+    let stored = store.delivery(deliveries[0]).await.unwrap().unwrap();
+    assert_eq!(stored.status, DeliveryStatus::Sending);
+    assert_eq!(stored.attempts, 1);
+    assert_eq!(stored.message_id, handed.delivery.message_id);
+    assert_eq!(
+        stored.due_at.timestamp_millis(),
+        handoff.lease_until.timestamp_millis()
+    );
+    let read = store.claimed(&handed.token).await.unwrap().expect("held");
+    assert_eq!(
+        (read.ticket, read.event, read.delivery.attempts_this_round),
+        (handed.ticket.clone(), handed.event.clone(), 1)
+    );
+    // Not claimed again while its lease holds; the other partner's row is claimable.
+    let now = Utc::now();
+    assert!(store.claim(P, now, LEASE, 10).await.unwrap().is_empty());
+    let other = store.claim("p2", now, LEASE, 10).await.unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].delivery.id, deliveries[1]);
+    // Its holder records the outcome.
+    assert!(
+        store
+            .finish_attempt(
+                &handed.token,
+                record(&handed.delivery, "acknowledged"),
+                Next::Acknowledged { partner_ref: None },
+            )
+            .await
+            .unwrap()
+    );
+    let done = store.delivery(deliveries[0]).await.unwrap().unwrap();
+    assert_eq!(done.status, DeliveryStatus::Acknowledged);
 }
 
 pub async fn expired_leases_come_back_and_stale_holders_lose(store: Arc<dyn Store>) {
