@@ -536,9 +536,7 @@ async fn pausing_a_partner_gives_back_what_was_claimed_ahead() {
 /// with nothing else to make the worker look (no wake, polling once an hour), it goes out.
 #[tokio::test]
 async fn a_delivery_handed_to_its_worker_goes_out_without_a_claim() {
-    use contract_tests::samples::random_draft;
-    use hotline_gateway::store::{Accepted, NewTicket};
-    use hotline_model::{Event, EventBody, Ticket};
+    use hotline_gateway::store::Accepted;
 
     let h = Harness::start_with(Behaviour::Ack, fast_retry(5), |c| {
         c.delivery.poll_interval = Duration::from_secs(3600);
@@ -557,31 +555,9 @@ async fn a_delivery_handed_to_its_worker_goes_out_without_a_claim() {
         .engine
         .reserve_handoff(&[PARTNER.to_owned()])
         .expect("the worker has room");
-    let ticket = Ticket::new("12348", Some("SD-H002".into()), random_draft());
-    let event = Event::new(
-        ticket.id,
-        "12348",
-        EventBody::Dispatch {
-            units: vec![],
-            note: None,
-        },
-    );
-    let accepted = h
-        .gateway
-        .store
-        .accept_ticket(NewTicket {
-            keys: vec!["external_id:SD-H002".into()],
-            numbers: vec![],
-            caller_hash: None,
-            repeat_since: None,
-            clocks: vec![],
-            targets: vec![PARTNER.into()],
-            ticket,
-            event,
-            handoff: Some(handoff.clone()),
-        })
-        .await
-        .unwrap();
+    let mut cmd = store_new_ticket("SD-H002");
+    cmd.handoff = Some(handoff.clone());
+    let accepted = h.gateway.store.accept_ticket(cmd).await.unwrap();
     let Accepted::Created {
         deliveries, claims, ..
     } = accepted

@@ -220,31 +220,3 @@ async fn an_installation_moves_from_sqlite_to_postgres_without_losing_anything()
         .await
         .unwrap();
 }
-
-fn store_new_ticket(external_id: &str) -> hotline_gateway::store::NewTicket {
-    use hotline_model::{Event, EventBody, HOME, Ticket};
-    let ticket = Ticket::new(
-        HOME,
-        Some(external_id.into()),
-        contract_tests::samples::random_draft(),
-    );
-    let event = Event::new(
-        ticket.id,
-        HOME,
-        EventBody::Dispatch {
-            units: vec![],
-            note: None,
-        },
-    );
-    hotline_gateway::store::NewTicket {
-        keys: vec![format!("external_id:{external_id}")],
-        numbers: vec![(HOME.into(), external_id.into())],
-        caller_hash: None,
-        repeat_since: None,
-        clocks: vec![],
-        targets: vec![PARTNER.into()],
-        ticket,
-        event,
-        handoff: None,
-    }
-}

@@ -70,6 +70,19 @@ fn a_12345_reply_names_our_ticket() {
     );
 }
 
+/// `err` names `field`, for a reason that says `reason`.
+fn assert_field_error(err: &TranslateError, field: &str, reason: &str) {
+    let TranslateError::Field {
+        field: f,
+        reason: r,
+    } = err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!(f, field, "{err}");
+    assert!(r.contains(reason), "{err}");
+}
+
 #[test]
 fn decoding_errors_name_the_partner_field() {
     let m = m12345();
@@ -107,15 +120,7 @@ fn decoding_errors_name_the_partner_field() {
             .decode(doc.as_bytes())
             .and_then(|t| m.into_inbound(t))
             .unwrap_err();
-        let TranslateError::Field {
-            field: f,
-            reason: r,
-        } = &err
-        else {
-            panic!("{err}")
-        };
-        assert_eq!(f, field, "{err}");
-        assert!(r.contains(reason), "{err}");
+        assert_field_error(&err, field, reason);
     }
     let err = m.decode(b"<GDXX><XXLX>GD01</XXLX>").unwrap_err();
     assert!(matches!(err, TranslateError::Malformed(_)), "{err}");
@@ -158,16 +163,7 @@ fn a_canonical_document_the_ticket_model_refuses_names_the_partner_field() {
             Some(v) => parent.insert((*last).to_owned(), v),
             None => parent.remove(*last),
         };
-        let err = m.into_inbound(bad).unwrap_err();
-        let TranslateError::Field {
-            field: f,
-            reason: r,
-        } = &err
-        else {
-            panic!("{err}")
-        };
-        assert_eq!(f, field, "{err}");
-        assert!(r.contains(reason), "{err}");
+        assert_field_error(&m.into_inbound(bad).unwrap_err(), field, reason);
     }
     assert!(m.into_inbound(t).is_ok());
 }
