@@ -355,6 +355,7 @@ impl DeliveryEngine {
         let slots = Arc::new(Semaphore::new(partner.concurrency as usize));
         tracing::debug!(partner = %id, "delivery worker started");
         let mut ahead = Ahead::default();
+        let lease = self.config.lease;
         let (tx, mut handed) = mpsc::channel(partner.lookahead.max(1) as usize);
         if partner.lookahead > 0
             && let Ok(mut h) = partner.handoff.lock()
@@ -364,7 +365,7 @@ impl DeliveryEngine {
         loop {
             // What the intake handed over since counts as claimed ahead.
             while let Ok(claim) = handed.try_recv() {
-                ahead.keep(std::iter::once(claim));
+                ahead.keep(std::iter::once(claim), lease);
             }
             let probe = match self.gate(&partner) {
                 Gate::Paused => {
@@ -437,7 +438,7 @@ impl DeliveryEngine {
                 got = claims.len();
                 let mut claims = claims.into_iter();
                 send.extend(claims.by_ref().take(short));
-                ahead.keep(claims);
+                ahead.keep(claims, lease);
             }
             for claim in send {
                 let Some(permit) = permits.pop() else { break };
@@ -460,7 +461,7 @@ impl DeliveryEngine {
                 let wait = self.idle_wait(&id).await;
                 tokio::select! {
                     () = partner.wake.notified() => {},
-                    Some(claim) = handed.recv() => ahead.keep(std::iter::once(claim)),
+                    Some(claim) = handed.recv() => ahead.keep(std::iter::once(claim), lease),
                     () = tokio::time::sleep(wait) => {},
                     () = shutdown.cancelled() => break,
                 }
@@ -474,7 +475,7 @@ impl DeliveryEngine {
         }
         handed.close();
         while let Ok(claim) = handed.try_recv() {
-            ahead.keep(std::iter::once(claim));
+            ahead.keep(std::iter::once(claim), lease);
         }
         // Deliveries claimed ahead and never sent are due again at once, not when their lease
         // runs out (the next start, or another instance, takes them).
@@ -702,7 +703,7 @@ impl Reserved {
 }
 
 /// Deliveries a worker claimed ahead of its free slots, oldest first, with when each was
-/// claimed.
+/// claimed (when its lease began: a hand-off's began before its write committed).
 #[derive(Default)]
 struct Ahead(std::collections::VecDeque<(std::time::Instant, Claim)>);
 
@@ -711,9 +712,16 @@ impl Ahead {
         self.0.len()
     }
 
-    fn keep(&mut self, claims: impl Iterator<Item = Claim>) {
-        let now = std::time::Instant::now();
-        self.0.extend(claims.map(|c| (now, c)));
+    /// Keeps claims under leases of `lease`, each running to its delivery's due time.
+    fn keep(&mut self, claims: impl Iterator<Item = Claim>, lease: Duration) {
+        let (now, wall) = (std::time::Instant::now(), Utc::now());
+        self.0.extend(claims.map(|c| {
+            let left = (c.delivery.due_at - wall)
+                .to_std()
+                .unwrap_or_default()
+                .min(lease);
+            (now.checked_sub(lease - left).unwrap_or(now), c)
+        }));
     }
 
     /// Up to `n` claims still young enough to be sent (claimed within `within`: sent later,
@@ -736,5 +744,49 @@ impl Ahead {
 
     fn drain(&mut self) -> Vec<ClaimToken> {
         self.0.drain(..).map(|(_, c)| c.token).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hotline_model::{Event, EventBody, Ticket};
+
+    use super::*;
+
+    fn claim_due(due_at: chrono::DateTime<Utc>) -> Claim {
+        let ticket = Ticket::new("12348", None, contract_tests::samples::random_draft());
+        let event = Event::new(
+            ticket.id,
+            "12348",
+            EventBody::Dispatch {
+                units: vec![],
+                note: None,
+            },
+        );
+        let h = Handoff {
+            lease_token: uuid::Uuid::now_v7(),
+            lease_until: due_at,
+            partners: vec!["p".into()],
+        };
+        let ids = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        h.claim(&ticket, &event, "p", ids, Utc::now())
+    }
+
+    /// A claim's age is its lease's: one kept when half its lease is gone (a hand-off whose
+    /// write took long) is given back as soon as the rest would not cover a request.
+    #[test]
+    fn claims_kept_ahead_age_from_when_their_lease_began() {
+        let lease = Duration::from_secs(60);
+        let now = Utc::now();
+        let (fresh, half_gone) = (
+            claim_due(now + crate::time::span(lease)),
+            claim_due(now + crate::time::span(lease / 2)),
+        );
+        let mut ahead = Ahead::default();
+        ahead.keep([half_gone.clone(), fresh.clone()].into_iter(), lease);
+        let (send, back) = ahead.take(2, lease / 4);
+        assert_eq!(send, [fresh]);
+        assert_eq!(back, [half_gone.token]);
+        assert_eq!(ahead.len(), 0);
     }
 }
