@@ -364,9 +364,7 @@ impl DeliveryEngine {
         }
         loop {
             // What the intake handed over since counts as claimed ahead.
-            while let Ok(claim) = handed.try_recv() {
-                ahead.keep(std::iter::once(claim), lease);
-            }
+            ahead.keep(std::iter::from_fn(|| handed.try_recv().ok()), lease);
             let probe = match self.gate(&partner) {
                 Gate::Paused => {
                     // Paused or waiting out the breaker: what was claimed ahead is given back
@@ -474,9 +472,7 @@ impl DeliveryEngine {
             *h = None;
         }
         handed.close();
-        while let Ok(claim) = handed.try_recv() {
-            ahead.keep(std::iter::once(claim), lease);
-        }
+        ahead.keep(std::iter::from_fn(|| handed.try_recv().ok()), lease);
         // Deliveries claimed ahead and never sent are due again at once, not when their lease
         // runs out (the next start, or another instance, takes them).
         self.give_back(&id, ahead.drain()).await;

@@ -787,33 +787,35 @@ fn insert_event(
     let mut ids = Vec::with_capacity(targets.len());
     for partner in targets {
         let (id, message_id) = (Uuid::now_v7(), Uuid::now_v7());
-        match handoff.filter(|h| h.takes(partner)) {
-            None => script.push(
-                "INSERT INTO deliveries (id, ticket_id, event_id, partner, message_id, kind, \
-                 status, due_at, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-            ),
-            // As a claim leaves it: sending, its first attempt counted, due when the lease ends.
-            Some(_) => script.push(
-                "INSERT INTO deliveries (id, ticket_id, event_id, partner, message_id, kind, \
-                 status, attempts, lease_token, due_at, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, 'sending', 1, ?, ?, ?, ?)",
+        // A hand-off's rows as a claim leaves them: sending, the first attempt counted, due
+        // when the lease ends.
+        let (status, attempts, lease, due) = match handoff.filter(|h| h.takes(partner)) {
+            None => ("pending", 0_i64, None, now),
+            Some(h) => (
+                "sending",
+                1,
+                Some(h.lease_token.to_string()),
+                ms(h.lease_until),
             ),
         };
         script
+            .push(
+                "INSERT INTO deliveries (id, ticket_id, event_id, partner, message_id, kind, \
+                 status, attempts, lease_token, due_at, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
             .bind(id.to_string())
             .bind(ticket_id.clone())
             .bind(event_id.clone())
             .bind(partner.clone())
             .bind(message_id.to_string())
-            .bind(event.kind().as_str());
-        match handoff.filter(|h| h.takes(partner)) {
-            None => script.bind(now),
-            Some(h) => script
-                .bind(h.lease_token.to_string())
-                .bind(ms(h.lease_until)),
-        };
-        script.bind(now).bind(now);
+            .bind(event.kind().as_str())
+            .bind(status)
+            .bind(attempts)
+            .bind(lease)
+            .bind(due)
+            .bind(now)
+            .bind(now);
         ids.push((id, message_id));
     }
     ids

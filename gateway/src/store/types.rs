@@ -127,9 +127,9 @@ impl NewTicket {
         // millisecond the store keeps.
         let mut ticket = self.ticket.clone();
         ticket.partner_numbers.extend(self.numbers.iter().cloned());
-        let to_ms = |t: DateTime<Utc>| DateTime::from_timestamp_millis(t.timestamp_millis());
-        ticket.created_at = to_ms(ticket.created_at).unwrap_or(ticket.created_at);
-        ticket.updated_at = to_ms(ticket.updated_at).unwrap_or(ticket.updated_at);
+        let as_kept = |t: DateTime<Utc>| super::rows::from_ms(super::rows::ms(t)).unwrap_or(t);
+        ticket.created_at = as_kept(ticket.created_at);
+        ticket.updated_at = as_kept(ticket.updated_at);
         self.targets
             .iter()
             .zip(written)
