@@ -354,11 +354,7 @@ impl Inner {
     }
 
     fn read_answer(&self, bytes: &[u8]) -> Result<Value, String> {
-        let text = self.mapping.encoding.decode(bytes)?;
-        match self.mapping.format {
-            Format::Json => serde_json::from_str(&text).map_err(|e| e.to_string()),
-            Format::Xml => xml::parse(&text).map(|(_, v)| v.into()).map_err(|e| e.0),
-        }
+        self.mapping.read_doc(bytes).map(Value::from)
     }
 
     /// An answer to a delivery in the partner's dialect.

@@ -144,15 +144,6 @@ impl MappedAdapter {
         &self.mapping
     }
 
-    /// Reads an answer body in the partner's format.
-    fn answer_doc(&self, body: &[u8]) -> Result<Doc, String> {
-        let text = self.mapping.encoding.decode(body)?;
-        match self.mapping.format {
-            Format::Json => serde_json::from_str(&text).map_err(|e| e.to_string()),
-            Format::Xml => xml::parse(&text).map(|(_, v)| v).map_err(|e| e.0),
-        }
-    }
-
     fn read(doc: &Doc, path: &str) -> Option<String> {
         crate::mapping::read_text(doc, path)
     }
@@ -265,7 +256,7 @@ impl MappedAdapter {
             ),
             Err(e) => {
                 let status = resp.status;
-                let coded = self.answer_doc(&resp.body).ok().and_then(|doc| {
+                let coded = self.mapping.read_doc(&resp.body).ok().and_then(|doc| {
                     let a = &self.profile.ack;
                     let code = Self::read(&doc, &a.code)?;
                     let text = a.message.as_deref().and_then(|p| Self::read(&doc, p));
@@ -371,7 +362,7 @@ impl Adapter for MappedAdapter {
                 },
             };
         }
-        let doc = match self.answer_doc(&resp.body) {
+        let doc = match self.mapping.read_doc(&resp.body) {
             Ok(d) => d,
             Err(e) => {
                 return Outcome::Retryable {
@@ -420,7 +411,7 @@ impl Adapter for MappedAdapter {
     }
 
     fn partner_code(&self, resp: &WireResponse) -> Option<String> {
-        let doc = self.answer_doc(&resp.body).ok()?;
+        let doc = self.mapping.read_doc(&resp.body).ok()?;
         Self::read(&doc, &self.profile.ack.code)
     }
 

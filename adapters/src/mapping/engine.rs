@@ -290,6 +290,16 @@ impl Mapping {
         self.decode_from(bytes, false)
     }
 
+    /// Any document in the partner's format and encoding (an answer, say) as a tree, without
+    /// its XML root element's name.
+    pub fn read_doc(&self, bytes: &[u8]) -> Result<Doc, String> {
+        let text = self.encoding.decode(bytes)?;
+        match self.format {
+            Format::Json => serde_json::from_str(&text).map_err(|e| e.to_string()),
+            Format::Xml => xml::parse(&text).map(|(_, v)| v).map_err(|e| e.0),
+        }
+    }
+
     fn decode_from(&self, bytes: &[u8], inbound: bool) -> Result<Translation, TranslateError> {
         if let (Format::Xml, Some(label)) = (self.format, xml::declared_encoding(bytes))
             && !self.encoding.accepts_label(&label)
