@@ -3,9 +3,9 @@
 //! The store stays the source of truth; the queue carries claims. Per partner:
 //! - a **relay** claims due deliveries from the store (under a lease, as a worker would) and
 //!   publishes one persistent message per claim, `{delivery_id, lease_token}`, to the durable
-//!   queue `<prefix>.deliver.<partner>` on a channel in confirm mode, awaiting each confirm. A
-//!   claim whose publish is not confirmed is simply not sent: its lease runs out and it is
-//!   claimed and published again.
+//!   queue `<prefix>.deliver.<partner>` on a channel in confirm mode, a claimed batch at a time,
+//!   then awaits the batch's confirms. A claim whose publish is not confirmed is simply not
+//!   sent: its lease runs out and it is claimed and published again.
 //! - a **consumer** (prefetch = the partner's concurrency) takes messages, reads the claim back
 //!   from the store ([`crate::store::Store::claimed`]: a claim that no longer holds, because it
 //!   was finished or its lease ran out and it was claimed again, is acknowledged and dropped),
@@ -218,6 +218,9 @@ impl DeliveryEngine {
                 }
             };
             let got = claims.len() as u32;
+            // The whole batch is published before any confirm is awaited: the broker confirms
+            // persistent messages after writing them, and one write serves them all.
+            let mut confirms = Vec::with_capacity(claims.len());
             for claim in claims {
                 let job = Job {
                     delivery_id: claim.token.delivery_id,
@@ -235,14 +238,16 @@ impl DeliveryEngine {
                             .with_content_type("application/json".into())
                             .with_message_id(claim.delivery.message_id.to_string().into()),
                     )
-                    .await?
                     .await?;
+                confirms.push(confirm);
+            }
+            for confirm in futures::future::try_join_all(confirms).await? {
                 if !confirm.is_ack() {
                     return Err(SessionError::Nacked);
                 }
-                metrics::counter!("hotline_amqp_published_total", "partner" => id.to_owned())
-                    .increment(1);
             }
+            metrics::counter!("hotline_amqp_published_total", "partner" => id.to_owned())
+                .increment(u64::from(got));
             if got < limit.max(1) {
                 let wait = if limit == 0 {
                     self.config.poll_interval
