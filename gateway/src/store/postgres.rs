@@ -51,6 +51,9 @@ impl PgStore {
         let pool = (|| {
             PgPoolOptions::new()
                 .max_connections(16)
+                // No ping before each use: a connection found broken by its first statement is
+                // an I/O error, and the work runs again on another (see `run`).
+                .test_before_acquire(false)
                 .connect_with(options.clone())
         })
         .retry(
@@ -84,14 +87,29 @@ impl PgStore {
         T: Send + 'static,
         F: for<'c> Fn(&'c mut PgConnection) -> BoxFut<'c, Result<T>> + Send + Sync,
     {
+        self.run(true, f).await
+    }
+
+    /// Runs `f` on a connection of the pool, in a transaction of its own when `transaction`
+    /// (else each statement commits by itself: for work that is one statement, or whose
+    /// statements each stand alone); runs it again when it lost a race or the connection.
+    async fn run<T, F>(&self, transaction: bool, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> Fn(&'c mut PgConnection) -> BoxFut<'c, Result<T>> + Send + Sync,
+    {
         let mut tries = 0;
         loop {
             tries += 1;
             let result = async {
-                let mut tx = self.pool.begin().await?;
-                let value = f(&mut tx).await?;
-                tx.commit().await?;
-                Ok(value)
+                if transaction {
+                    let mut tx = self.pool.begin().await?;
+                    let value = f(&mut tx).await?;
+                    tx.commit().await?;
+                    Ok(value)
+                } else {
+                    f(&mut *self.pool.acquire().await?).await
+                }
             }
             .await;
             match result {
@@ -200,76 +218,81 @@ async fn claim_of(conn: &mut PgConnection, id: Uuid, token: Uuid, seal: &Seal) -
     })
 }
 
-/// Returns the earlier ticket and event when one of `keys` was already used by `source`.
+/// Returns the earlier ticket and event when one of `keys` was already used by `source` (the
+/// first such key's).
 async fn seen(
     conn: &mut PgConnection,
     source: &str,
     keys: &[String],
 ) -> Result<Option<(Uuid, Uuid)>> {
-    for key in keys {
-        if let Some(row) = sqlx::query(
-            "SELECT ticket_id, event_id FROM inbound_keys WHERE source = $1 AND key = $2",
-        )
-        .bind(source)
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await?
-        {
-            return Ok(Some((
-                get_uuid(&row, "ticket_id")?,
-                get_uuid(&row, "event_id")?,
-            )));
-        }
-    }
-    Ok(None)
+    let row = sqlx::query(
+        "SELECT ticket_id, event_id FROM inbound_keys WHERE source = $1 AND key = ANY($2) \
+         ORDER BY array_position($2, key) LIMIT 1",
+    )
+    .bind(source)
+    .bind(keys)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| Ok((get_uuid(&row, "ticket_id")?, get_uuid(&row, "event_id")?)))
+        .transpose()
 }
 
-/// Writes an event with its idempotency keys, numbers and outbox rows.
+/// The statement that writes an event with its idempotency keys, its numbers, its outbox rows
+/// and the clocks it starts, in one round trip (the arrays are unnested into rows); with
+/// [`TICKET_INSERT`] after it, the new ticket too. Its keys clashing with an earlier event's is a
+/// unique violation that undoes the whole statement.
+static EVENT_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH e AS (INSERT INTO events (id, ticket_id, kind, source, at, body) \
+             VALUES ($1, $2, $3, $4, $5, $6)), \
+         k AS (INSERT INTO inbound_keys (source, key, ticket_id, event_id) \
+             SELECT $4, key, $2, $1 FROM unnest($7::TEXT[]) AS key), \
+         n AS (INSERT INTO ticket_numbers (system, number, ticket_id) \
+             SELECT system, number, $2 FROM unnest($8::TEXT[], $9::TEXT[]) AS x (system, number) \
+             ON CONFLICT DO NOTHING), \
+         d AS (INSERT INTO deliveries (id, ticket_id, event_id, partner, message_id, kind, status, \
+             attempts, lease_token, due_at, created_at, updated_at) \
+             SELECT id, $2, $1, partner, message_id, $3, status, attempts, lease_token, due_at, $10, $10 \
+             FROM unnest($11::TEXT[], $12::TEXT[], $13::TEXT[], $14::TEXT[], $15::BIGINT[], \
+                 $16::TEXT[], $17::BIGINT[]) \
+             AS x (id, partner, message_id, status, attempts, lease_token, due_at)), \
+         c AS (INSERT INTO sla_clocks ({CLOCK_COLUMNS}) \
+             SELECT id, ticket_id, kind, party, urgent, started_at, due_at, urge_at, provisional, \
+                 extended_days, 'running', NULL::BIGINT, NULL::BIGINT, NULL::BIGINT \
+             FROM unnest($18::TEXT[], $19::TEXT[], $20::TEXT[], $21::TEXT[], $22::BOOLEAN[], \
+                 $23::BIGINT[], $24::BIGINT[], $25::BIGINT[], $26::BOOLEAN[], $27::BIGINT[]) \
+             AS x (id, ticket_id, kind, party, urgent, started_at, due_at, urge_at, provisional, \
+                 extended_days)) "
+    )
+});
+
+/// What follows [`EVENT_INSERT`] to make it the new ticket's statement.
+const TICKET_INSERT: &str = "INSERT INTO tickets (id, origin, external_id, status, kind, urgency, \
+     draft, created_at, updated_at, caller_hash) \
+     VALUES ($2, $28, $29, $30, $31, $32, $33, $34, $35, $36)";
+
+/// What follows [`EVENT_INSERT`] when the ticket exists.
+const EVENT_ONLY: &str = "SELECT 1::BIGINT";
+
+/// Writes an event with its idempotency keys, numbers, outbox rows and the clocks `clocks`
+/// starts (other clock changes are the caller's), and `ticket`, a new ticket's row, when given:
+/// one statement. Returns the ids and message ids of the outbox rows, in the order of `targets`.
+/// The rows of partners the `handoff` names are written already claimed under its lease.
+#[allow(clippy::too_many_arguments)]
 async fn insert_event(
     conn: &mut PgConnection,
+    ticket: Option<(&Ticket, &str, Option<&str>)>,
     event: &Event,
     body: &str,
     keys: &[String],
     numbers: &[(String, String)],
     targets: &[String],
     handoff: Option<&Handoff>,
+    clocks: &[ClockOp],
 ) -> Result<Vec<(Uuid, Uuid)>> {
     let now = ms(Utc::now());
-    let ticket_id = event.ticket_id.to_string();
-    let event_id = event.id.to_string();
-    sqlx::query(
-        "INSERT INTO events (id, ticket_id, kind, source, at, body) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&event_id)
-    .bind(&ticket_id)
-    .bind(event.kind().as_str())
-    .bind(&event.source)
-    .bind(ms(event.at))
-    .bind(body)
-    .execute(&mut *conn)
-    .await?;
-    for key in keys {
-        sqlx::query(
-            "INSERT INTO inbound_keys (source, key, ticket_id, event_id) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&event.source)
-        .bind(key)
-        .bind(&ticket_id)
-        .bind(&event_id)
-        .execute(&mut *conn)
-        .await?;
-    }
-    for (system, number) in numbers {
-        sqlx::query(
-            "INSERT INTO ticket_numbers (system, number, ticket_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(system)
-        .bind(number)
-        .bind(&ticket_id)
-        .execute(&mut *conn)
-        .await?;
-    }
     let mut ids = Vec::with_capacity(targets.len());
+    let mut outbox = Outbox::default();
     for partner in targets {
         let (id, message_id) = (Uuid::now_v7(), Uuid::now_v7());
         // A hand-off's rows as a claim leaves them: sending, the first attempt counted, due
@@ -283,31 +306,107 @@ async fn insert_event(
                 ms(h.lease_until),
             ),
         };
-        sqlx::query(
-            "INSERT INTO deliveries (id, ticket_id, event_id, partner, message_id, kind, status, \
-             attempts, lease_token, due_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(id.to_string())
-        .bind(&ticket_id)
-        .bind(&event_id)
-        .bind(partner)
-        .bind(message_id.to_string())
-        .bind(event.kind().as_str())
-        .bind(status)
-        .bind(attempts)
-        .bind(lease)
-        .bind(due)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+        outbox.id.push(id.to_string());
+        outbox.partner.push(partner.clone());
+        outbox.message_id.push(message_id.to_string());
+        outbox.status.push(status);
+        outbox.attempts.push(attempts);
+        outbox.lease.push(lease);
+        outbox.due.push(due);
         ids.push((id, message_id));
     }
+    let starts: Vec<&Clock> = clocks
+        .iter()
+        .filter_map(|op| match op {
+            ClockOp::Start(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let column = |f: &dyn Fn(&Clock) -> String| starts.iter().map(|c| f(c)).collect::<Vec<_>>();
+    let times =
+        |f: &dyn Fn(&Clock) -> DateTime<Utc>| starts.iter().map(|c| ms(f(c))).collect::<Vec<_>>();
+    let sql = format!(
+        "{}{}",
+        *EVENT_INSERT,
+        if ticket.is_some() {
+            TICKET_INSERT
+        } else {
+            EVENT_ONLY
+        }
+    );
+    let query = sqlx::query(&sql)
+        .bind(event.id.to_string())
+        .bind(event.ticket_id.to_string())
+        .bind(event.kind().as_str())
+        .bind(&event.source)
+        .bind(ms(event.at))
+        .bind(body)
+        .bind(keys)
+        .bind(numbers.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>())
+        .bind(numbers.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>())
+        .bind(now)
+        .bind(outbox.id)
+        .bind(outbox.partner)
+        .bind(outbox.message_id)
+        .bind(outbox.status)
+        .bind(outbox.attempts)
+        .bind(outbox.lease)
+        .bind(outbox.due)
+        .bind(column(&|c| c.id.to_string()))
+        .bind(column(&|c| c.ticket_id.to_string()))
+        .bind(column(&|c| c.kind.as_str().to_owned()))
+        .bind(column(&|c| c.party.clone()))
+        .bind(starts.iter().map(|c| c.urgent).collect::<Vec<_>>())
+        .bind(times(&|c| c.started_at))
+        .bind(times(&|c| c.due_at))
+        .bind(times(&|c| c.urge_at))
+        .bind(starts.iter().map(|c| c.provisional).collect::<Vec<_>>())
+        .bind(
+            starts
+                .iter()
+                .map(|c| i64::from(c.extended_days))
+                .collect::<Vec<_>>(),
+        );
+    let query = match ticket {
+        Some((t, draft, caller_hash)) => query
+            .bind(&t.origin)
+            .bind(&t.external_id)
+            .bind(t.status.as_str())
+            .bind(enum_str(&t.draft.kind))
+            .bind(enum_str(&t.draft.urgency))
+            .bind(draft)
+            .bind(ms(t.created_at))
+            .bind(ms(t.updated_at))
+            .bind(caller_hash),
+        None => query,
+    };
+    query.execute(&mut *conn).await?;
     Ok(ids)
 }
 
-async fn apply_clock_ops(conn: &mut PgConnection, ticket_id: Uuid, ops: &[ClockOp]) -> Result<()> {
+/// The clock changes of `ops` that [`insert_event`] leaves to the caller: all but starts.
+fn after_event(ops: &[ClockOp]) -> impl Iterator<Item = &ClockOp> {
+    ops.iter().filter(|op| !matches!(op, ClockOp::Start(_)))
+}
+
+/// An event's outbox rows, column by column, as [`EVENT_INSERT`] takes them.
+#[derive(Default)]
+struct Outbox {
+    id: Vec<String>,
+    partner: Vec<String>,
+    message_id: Vec<String>,
+    status: Vec<&'static str>,
+    attempts: Vec<i64>,
+    lease: Vec<Option<String>>,
+    due: Vec<i64>,
+}
+
+/// Applies clock changes in order.
+async fn apply_clock_ops<'a>(
+    conn: &mut PgConnection,
+    ticket_id: Uuid,
+    ops: impl IntoIterator<Item = &'a ClockOp>,
+) -> Result<()> {
     for op in ops {
         match op {
             ClockOp::Start(c) => {
@@ -441,45 +540,48 @@ impl Store for PgStore {
     async fn accept_ticket(&self, cmd: NewTicket) -> Result<Accepted> {
         let draft = self.seal.draft_out(&cmd.ticket.draft)?;
         let body = self.seal.event_out(&cmd.event)?;
-        self.write(move |conn| {
+        // Usually one statement writes it all (a new ticket's clocks only start) and needs no
+        // transaction around it.
+        let single = after_event(&cmd.clocks).next().is_none();
+        self.run(!single, move |conn| {
             let cmd = cmd.clone();
             let draft = draft.clone();
             let body = body.clone();
             Box::pin(async move {
                 let t = &cmd.ticket;
-                if let Some((ticket_id, event_id)) = seen(conn, &t.origin, &cmd.keys).await? {
-                    return Ok(Accepted::Duplicate {
-                        ticket_id,
-                        event_id,
-                    });
+                let duplicate = |(ticket_id, event_id)| Accepted::Duplicate {
+                    ticket_id,
+                    event_id,
+                };
+                // A failed statement ends a transaction, so there the keys are looked up first;
+                // a statement of its own looks only once its keys clashed.
+                if !single && let Some(earlier) = seen(conn, &t.origin, &cmd.keys).await? {
+                    return Ok(duplicate(earlier));
                 }
-                sqlx::query(
-                    "INSERT INTO tickets (id, origin, external_id, status, kind, urgency, draft, \
-                     created_at, updated_at, caller_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(t.id.to_string())
-                .bind(&t.origin)
-                .bind(&t.external_id)
-                .bind(t.status.as_str())
-                .bind(enum_str(&t.draft.kind))
-                .bind(enum_str(&t.draft.urgency))
-                .bind(&draft)
-                .bind(ms(t.created_at))
-                .bind(ms(t.updated_at))
-                .bind(&cmd.caller_hash)
-                .execute(&mut *conn)
-                .await?;
-                let written = insert_event(
+                let row = (t, draft.as_str(), cmd.caller_hash.as_deref());
+                let written = match insert_event(
                     conn,
+                    Some(row),
                     &cmd.event,
                     &body,
                     &cmd.keys,
                     &cmd.numbers,
                     &cmd.targets,
                     cmd.handoff.as_ref(),
+                    &cmd.clocks,
                 )
-                .await?;
-                apply_clock_ops(conn, t.id, &cmd.clocks).await?;
+                .await
+                {
+                    Ok(written) => written,
+                    Err(StoreError::Contention(why)) if single => {
+                        return match seen(conn, &t.origin, &cmd.keys).await? {
+                            Some(earlier) => Ok(duplicate(earlier)),
+                            None => Err(StoreError::Contention(why)),
+                        };
+                    }
+                    Err(e) => return Err(e),
+                };
+                apply_clock_ops(conn, t.id, after_event(&cmd.clocks)).await?;
                 let caller_tickets = match (&cmd.caller_hash, cmd.repeat_since) {
                     (Some(hash), Some(since)) => caller_tickets(&mut *conn, hash, since).await?,
                     _ => Vec::new(),
@@ -532,10 +634,19 @@ impl Store for PgStore {
                         None => StoreError::Conflict(format!("no ticket {}", e.ticket_id)),
                     });
                 }
-                let written =
-                    insert_event(conn, e, &body, &cmd.keys, &cmd.numbers, &cmd.targets, None)
-                        .await?;
-                apply_clock_ops(conn, e.ticket_id, &cmd.clocks).await?;
+                let written = insert_event(
+                    conn,
+                    None,
+                    e,
+                    &body,
+                    &cmd.keys,
+                    &cmd.numbers,
+                    &cmd.targets,
+                    None,
+                    &cmd.clocks,
+                )
+                .await?;
+                apply_clock_ops(conn, e.ticket_id, after_event(&cmd.clocks)).await?;
                 Ok(Accepted::Created {
                     ticket_id: e.ticket_id,
                     event_id: e.id,
@@ -798,27 +909,13 @@ impl Store for PgStore {
         next: Next,
     ) -> Result<bool> {
         let claim = claim.clone();
-        self.write(move |conn| {
+        // One statement: the attempt, the delivery's next state while the claim holds, and the
+        // partner's number for the ticket when it gave one.
+        self.run(false, move |conn| {
             let next = next.clone();
             let attempt = attempt.clone();
             Box::pin(async move {
                 let now = ms(Utc::now());
-                sqlx::query(
-                    "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, \
-                     outcome, http_status, partner_code, error, partner_ref) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-                )
-                .bind(attempt.delivery_id.to_string())
-                .bind(i64::from(attempt.number))
-                .bind(ms(attempt.started_at))
-                .bind(attempt.duration_ms as i64)
-                .bind(&attempt.outcome)
-                .bind(attempt.http_status.map(i64::from))
-                .bind(&attempt.partner_code)
-                .bind(&attempt.error)
-                .bind(&attempt.partner_ref)
-                .execute(&mut *conn)
-                .await?;
                 let (status, due, error, partner_ref, acked) = match &next {
                     Next::Acknowledged { partner_ref } => {
                         ("acknowledged", None, None, partner_ref.clone(), Some(now))
@@ -832,12 +929,29 @@ impl Store for PgStore {
                     Next::Dead { error } => ("dead", None, Some(error.clone()), None, None),
                     Next::Skipped { reason } => ("skipped", None, Some(reason.clone()), None, None),
                 };
-                let updated = sqlx::query(
-                    "UPDATE deliveries SET status = $1, due_at = COALESCE($2, due_at), \
-                     last_error = $3, partner_ref = COALESCE($4, partner_ref), \
-                     acked_at = COALESCE($5, acked_at), lease_token = NULL, updated_at = $6 \
-                     WHERE id = $7 AND lease_token = $8 AND status = 'sending'",
+                let held: i64 = sqlx::query_scalar(
+                    "WITH a AS (INSERT INTO attempts (delivery_id, number, started_at, \
+                         duration_ms, outcome, http_status, partner_code, error, partner_ref) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING), \
+                     u AS (UPDATE deliveries SET status = $10, due_at = COALESCE($11, due_at), \
+                         last_error = $12, partner_ref = COALESCE($13, partner_ref), \
+                         acked_at = COALESCE($14, acked_at), lease_token = NULL, updated_at = $15 \
+                         WHERE id = $16 AND lease_token = $17 AND status = 'sending' \
+                         RETURNING partner, ticket_id), \
+                     n AS (INSERT INTO ticket_numbers (system, number, ticket_id) \
+                         SELECT partner, $13, ticket_id FROM u WHERE $13::TEXT IS NOT NULL \
+                         ON CONFLICT DO NOTHING) \
+                     SELECT count(*) FROM u",
                 )
+                .bind(attempt.delivery_id.to_string())
+                .bind(i64::from(attempt.number))
+                .bind(ms(attempt.started_at))
+                .bind(attempt.duration_ms as i64)
+                .bind(&attempt.outcome)
+                .bind(attempt.http_status.map(i64::from))
+                .bind(&attempt.partner_code)
+                .bind(&attempt.error)
+                .bind(&attempt.partner_ref)
                 .bind(status)
                 .bind(due)
                 .bind(error)
@@ -846,13 +960,9 @@ impl Store for PgStore {
                 .bind(now)
                 .bind(claim.delivery_id.to_string())
                 .bind(claim.lease_token.to_string())
-                .execute(&mut *conn)
+                .fetch_one(&mut *conn)
                 .await?;
-                let held = updated.rows_affected() == 1;
-                if held && let Some(r) = &partner_ref {
-                    remember_partner_ref(conn, claim.delivery_id, r).await?;
-                }
-                Ok(held)
+                Ok(held == 1)
             })
         })
         .await
