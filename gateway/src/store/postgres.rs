@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hotline_model::{Event, EventKind, Ticket, TicketStatus};
 use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
 use super::rows::*;
@@ -195,27 +195,38 @@ async fn delivery_with(conn: &mut PgConnection, id: Uuid) -> Result<Option<Deliv
         .transpose()
 }
 
-/// A claimed delivery with its ticket and event, read inside the claiming transaction.
-async fn claim_of(conn: &mut PgConnection, id: Uuid, token: Uuid, seal: &Seal) -> Result<Claim> {
-    let delivery = delivery_with(conn, id)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("delivery {id} vanished")))?;
-    let ticket = ticket_with(conn, delivery.ticket_id, seal)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("ticket of {id} missing")))?;
-    let body: String = sqlx::query_scalar("SELECT body FROM events WHERE id = $1")
-        .bind(delivery.event_id.to_string())
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(Claim {
-        token: ClaimToken {
-            delivery_id: id,
-            lease_token: token,
-        },
-        delivery,
-        ticket,
-        event: seal.event_in(&body)?,
-    })
+/// The rows that complete claims of the claimed `deliveries` (tagged `delivery`): their tickets
+/// with every number and their events, tagged for [`claims_from`].
+async fn claim_parts(conn: &mut PgConnection, deliveries: &[PgRow]) -> Result<Vec<PgRow>> {
+    let ids = |col| {
+        deliveries
+            .iter()
+            .map(|row| row.text(col))
+            .collect::<Result<Vec<_>>>()
+    };
+    let (tickets, events) = (ids("ticket_id")?, ids("event_id")?);
+    let mut rows = sqlx::query(
+        "SELECT 'number' AS part, ticket_id, system, number FROM ticket_numbers \
+         WHERE ticket_id = ANY($1)",
+    )
+    .bind(&tickets)
+    .fetch_all(&mut *conn)
+    .await?;
+    let sql =
+        format!("SELECT 'ticket' AS part, {TICKET_COLUMNS} FROM tickets t WHERE t.id = ANY($1)");
+    rows.extend(
+        sqlx::query(&sql)
+            .bind(&tickets)
+            .fetch_all(&mut *conn)
+            .await?,
+    );
+    rows.extend(
+        sqlx::query("SELECT 'event' AS part, id, body FROM events WHERE id = ANY($1)")
+            .bind(&events)
+            .fetch_all(&mut *conn)
+            .await?,
+    );
+    Ok(rows)
 }
 
 /// Returns the earlier ticket and event when one of `keys` was already used by `source` (the
@@ -845,41 +856,37 @@ impl Store for PgStore {
         let partner = partner.to_owned();
         let lease_until = now + crate::time::span(lease);
         let seal = self.seal.clone();
+        // One lease token for the batch: a claim is its delivery id with the token.
+        let token = Uuid::now_v7();
         self.write(move |conn| {
             let partner = partner.clone();
             let seal = seal.clone();
             Box::pin(async move {
                 let sql = format!(
-                    "SELECT d.id FROM deliveries d \
-                     WHERE d.partner = $1 AND d.status IN {OPEN_STATUSES} AND d.due_at <= $2 \
-                       AND NOT EXISTS (SELECT 1 FROM deliveries e \
-                           WHERE e.ticket_id = d.ticket_id AND e.partner = d.partner \
-                             AND e.seq < d.seq AND e.status NOT IN {SETTLED_STATUSES}) \
-                     ORDER BY d.due_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED"
+                    "UPDATE deliveries AS d SET status = 'sending', attempts = d.attempts + 1, \
+                     lease_token = $1, due_at = $2, updated_at = $3 \
+                     WHERE d.id IN (SELECT c.id FROM deliveries c \
+                         WHERE c.partner = $4 AND c.status IN {OPEN_STATUSES} AND c.due_at <= $3 \
+                           AND NOT EXISTS (SELECT 1 FROM deliveries e \
+                               WHERE e.ticket_id = c.ticket_id AND e.partner = c.partner \
+                                 AND e.seq < c.seq AND e.status NOT IN {SETTLED_STATUSES}) \
+                         ORDER BY c.due_at LIMIT $5 FOR UPDATE OF c SKIP LOCKED) \
+                     RETURNING 'delivery' AS part, {DELIVERY_COLUMNS}, d.seq"
                 );
-                let ids = sqlx::query(&sql)
-                    .bind(&partner)
-                    .bind(ms(now))
-                    .bind(i64::from(limit))
-                    .fetch_all(&mut *conn)
-                    .await?;
-                let mut claims = Vec::with_capacity(ids.len());
-                for row in &ids {
-                    let id = get_uuid(row, "id")?;
-                    let token = Uuid::now_v7();
-                    sqlx::query(
-                        "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, \
-                         lease_token = $1, due_at = $2, updated_at = $3 WHERE id = $4",
-                    )
+                let mut rows = sqlx::query(&sql)
                     .bind(token.to_string())
                     .bind(ms(lease_until))
                     .bind(ms(now))
-                    .bind(id.to_string())
-                    .execute(&mut *conn)
+                    .bind(&partner)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *conn)
                     .await?;
-                    claims.push(claim_of(conn, id, token, &seal).await?);
+                if rows.is_empty() {
+                    return Ok(Vec::new());
                 }
-                Ok(claims)
+                let parts = claim_parts(conn, &rows).await?;
+                rows.extend(parts);
+                claims_from(&rows, token, &seal)
             })
         })
         .await
@@ -887,19 +894,22 @@ impl Store for PgStore {
 
     async fn claimed(&self, token: &ClaimToken) -> Result<Option<Claim>> {
         let mut conn = self.pool.acquire().await?;
-        let held: Option<i64> = sqlx::query_scalar(
-            "SELECT 1::BIGINT FROM deliveries WHERE id = $1 AND lease_token = $2 AND status = 'sending'",
-        )
-        .bind(token.delivery_id.to_string())
-        .bind(token.lease_token.to_string())
-        .fetch_optional(&mut *conn)
-        .await?;
-        match held {
-            Some(_) => claim_of(&mut conn, token.delivery_id, token.lease_token, &self.seal)
-                .await
-                .map(Some),
-            None => Ok(None),
+        let sql = format!(
+            "SELECT 'delivery' AS part, {DELIVERY_COLUMNS}, d.seq FROM deliveries d \
+             WHERE d.id = $1 AND d.lease_token = $2 AND d.status = 'sending'"
+        );
+        let mut rows = sqlx::query(&sql)
+            .bind(token.delivery_id.to_string())
+            .bind(token.lease_token.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+        if rows.is_empty() {
+            return Ok(None);
         }
+        let parts = claim_parts(&mut conn, &rows).await?;
+        rows.extend(parts);
+        let claims = claims_from(&rows, token.lease_token, &self.seal)?;
+        Ok(claims.into_iter().next())
     }
 
     async fn finish_attempt(

@@ -3,7 +3,7 @@
 //! schemas keep the same columns (times as Unix milliseconds, ids and documents as text); they
 //! differ only in how a flag is stored, which [`Fields`] hides.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
@@ -11,7 +11,7 @@ use hotline_model::{Event, EventBody, EventKind, Ticket, TicketDraft};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{Alert, Clock, Delivery, DeliveryStatus, Result, StoreError};
+use super::{Alert, Claim, ClaimToken, Clock, Delivery, DeliveryStatus, Result, StoreError};
 
 /// What a purged caller's name reads.
 pub const PURGED: &str = "已清除";
@@ -299,4 +299,61 @@ fn purge_draft(d: &mut TicketDraft) {
 
 fn opened(e: crate::seal::SealError) -> StoreError {
     StoreError::Corrupt(format!("personal data: {e}"))
+}
+
+/// Claims under `token` out of rows tagged by their `part` column: the claimed deliveries
+/// (`delivery`, with `seq`), their tickets (`ticket`) with every number (`number`) and their
+/// events (`event`); in the order they fell due (oldest row first on a tie).
+pub(super) fn claims_from<R: Fields>(rows: &[R], token: Uuid, seal: &Seal) -> Result<Vec<Claim>> {
+    let mut deliveries = Vec::new();
+    let mut numbers: HashMap<Uuid, BTreeMap<String, String>> = HashMap::new();
+    let mut ticket_rows = Vec::new();
+    let mut events = HashMap::new();
+    for row in rows {
+        let part = row.text("part")?;
+        match part.as_str() {
+            "delivery" => deliveries.push((row.int("seq")?, delivery_from_row(row)?)),
+            "number" => {
+                numbers
+                    .entry(get_uuid(row, "ticket_id")?)
+                    .or_default()
+                    .insert(row.text("system")?, row.text("number")?);
+            }
+            "ticket" => ticket_rows.push(row),
+            "event" => {
+                let body = row.text("body")?;
+                events.insert(get_uuid(row, "id")?, seal.event_in(&body)?);
+            }
+            other => return Err(StoreError::Corrupt(format!("claim read part {other}"))),
+        }
+    }
+    let mut tickets = HashMap::new();
+    for row in ticket_rows {
+        let id = get_uuid(row, "id")?;
+        let ticket = ticket_from_row(row, numbers.remove(&id).unwrap_or_default(), seal)?;
+        tickets.insert(id, ticket);
+    }
+    deliveries.sort_by_key(|(seq, d)| (d.due_at, *seq));
+    deliveries
+        .into_iter()
+        .map(|(_, delivery)| {
+            let ticket = tickets
+                .get(&delivery.ticket_id)
+                .cloned()
+                .ok_or_else(|| StoreError::Corrupt(format!("ticket of {} missing", delivery.id)))?;
+            let event = events
+                .get(&delivery.event_id)
+                .cloned()
+                .ok_or_else(|| StoreError::Corrupt(format!("event of {} missing", delivery.id)))?;
+            Ok(Claim {
+                token: ClaimToken {
+                    delivery_id: delivery.id,
+                    lease_token: token,
+                },
+                delivery,
+                ticket,
+                event,
+            })
+        })
+        .collect()
 }

@@ -11,7 +11,7 @@
 //! [`Script`]s: all their statements in one trip, undone together when one fails. Other writes
 //! are code run in a savepoint of their own.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -663,62 +663,6 @@ fn read_claims(script: &mut Script, token: Uuid, only: Option<Uuid>) {
             .bind(only.clone())
             .bind(only.clone());
     }
-}
-
-/// Claims out of the rows of a script ending with [`read_claims`]: the deliveries in the order
-/// they fell due (oldest row first on a tie), each with its ticket and event.
-fn claims_from<R: Fields>(rows: &[R], token: Uuid, seal: &Seal) -> Result<Vec<Claim>> {
-    let mut deliveries = Vec::new();
-    let mut numbers: HashMap<Uuid, BTreeMap<String, String>> = HashMap::new();
-    let mut ticket_rows = Vec::new();
-    let mut events = HashMap::new();
-    for row in rows {
-        let part = row.text("part")?;
-        match part.as_str() {
-            "delivery" => deliveries.push((row.int("seq")?, delivery_from_row(row)?)),
-            "number" => {
-                numbers
-                    .entry(get_uuid(row, "ticket_id")?)
-                    .or_default()
-                    .insert(row.text("system")?, row.text("number")?);
-            }
-            "ticket" => ticket_rows.push(row),
-            "event" => {
-                let body = row.text("body")?;
-                events.insert(get_uuid(row, "id")?, seal.event_in(&body)?);
-            }
-            other => return Err(StoreError::Corrupt(format!("claim read part {other}"))),
-        }
-    }
-    let mut tickets = HashMap::new();
-    for row in ticket_rows {
-        let id = get_uuid(row, "id")?;
-        let ticket = ticket_from_row(row, numbers.remove(&id).unwrap_or_default(), seal)?;
-        tickets.insert(id, ticket);
-    }
-    deliveries.sort_by_key(|(seq, d)| (d.due_at, *seq));
-    deliveries
-        .into_iter()
-        .map(|(_, delivery)| {
-            let ticket = tickets
-                .get(&delivery.ticket_id)
-                .cloned()
-                .ok_or_else(|| StoreError::Corrupt(format!("ticket of {} missing", delivery.id)))?;
-            let event = events
-                .get(&delivery.event_id)
-                .cloned()
-                .ok_or_else(|| StoreError::Corrupt(format!("event of {} missing", delivery.id)))?;
-            Ok(Claim {
-                token: ClaimToken {
-                    delivery_id: delivery.id,
-                    lease_token: token,
-                },
-                delivery,
-                ticket,
-                event,
-            })
-        })
-        .collect()
 }
 
 /// Returns the earlier ticket and event when one of `keys` was already used by `source`.
