@@ -1821,19 +1821,24 @@ impl Store for PgStore {
         let until = now
             .checked_add_signed(crate::time::span(keep))
             .unwrap_or(now);
-        self.write(move |conn| {
+        // One statement: the expired nonces go, and this one is taken unless it is still kept
+        // (an expired copy of it is taken over in place rather than deleted).
+        self.run(false, move |conn| {
             let (partner, nonce) = (partner.clone(), nonce.clone());
             Box::pin(async move {
-                sqlx::query("DELETE FROM seen_nonces WHERE expires_at < $1")
-                    .bind(ms(now))
-                    .execute(&mut *conn)
-                    .await?;
-                let r = sqlx::query("INSERT INTO seen_nonces (partner, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                    .bind(&partner)
-                    .bind(&nonce)
-                    .bind(ms(until))
-                    .execute(&mut *conn)
-                    .await?;
+                let r = sqlx::query(
+                    "WITH gone AS (DELETE FROM seen_nonces WHERE expires_at < $4 \
+                         AND NOT (partner = $1 AND nonce = $2)) \
+                     INSERT INTO seen_nonces (partner, nonce, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (partner, nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+                     WHERE seen_nonces.expires_at < $4",
+                )
+                .bind(&partner)
+                .bind(&nonce)
+                .bind(ms(until))
+                .bind(ms(now))
+                .execute(&mut *conn)
+                .await?;
                 Ok(r.rows_affected() == 1)
             })
         })
