@@ -585,3 +585,48 @@ async fn a_delivery_handed_to_its_worker_goes_out_without_a_claim() {
     assert_eq!(h.sim.received().len(), 2);
     h.gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_hand_off_arriving_while_its_worker_stops_is_given_back() {
+    use hotline_gateway::store::Accepted;
+
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(5), |c| {
+        c.delivery.poll_interval = Duration::from_secs(3600);
+    })
+    .await;
+    // Once the worker runs, it takes hand-offs.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (handoff, reserved) = loop {
+        if let Some(room) = h.gateway.engine.reserve_handoff(&[PARTNER.to_owned()]) {
+            break room;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker has room"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let mut cmd = store_new_ticket("SD-H003");
+    cmd.handoff = Some(handoff);
+    let store = std::sync::Arc::clone(&h.gateway.store);
+    let Accepted::Created {
+        deliveries, claims, ..
+    } = store.accept_ticket(cmd).await.unwrap()
+    else {
+        panic!("a new ticket")
+    };
+    // The worker stops while the committed claim is still on its way to it.
+    let stopping = tokio::spawn(h.gateway.shutdown());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = chrono::Utc::now();
+    reserved.hand_over(claims);
+    stopping.await.unwrap().unwrap();
+    let d = store.delivery(deliveries[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (d.status, d.attempts),
+        (DeliveryStatus::Pending, 0),
+        "given back, not left claimed until its lease runs out"
+    );
+    assert!(d.due_at <= chrono::Utc::now() && d.due_at >= before - chrono::Duration::seconds(1));
+    assert!(h.sim.received().is_empty());
+}

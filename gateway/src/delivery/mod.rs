@@ -465,14 +465,20 @@ impl DeliveryEngine {
                 }
             }
         }
-        // No more hand-overs; what came is given back with the rest. (A hand-over reserved
-        // before this and sent after is dropped: its row stays claimed until its lease runs
-        // out, then it is claimed again.)
+        // No more hand-overs; what came is given back with the rest, including hand-overs
+        // reserved before this whose tickets are still being written: the channel ends once
+        // their room is used or freed (a write takes a commit; `HANDOFF_DRAIN` bounds the wait,
+        // after which a late one's row stays claimed until its lease runs out).
         if let Ok(mut h) = partner.handoff.lock() {
             *h = None;
         }
         handed.close();
-        ahead.keep(std::iter::from_fn(|| handed.try_recv().ok()), lease);
+        let _ = tokio::time::timeout(HANDOFF_DRAIN, async {
+            while let Some(claim) = handed.recv().await {
+                ahead.keep(std::iter::once(claim), lease);
+            }
+        })
+        .await;
         // Deliveries claimed ahead and never sent are due again at once, not when their lease
         // runs out (the next start, or another instance, takes them).
         self.give_back(&id, ahead.drain()).await;
@@ -677,6 +683,9 @@ impl DeliveryEngine {
         }
     }
 }
+
+/// How long a stopping worker waits for hand-overs reserved before it stopped.
+const HANDOFF_DRAIN: Duration = Duration::from_secs(5);
 
 /// Room reserved with partners' workers for a new ticket's deliveries
 /// ([`DeliveryEngine::reserve_handoff`]).
