@@ -1,6 +1,8 @@
 //! Shared test harness: a gateway on a temporary SQLite file with simulated partners on loopback.
 #![allow(dead_code)]
 
+pub mod tickets;
+
 use std::time::Duration;
 
 use contract_tests::mapped_sim::{MappedSim, MappedSimOptions};
@@ -444,29 +446,5 @@ pub async fn assert_each_delivered_once(
 
 /// A new ticket for the store directly: a dispatch from the home system to [`PARTNER`].
 pub fn store_new_ticket(external_id: &str) -> hotline_gateway::store::NewTicket {
-    use hotline_model::{Event, EventBody, HOME, Ticket};
-    let ticket = Ticket::new(
-        HOME,
-        Some(external_id.into()),
-        contract_tests::samples::random_draft(),
-    );
-    let event = Event::new(
-        ticket.id,
-        HOME,
-        EventBody::Dispatch {
-            units: vec![],
-            note: None,
-        },
-    );
-    hotline_gateway::store::NewTicket {
-        keys: vec![format!("external_id:{external_id}")],
-        numbers: vec![(HOME.into(), external_id.into())],
-        caller_hash: None,
-        repeat_since: None,
-        clocks: vec![],
-        targets: vec![PARTNER.into()],
-        ticket,
-        event,
-        handoff: None,
-    }
+    tickets::new_ticket(external_id, &[PARTNER])
 }

@@ -8,8 +8,12 @@ use contract_tests::samples::random_draft;
 use hotline_gateway::store::*;
 use hotline_gateway::transfer::machine::TransferState;
 use hotline_gateway::transfer::record::{Direction, EntryOutcome};
-use hotline_model::{Event, EventBody, HOME, Ticket, TicketStatus};
+use hotline_model::{Event, EventBody, HOME, TicketStatus};
 use uuid::Uuid;
+
+#[path = "../common/tickets.rs"]
+mod tickets;
+pub use tickets::new_ticket;
 
 pub const P: &str = "p1";
 
@@ -46,29 +50,6 @@ macro_rules! every_check {
     };
 }
 pub(crate) use every_check;
-
-pub fn new_ticket(external_id: &str, targets: &[&str]) -> NewTicket {
-    let ticket = Ticket::new(HOME, Some(external_id.into()), random_draft());
-    let event = Event::new(
-        ticket.id,
-        HOME,
-        EventBody::Dispatch {
-            units: vec![],
-            note: None,
-        },
-    );
-    NewTicket {
-        keys: vec![format!("external_id:{external_id}")],
-        numbers: vec![(HOME.into(), external_id.into())],
-        caller_hash: None,
-        repeat_since: None,
-        clocks: vec![],
-        targets: targets.iter().map(|s| s.to_string()).collect(),
-        ticket,
-        event,
-        handoff: None,
-    }
-}
 
 fn urge(ticket_id: Uuid) -> NewEvent {
     NewEvent {
