@@ -277,22 +277,37 @@ static EVENT_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
-/// What follows [`EVENT_INSERT`] to make it the new ticket's statement.
-const TICKET_INSERT: &str = "INSERT INTO tickets (id, origin, external_id, status, kind, urgency, \
-     draft, created_at, updated_at, caller_hash) \
-     VALUES ($2, $28, $29, $30, $31, $32, $33, $34, $35, $36)";
+/// What follows [`EVENT_INSERT`] to make it the new ticket's statement: the ticket row, and the
+/// caller's earlier tickets since `$37` when that is given (the statement's reads do not see
+/// its own writes: the new ticket is not among them).
+const TICKET_INSERT: &str = ", t AS (INSERT INTO tickets (id, origin, external_id, status, kind, \
+     urgency, draft, created_at, updated_at, caller_hash) \
+     VALUES ($2, $28, $29, $30, $31, $32, $33, $34, $35, $36)) \
+     SELECT id, created_at FROM tickets \
+     WHERE $37::BIGINT IS NOT NULL AND caller_hash = $36 AND created_at >= $37";
 
 /// What follows [`EVENT_INSERT`] when the ticket exists.
 const EVENT_ONLY: &str = "SELECT 1::BIGINT";
 
+/// A new ticket's row for [`insert_event`].
+struct TicketRow<'a> {
+    ticket: &'a Ticket,
+    draft: &'a str,
+    caller_hash: Option<&'a str>,
+    /// The caller's tickets since then are wanted.
+    repeat_since: Option<DateTime<Utc>>,
+}
+
 /// Writes an event with its idempotency keys, numbers, outbox rows and the clocks `clocks`
 /// starts (other clock changes are the caller's), and `ticket`, a new ticket's row, when given:
-/// one statement. Returns the ids and message ids of the outbox rows, in the order of `targets`.
-/// The rows of partners the `handoff` names are written already claimed under its lease.
+/// one statement. Returns the ids and message ids of the outbox rows, in the order of `targets`,
+/// and, for a new ticket with `repeat_since`, its caller's tickets since then, this one included,
+/// oldest first. The rows of partners the `handoff` names are written already claimed under its
+/// lease.
 #[allow(clippy::too_many_arguments)]
 async fn insert_event(
     conn: &mut PgConnection,
-    ticket: Option<(&Ticket, &str, Option<&str>)>,
+    ticket: Option<TicketRow<'_>>,
     event: &Event,
     body: &str,
     keys: &[String],
@@ -300,7 +315,7 @@ async fn insert_event(
     targets: &[String],
     handoff: Option<&Handoff>,
     clocks: &[ClockOp],
-) -> Result<Vec<(Uuid, Uuid)>> {
+) -> Result<(Vec<(Uuid, Uuid)>, Vec<Uuid>)> {
     let now = ms(Utc::now());
     let mut ids = Vec::with_capacity(targets.len());
     let mut outbox = Outbox::default();
@@ -378,21 +393,35 @@ async fn insert_event(
                 .map(|c| i64::from(c.extended_days))
                 .collect::<Vec<_>>(),
         );
-    let query = match ticket {
-        Some((t, draft, caller_hash)) => query
-            .bind(&t.origin)
-            .bind(&t.external_id)
-            .bind(t.status.as_str())
-            .bind(enum_str(&t.draft.kind))
-            .bind(enum_str(&t.draft.urgency))
-            .bind(draft)
-            .bind(ms(t.created_at))
-            .bind(ms(t.updated_at))
-            .bind(caller_hash),
-        None => query,
+    let Some(row) = ticket else {
+        query.execute(&mut *conn).await?;
+        return Ok((ids, Vec::new()));
     };
-    query.execute(&mut *conn).await?;
-    Ok(ids)
+    let t = row.ticket;
+    let since = row.repeat_since.map(ms);
+    let earlier = query
+        .bind(&t.origin)
+        .bind(&t.external_id)
+        .bind(t.status.as_str())
+        .bind(enum_str(&t.draft.kind))
+        .bind(enum_str(&t.draft.urgency))
+        .bind(row.draft)
+        .bind(ms(t.created_at))
+        .bind(ms(t.updated_at))
+        .bind(row.caller_hash)
+        .bind(since)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut callers = earlier
+        .iter()
+        .map(|r| Ok((r.int("created_at")?, get_uuid(r, "id")?)))
+        .collect::<Result<Vec<_>>>()?;
+    if row.caller_hash.is_some() && since.is_some_and(|since| ms(t.created_at) >= since) {
+        callers.push((ms(t.created_at), t.id));
+    }
+    // As `ORDER BY created_at, id` orders them (a UUID's bytes sort as its text does).
+    callers.sort_unstable();
+    Ok((ids, callers.into_iter().map(|(_, id)| id).collect()))
 }
 
 /// The clock changes of `ops` that [`insert_event`] leaves to the caller: all but starts.
@@ -569,8 +598,13 @@ impl Store for PgStore {
                 if !single && let Some(earlier) = seen(conn, &t.origin, &cmd.keys).await? {
                     return Ok(duplicate(earlier));
                 }
-                let row = (t, draft.as_str(), cmd.caller_hash.as_deref());
-                let written = match insert_event(
+                let row = TicketRow {
+                    ticket: t,
+                    draft: &draft,
+                    caller_hash: cmd.caller_hash.as_deref(),
+                    repeat_since: cmd.repeat_since,
+                };
+                let (written, caller_tickets) = match insert_event(
                     conn,
                     Some(row),
                     &cmd.event,
@@ -593,10 +627,6 @@ impl Store for PgStore {
                     Err(e) => return Err(e),
                 };
                 apply_clock_ops(conn, t.id, after_event(&cmd.clocks)).await?;
-                let caller_tickets = match (&cmd.caller_hash, cmd.repeat_since) {
-                    (Some(hash), Some(since)) => caller_tickets(&mut *conn, hash, since).await?,
-                    _ => Vec::new(),
-                };
                 Ok(Accepted::Created {
                     ticket_id: t.id,
                     event_id: cmd.event.id,
@@ -645,7 +675,7 @@ impl Store for PgStore {
                         None => StoreError::Conflict(format!("no ticket {}", e.ticket_id)),
                     });
                 }
-                let written = insert_event(
+                let (written, _) = insert_event(
                     conn,
                     None,
                     e,
