@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -248,11 +249,11 @@ async fn seen(
         .transpose()
 }
 
-/// The statement that writes an event with its idempotency keys, its numbers, its outbox rows
-/// and the clocks it starts, in one round trip (the arrays are unnested into rows); with
-/// [`TICKET_INSERT`] after it, the new ticket too. Its keys clashing with an earlier event's is a
-/// unique violation that undoes the whole statement.
-static EVENT_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// The common part of [`EVENT_INSERT`] and [`TICKET_INSERT`]: an event with its idempotency
+/// keys, its numbers, its outbox rows and the clocks it starts (the arrays are unnested into
+/// rows). Its keys clashing with an earlier event's is a unique violation that undoes the whole
+/// statement.
+static EVENT_ROWS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH e AS (INSERT INTO events (id, ticket_id, kind, source, at, body) \
              VALUES ($1, $2, $3, $4, $5, $6)), \
@@ -277,17 +278,23 @@ static EVENT_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
-/// What follows [`EVENT_INSERT`] to make it the new ticket's statement: the ticket row, and the
-/// caller's earlier tickets since `$37` when that is given (the statement's reads do not see
-/// its own writes: the new ticket is not among them).
-const TICKET_INSERT: &str = ", t AS (INSERT INTO tickets (id, origin, external_id, status, kind, \
-     urgency, draft, created_at, updated_at, caller_hash) \
-     VALUES ($2, $28, $29, $30, $31, $32, $33, $34, $35, $36)) \
-     SELECT id, created_at FROM tickets \
-     WHERE $37::BIGINT IS NOT NULL AND caller_hash = $36 AND created_at >= $37";
+/// An event on an existing ticket, in one statement.
+static EVENT_INSERT: LazyLock<String> =
+    LazyLock::new(|| format!("{} SELECT 1::BIGINT", *EVENT_ROWS));
 
-/// What follows [`EVENT_INSERT`] when the ticket exists.
-const EVENT_ONLY: &str = "SELECT 1::BIGINT";
+/// A new ticket with its first event, in one statement; it returns the caller's earlier tickets
+/// since `$37` when that is given (the statement's reads do not see its own writes: the new
+/// ticket is not among them).
+static TICKET_INSERT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{}, t AS (INSERT INTO tickets (id, origin, external_id, status, kind, urgency, draft, \
+             created_at, updated_at, caller_hash) \
+             VALUES ($2, $28, $29, $30, $31, $32, $33, $34, $35, $36)) \
+         SELECT id, created_at FROM tickets \
+         WHERE $37::BIGINT IS NOT NULL AND caller_hash = $36 AND created_at >= $37",
+        *EVENT_ROWS
+    )
+});
 
 /// A new ticket's row for [`insert_event`].
 struct TicketRow<'a> {
@@ -351,16 +358,12 @@ async fn insert_event(
     let column = |f: &dyn Fn(&Clock) -> String| starts.iter().map(|c| f(c)).collect::<Vec<_>>();
     let times =
         |f: &dyn Fn(&Clock) -> DateTime<Utc>| starts.iter().map(|c| ms(f(c))).collect::<Vec<_>>();
-    let sql = format!(
-        "{}{}",
-        *EVENT_INSERT,
-        if ticket.is_some() {
-            TICKET_INSERT
-        } else {
-            EVENT_ONLY
-        }
-    );
-    let query = sqlx::query(&sql)
+    let sql = if ticket.is_some() {
+        &*TICKET_INSERT
+    } else {
+        &*EVENT_INSERT
+    };
+    let query = sqlx::query(sql)
         .bind(event.id.to_string())
         .bind(event.ticket_id.to_string())
         .bind(event.kind().as_str())
