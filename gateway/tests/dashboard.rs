@@ -602,3 +602,72 @@ async fn late_acknowledgements_count_in_the_ack_latency() {
     let p50 = view.ack_p50_ms.expect("the late ack's latency");
     assert!(p50 >= 300.0, "{p50} ms includes the partner's delay");
 }
+
+#[tokio::test]
+async fn the_legal_aid_board_lists_open_cases_and_flags_missed_deadlines() {
+    use hotline_gateway::store::LegalAidCase;
+    use hotline_model::legal_aid::CaseStatus;
+
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(3), dashboard_users).await;
+    let (status, created) = h.post_ticket("LA-1").await;
+    assert_eq!(status, 201, "{created}");
+    let ticket_id = h.delivery(&first_delivery(&created)).await.ticket_id;
+    let now = chrono::Utc::now();
+    let day = chrono::Duration::days(1);
+    let case = |case_no: &str, status: CaseStatus| LegalAidCase {
+        case_no: case_no.into(),
+        ticket_id,
+        version: 1,
+        status,
+        received_at: now - day * 5,
+        decision_due: now + day * 2,
+        decided_at: None,
+        assignment_due: None,
+        assigned_at: None,
+        updated_at: now,
+    };
+    // Granted four days ago, no lawyer yet: the 3-day assignment deadline has passed.
+    let mut granted = case("（2026）鲁0102法援01号", CaseStatus::Granted);
+    granted.decided_at = Some(now - day * 4);
+    granted.assignment_due = Some(now - day);
+    let reviewing = case("（2026）鲁0102法援02号", CaseStatus::Reviewing);
+    let closed = case("（2026）鲁0102法援03号", CaseStatus::Closed);
+    for c in [&granted, &reviewing, &closed] {
+        assert!(h.gateway.store.save_case(c, 0).await.unwrap());
+    }
+
+    let mut ui = Ui::new(&h.base);
+    ui.login("zhao").await;
+    assert!(
+        ui.get("/ui").await.body.contains("href=\"/ui/legal-aid\""),
+        "in the navigation"
+    );
+    let page = ui.get("/ui/legal-aid").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let row = |case_no: &str| {
+        let at = page
+            .body
+            .find(&format!("data-case=\"{case_no}\""))
+            .unwrap_or_else(|| panic!("{case_no} listed"));
+        page.body[at..]
+            .split("</tr>")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let late = row(&granted.case_no);
+    assert!(late.contains("st-granted"), "{late}");
+    assert!(late.contains(&format!("/ui/tickets/{ticket_id}")), "{late}");
+    assert!(late.contains("逾期 overdue"), "the lawyer is late: {late}");
+    let on_time = row(&reviewing.case_no);
+    assert!(on_time.contains("st-reviewing"), "{on_time}");
+    assert!(!on_time.contains("逾期"), "within its deadline: {on_time}");
+    assert!(
+        !page.body.contains(&closed.case_no),
+        "closed cases are not open"
+    );
+    assert!(
+        page.body.contains("1 逾期 overdue"),
+        "the count of late cases"
+    );
+}

@@ -9,6 +9,7 @@ mod audit_page;
 pub mod auth;
 pub mod config;
 mod deliveries;
+mod legal_aid;
 mod login;
 mod overview;
 mod page;
@@ -179,6 +180,7 @@ pub fn router() -> Router<AppState> {
         .route("/ui/sla", get(sla::page))
         .route("/ui/alerts/{id}/ack", post(sla::ack))
         .route("/ui/transfers", get(transfers::page))
+        .route("/ui/legal-aid", get(legal_aid::page))
         .route("/ui/audit", get(audit_page::page))
         .route("/ui/assets/{file}", get(asset))
         .layer(axum::middleware::from_fn(headers))

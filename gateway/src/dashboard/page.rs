@@ -56,6 +56,7 @@ pub const NAV: &[(&str, &str, &str)] = &[
     ("/ui/partners", "合作方 Partners", "partners"),
     ("/ui/sla", "时限与预警 SLA & alerts", "sla"),
     ("/ui/transfers", "三方通话 Transfers", "transfers"),
+    ("/ui/legal-aid", "法律援助 Legal aid", "legal_aid"),
     ("/ui/audit", "审计 Audit", "audit"),
 ];
 

@@ -129,7 +129,7 @@ try {
   await page.screenshot({ path: `${shots}/audit.png`, fullPage: true });
 
   for (const [path, name] of [["/ui/partners", "partners"], ["/ui/sla", "sla"], ["/ui/transfers", "transfers"],
-    ["/ui/deliveries", "deliveries"]]) {
+    ["/ui/legal-aid", "legal-aid"], ["/ui/deliveries", "deliveries"]]) {
     await page.goto(`${base}${path}`);
     await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
   }
