@@ -586,6 +586,8 @@ async fn a_delivery_handed_to_its_worker_goes_out_without_a_claim() {
     h.gateway.shutdown().await.unwrap();
 }
 
+/// A stopping worker waits for hand-overs reserved before it stopped: one whose write commits
+/// meanwhile is given back (due again at once), not left claimed until its lease runs out.
 #[tokio::test]
 async fn a_hand_off_arriving_while_its_worker_stops_is_given_back() {
     use hotline_gateway::store::Accepted;

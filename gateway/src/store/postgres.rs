@@ -328,24 +328,14 @@ async fn insert_event(
     let mut outbox = Outbox::default();
     for partner in targets {
         let (id, message_id) = (Uuid::now_v7(), Uuid::now_v7());
-        // A hand-off's rows as a claim leaves them: sending, the first attempt counted, due
-        // when the lease ends.
-        let (status, attempts, lease, due) = match handoff.filter(|h| h.takes(partner)) {
-            None => ("pending", 0_i64, None, now),
-            Some(h) => (
-                "sending",
-                1,
-                Some(h.lease_token.to_string()),
-                ms(h.lease_until),
-            ),
-        };
+        let first = first_state(handoff, partner, now);
         outbox.id.push(id.to_string());
         outbox.partner.push(partner.clone());
         outbox.message_id.push(message_id.to_string());
-        outbox.status.push(status);
-        outbox.attempts.push(attempts);
-        outbox.lease.push(lease);
-        outbox.due.push(due);
+        outbox.status.push(first.status);
+        outbox.attempts.push(first.attempts);
+        outbox.lease.push(first.lease);
+        outbox.due.push(first.due);
         ids.push((id, message_id));
     }
     let starts: Vec<&Clock> = clocks

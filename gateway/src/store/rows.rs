@@ -11,7 +11,9 @@ use hotline_model::{Event, EventBody, EventKind, Ticket, TicketDraft};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{Alert, Claim, ClaimToken, Clock, Delivery, DeliveryStatus, Result, StoreError};
+use super::{
+    Alert, Claim, ClaimToken, Clock, Delivery, DeliveryStatus, Handoff, Result, StoreError,
+};
 
 /// What a purged caller's name reads.
 pub const PURGED: &str = "已清除";
@@ -356,4 +358,32 @@ pub(super) fn claims_from<R: Fields>(rows: &[R], token: Uuid, seal: &Seal) -> Re
             })
         })
         .collect()
+}
+
+/// How a new outbox row is first written (times in ms).
+pub(super) struct FirstState {
+    pub status: &'static str,
+    pub attempts: i64,
+    pub lease: Option<String>,
+    pub due: i64,
+}
+
+/// A new delivery to `partner`: pending and due `now`, or, when the `handoff` takes the partner,
+/// as its claim leaves it: sending, the first attempt counted, under the hand-off's lease and
+/// due when that ends.
+pub(super) fn first_state(handoff: Option<&Handoff>, partner: &str, now: i64) -> FirstState {
+    match handoff.filter(|h| h.takes(partner)) {
+        None => FirstState {
+            status: "pending",
+            attempts: 0,
+            lease: None,
+            due: now,
+        },
+        Some(h) => FirstState {
+            status: "sending",
+            attempts: 1,
+            lease: Some(h.lease_token.to_string()),
+            due: ms(h.lease_until),
+        },
+    }
 }

@@ -731,17 +731,7 @@ fn insert_event(
     let mut ids = Vec::with_capacity(targets.len());
     for partner in targets {
         let (id, message_id) = (Uuid::now_v7(), Uuid::now_v7());
-        // A hand-off's rows as a claim leaves them: sending, the first attempt counted, due
-        // when the lease ends.
-        let (status, attempts, lease, due) = match handoff.filter(|h| h.takes(partner)) {
-            None => ("pending", 0_i64, None, now),
-            Some(h) => (
-                "sending",
-                1,
-                Some(h.lease_token.to_string()),
-                ms(h.lease_until),
-            ),
-        };
+        let first = first_state(handoff, partner, now);
         script
             .push(
                 "INSERT INTO deliveries (id, ticket_id, event_id, partner, message_id, kind, \
@@ -754,10 +744,10 @@ fn insert_event(
             .bind(partner.clone())
             .bind(message_id.to_string())
             .bind(event.kind().as_str())
-            .bind(status)
-            .bind(attempts)
-            .bind(lease)
-            .bind(due)
+            .bind(first.status)
+            .bind(first.attempts)
+            .bind(first.lease)
+            .bind(first.due)
             .bind(now)
             .bind(now);
         ids.push((id, message_id));
