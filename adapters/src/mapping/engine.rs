@@ -224,6 +224,10 @@ impl Mapping {
         let Some(max) = f.max_len else {
             return Ok(s);
         };
+        // No more bytes than the limit: no more characters either, without counting them.
+        if s.len() <= max {
+            return Ok(s);
+        }
         let n = s.chars().count();
         if n <= max {
             return Ok(s);

@@ -185,24 +185,30 @@ pub fn parse(text: &str) -> Result<(String, Doc), XmlError> {
     root.ok_or_else(|| XmlError("no root element".into()))
 }
 
-/// The `encoding="…"` of the XML declaration, if there is one.
+/// The `encoding="…"` of the XML declaration, if there is one. Read from the bytes as they came
+/// (the declaration is ASCII), before the document is decoded.
 pub fn declared_encoding(head: &[u8]) -> Option<String> {
     let head = &head[..head.len().min(200)];
-    let text = String::from_utf8_lossy(head);
-    let decl = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let decl = decl.trim_start().strip_prefix("<?xml")?;
-    let end = decl.find("?>")?;
+    let decl = head
+        .strip_prefix(b"\xef\xbb\xbf")
+        .unwrap_or(head)
+        .trim_ascii_start();
+    let decl = decl.strip_prefix(b"<?xml")?;
+    let end = decl.windows(2).position(|w| w[0] == b'?' && w[1] == b'>')?;
     let decl = &decl[..end];
-    let at = decl.find("encoding")?;
-    let rest = decl[at + "encoding".len()..]
-        .trim_start()
-        .strip_prefix('=')?
-        .trim_start();
+    let at = decl
+        .windows(8)
+        .position(|w| w[0] == b'e' && w == b"encoding")?;
+    let rest = decl[at + b"encoding".len()..]
+        .trim_ascii_start()
+        .strip_prefix(b"=")?
+        .trim_ascii_start();
     // Only `"` or `'` may quote it; anything else (even a multi-byte character) is no value.
-    let quote = rest.chars().next().filter(|q| *q == '"' || *q == '\'')?;
-    let rest = &rest[quote.len_utf8()..];
-    let close = rest.find(quote)?;
-    Some(rest[..close].to_owned())
+    let (&quote, rest) = rest
+        .split_first()
+        .filter(|(q, _)| matches!(q, b'"' | b'\''))?;
+    let close = rest.iter().position(|&b| b == quote)?;
+    Some(String::from_utf8_lossy(&rest[..close]).into_owned())
 }
 
 /// Writes `content` as the document element `root`, with a declaration naming `encoding`.
