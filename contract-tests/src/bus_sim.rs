@@ -322,7 +322,7 @@ impl Inner {
                 return;
             }
         };
-        let doc = t.doc;
+        let doc = Value::from(t.doc);
         let message_id = doc["message"]["id"].as_str().unwrap_or_default().to_owned();
         let number = doc["ticket"]["partner_number"]
             .as_str()

@@ -504,7 +504,7 @@ fn handle(sim: &Arc<Inner>, headers: &HeaderMap, body: &[u8]) -> (Response, Stri
             );
         }
     };
-    let doc = translation.doc;
+    let doc = Value::from(translation.doc);
     let message_id = doc["message"]["id"].as_str().unwrap_or_default().to_owned();
     let success = sim.profile.ack.success.first().cloned().unwrap_or_default();
     let behaviour = Behaviour::take(&mut lock(&sim.behaviour));
@@ -680,19 +680,17 @@ async fn cti(State(sim): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> 
             );
         }
     };
-    let offer_id = t.doc["transfer"]["id"]
+    let doc = Value::from(t.doc.clone());
+    let offer_id = doc["transfer"]["id"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
     let n = {
         let mut offers = lock(&sim.offers);
         offers.push(Received {
-            message_id: t.doc["message"]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+            message_id: doc["message"]["id"].as_str().unwrap_or_default().to_owned(),
             message_type: t.message_type.clone(),
-            envelope: t.doc.clone(),
+            envelope: doc,
             partner_number: String::new(),
         });
         lock(&sim.offer_raw).push(body.to_vec());

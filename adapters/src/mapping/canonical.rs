@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::Mapping;
+use super::doc::Doc;
 use super::engine::{TranslateError, Translation, get_doc};
 use crate::{Inbound, OutboundMessage, TicketRef};
 
@@ -24,6 +25,13 @@ pub trait Canonical {
 impl Canonical for Value {
     fn get(&self, path: &[String]) -> Option<Cow<'_, Value>> {
         get_doc(self, path).map(Cow::Borrowed)
+    }
+}
+
+/// A decoded document, encoded again (to another partner, or back for a check).
+impl Canonical for Doc {
+    fn get(&self, path: &[String]) -> Option<Cow<'_, Value>> {
+        self.at(path).map(|v| Cow::Owned(v.clone().into()))
     }
 }
 
@@ -206,12 +214,16 @@ impl Mapping {
                 format!("expected a transfer answer, got `{}`", t.message_type),
             ));
         }
-        let tr = &t.doc["transfer"];
-        let text = |k: &str| tr.get(k).and_then(Value::as_str).map(str::to_owned);
+        let tr = t.doc.get("transfer");
+        let text = |k: &str| {
+            tr.and_then(|tr| tr.get(k))
+                .and_then(Doc::as_str)
+                .map(str::to_owned)
+        };
         let id = text("id").ok_or_else(|| self.fault(&t, "transfer.id", "is required"))?;
         let granted = tr
-            .get("granted")
-            .and_then(Value::as_bool)
+            .and_then(|tr| tr.get("granted"))
+            .and_then(Doc::as_bool)
             .ok_or_else(|| self.fault(&t, "transfer.granted", "is required"))?;
         let answer = if granted {
             let dial_target = text("dial_target").ok_or_else(|| {
@@ -245,7 +257,7 @@ impl Mapping {
 
     /// The `ticket` part of a decoded message as a checked draft.
     fn draft(&self, t: &Translation) -> Result<TicketDraft, TranslateError> {
-        let none = json!({});
+        let none = Doc::map();
         let ticket = t.doc.get("ticket").unwrap_or(&none);
         // Tracking the path costs a fifth of reading the draft: only a draft that fails is
         // read again with it, to name the field at fault.
@@ -295,8 +307,8 @@ impl Mapping {
         let doc = &t.doc;
         let text = |path: &[&str]| -> Option<String> {
             path.iter()
-                .try_fold(doc, |v, k| v.get(*k))
-                .and_then(Value::as_str)
+                .try_fold(doc, |v, k| v.get(k))
+                .and_then(Doc::as_str)
                 .map(str::to_owned)
         };
         let message_id = text(&["message", "id"]);
@@ -347,7 +359,11 @@ impl Mapping {
                 Ok(Inbound::Ack {
                     message_id,
                     partner_ref: partner_number,
-                    accepted: doc["message"]["accepted"].as_bool().unwrap_or(true),
+                    accepted: doc
+                        .get("message")
+                        .and_then(|m| m.get("accepted"))
+                        .and_then(Doc::as_bool)
+                        .unwrap_or(true),
                     reason: text(&["message", "reason"]),
                 })
             }
@@ -369,8 +385,8 @@ impl Mapping {
                         ));
                     }
                 };
-                let mut event = match doc.get("event") {
-                    Some(Value::Object(m)) => m.clone(),
+                let mut event = match doc.get("event").cloned().map(Value::from) {
+                    Some(Value::Object(m)) => m,
                     _ => Map::new(),
                 };
                 event.insert("kind".into(), Value::String(kind.to_owned()));

@@ -11,7 +11,11 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::value::{
+    BorrowedStrDeserializer, Error as DeError, MapAccessDeserializer, MapDeserializer,
+    SeqDeserializer,
+};
+use serde::de::{self, Deserialize, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, Serializer};
 use serde_json::{Number, Value};
 
@@ -84,6 +88,22 @@ impl Doc {
             }
         };
         &mut entries[i].1
+    }
+
+    /// The text, when this is text.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Doc::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The flag, when this is one.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Doc::Bool(b) => Some(*b),
+            _ => None,
+        }
     }
 
     /// A single value as text (borrowed when it is text already).
@@ -191,6 +211,88 @@ impl Serialize for Doc {
 impl<'de> Deserialize<'de> for Doc {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Doc, D::Error> {
         d.deserialize_any(DocVisitor)
+    }
+}
+
+/// A document read straight into a typed value (a ticket draft, say), borrowing its text, as
+/// `serde_json::Value` can be read: no tree of another kind is built first.
+impl<'de> Deserializer<'de> for &'de Doc {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self {
+            Doc::Null => visitor.visit_unit(),
+            Doc::Bool(b) => visitor.visit_bool(*b),
+            Doc::Number(n) => n.deserialize_any(visitor).map_err(de::Error::custom),
+            Doc::Text(s) => visitor.visit_borrowed_str(s),
+            Doc::List(items) => {
+                let mut seq = SeqDeserializer::new(items.iter());
+                let value = visitor.visit_seq(&mut seq)?;
+                seq.end()?;
+                Ok(value)
+            }
+            Doc::Map(entries) => {
+                let mut map = MapDeserializer::new(entries.iter().map(|(k, v)| (k.as_str(), v)));
+                let value = visitor.visit_map(&mut map)?;
+                map.end()?;
+                Ok(value)
+            }
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self {
+            Doc::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    /// A variant is its name as text, or an object of one key (the name) and its content.
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        match self {
+            Doc::Text(s) => visitor.visit_enum(BorrowedStrDeserializer::new(s)),
+            Doc::Map(entries) if entries.len() == 1 => {
+                visitor.visit_enum(MapAccessDeserializer::new(MapDeserializer::new(
+                    entries.iter().map(|(k, v)| (k.as_str(), v)),
+                )))
+            }
+            _ => Err(de::Error::invalid_type(
+                self.unexpected(),
+                &"a variant name or an object of one key",
+            )),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct newtype_struct seq tuple tuple_struct map struct identifier ignored_any
+    }
+}
+
+impl<'de> IntoDeserializer<'de, DeError> for &'de Doc {
+    type Deserializer = Self;
+
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+impl Doc {
+    /// What this is, for a type error.
+    fn unexpected(&self) -> de::Unexpected<'_> {
+        match self {
+            Doc::Null => de::Unexpected::Unit,
+            Doc::Bool(b) => de::Unexpected::Bool(*b),
+            Doc::Number(_) => de::Unexpected::Other("number"),
+            Doc::Text(s) => de::Unexpected::Str(s),
+            Doc::List(_) => de::Unexpected::Seq,
+            Doc::Map(_) => de::Unexpected::Map,
+        }
     }
 }
 
@@ -303,6 +405,50 @@ mod tests {
         );
         assert_eq!(doc.at(&path("a.b.x")), None);
         assert_eq!(doc.at(&path("nope")), None);
+    }
+
+    #[test]
+    fn a_typed_value_reads_straight_from_a_document_as_from_json() {
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Kind {
+            Help,
+            Moved { to: String },
+        }
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        struct Draft {
+            title: String,
+            count: u32,
+            urgent: bool,
+            note: Option<String>,
+            gone: Option<String>,
+            units: Vec<String>,
+            kind: Kind,
+            then: Kind,
+        }
+        let text = r#"{"title":"讨薪","count":3,"urgent":true,"note":"n","gone":null,
+            "units":["甲","乙"],"kind":"help","then":{"moved":{"to":"12315"}}}"#;
+        let doc: Doc = serde_json::from_str(text).unwrap();
+        let from_doc = Draft::deserialize(&doc).unwrap();
+        assert_eq!(from_doc, serde_json::from_str::<Draft>(text).unwrap());
+        assert_eq!(from_doc.then, Kind::Moved { to: "12315".into() });
+
+        // Errors say what is missing or wrong, as reading JSON does.
+        let mut missing = doc.clone();
+        let Doc::Map(entries) = &mut missing else {
+            panic!("an object")
+        };
+        entries.retain(|(k, _)| k != "title");
+        let err = Draft::deserialize(&missing).unwrap_err().to_string();
+        assert_eq!(err, "missing field `title`");
+        let mut wrong = doc.clone();
+        wrong.set(&path("count"), Doc::Text("three".into()));
+        let err = Draft::deserialize(&wrong).unwrap_err().to_string();
+        assert!(err.starts_with("invalid type: string \"three\""), "{err}");
+        wrong.set(&path("kind"), Doc::Text("gossip".into()));
+        wrong.set(&path("count"), Doc::Number(1.into()));
+        let err = Draft::deserialize(&wrong).unwrap_err().to_string();
+        assert!(err.starts_with("unknown variant `gossip`"), "{err}");
     }
 
     #[test]

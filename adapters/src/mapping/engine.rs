@@ -20,8 +20,8 @@ enum Raw<'d> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Translation {
     pub message_type: String,
-    /// `{"message": {...}, "ticket": {...}, "event": {...}}`.
-    pub doc: Value,
+    /// `{"message": {...}, "ticket": {...}, "event": {...}}`, in the mapping's field order.
+    pub doc: Doc,
     /// Values cut to the partner's limits, and similar notes.
     pub warnings: Vec<String>,
 }
@@ -360,7 +360,7 @@ impl Mapping {
                 format!("a `{kind}` message has root element <{expected}>"),
             ));
         }
-        // Built as a partner-style tree (no hashing) and made a `Value` once, at the end.
+        // A partner-style tree (no hashing); the draft is read straight from it.
         let mut out = Doc::map();
         let mut warnings = Vec::new();
         for f in &m.fields {
@@ -404,7 +404,7 @@ impl Mapping {
         );
         Ok(Translation {
             message_type: kind.clone(),
-            doc: out.into(),
+            doc: out,
             warnings,
         })
     }
