@@ -19,6 +19,9 @@ use serde::de::{self, Deserialize, Deserializer, IntoDeserializer, MapAccess, Se
 use serde::ser::{Serialize, Serializer};
 use serde_json::{Number, Value};
 
+/// Room made for the keys of an object [`Doc::set`] makes on a path's way.
+const PARENT_CAPACITY: usize = 8;
+
 /// Keys an object being built may have before they are indexed.
 pub const INDEXED_FROM: usize = 32;
 
@@ -39,6 +42,11 @@ impl Doc {
     /// An empty object.
     pub fn map() -> Doc {
         Doc::Map(Vec::new())
+    }
+
+    /// An empty object with room for `n` keys.
+    pub fn map_with_capacity(n: usize) -> Doc {
+        Doc::Map(Vec::with_capacity(n))
     }
 
     /// The value under `key`, when this is an object that has it.
@@ -64,7 +72,8 @@ impl Doc {
         for key in parents {
             at = at.slot(key);
             if !matches!(at, Doc::Map(_)) {
-                *at = Doc::map();
+                // A level made on the way usually takes several keys (a ticket's fields).
+                *at = Doc::map_with_capacity(PARENT_CAPACITY);
             }
         }
         *at.slot(last) = value;

@@ -114,7 +114,8 @@ impl Mapping {
         confidential: bool,
     ) -> Result<(Doc, Vec<String>), TranslateError> {
         let m = self.message(message_type)?;
-        let mut doc = Doc::map();
+        // At most a key per field and the type code's.
+        let mut doc = Doc::map_with_capacity(m.fields.len() + 1);
         let mut warnings = Vec::new();
         let code = match (self.format, self.type_as) {
             (Format::Json, JsonType::Number) => m

@@ -62,10 +62,10 @@ impl TicketDraft {
                 "must be a 6-digit GB/T 2260 administrative division code",
             ));
         }
-        required_text(&self.title, "title", MAX_TITLE, &mut out);
-        required_text(&self.content, "content", MAX_CONTENT, &mut out);
-        optional_text(self.address.as_deref(), "address", MAX_SHORT, &mut out);
-        optional_text(self.remarks.as_deref(), "remarks", MAX_CONTENT, &mut out);
+        required_text(&self.title, &"title", MAX_TITLE, &mut out);
+        required_text(&self.content, &"content", MAX_CONTENT, &mut out);
+        optional_text(self.address.as_deref(), &"address", MAX_SHORT, &mut out);
+        optional_text(self.remarks.as_deref(), &"remarks", MAX_CONTENT, &mut out);
         if let Some(code) = &self.classification_code
             && (code.is_empty()
                 || code.len() > 32
@@ -79,9 +79,9 @@ impl TicketDraft {
             ));
         }
         for (i, unit) in self.units.iter().enumerate() {
-            required_text(unit, &format!("units[{i}]"), MAX_SHORT, &mut out);
+            required_text(unit, &format_args!("units[{i}]"), MAX_SHORT, &mut out);
         }
-        optional_text(self.channel.as_deref(), "channel", MAX_SHORT, &mut out);
+        optional_text(self.channel.as_deref(), &"channel", MAX_SHORT, &mut out);
         if self.transcript.len() > MAX_TRANSCRIPT_LINES {
             out.push(FieldError::new(
                 "transcript",
@@ -91,7 +91,7 @@ impl TicketDraft {
         for (i, line) in self.transcript.iter().enumerate() {
             optional_text(
                 Some(line),
-                &format!("transcript[{i}]"),
+                &format_args!("transcript[{i}]"),
                 MAX_CONTENT,
                 &mut out,
             );
@@ -101,7 +101,7 @@ impl TicketDraft {
 }
 
 fn caller_problems(caller: &Caller, prefix: &str, out: &mut Vec<FieldError>) {
-    required_text(&caller.name, &format!("{prefix}.name"), 100, out);
+    required_text(&caller.name, &format_args!("{prefix}.name"), 100, out);
     if !is_phone(&caller.phone) {
         out.push(FieldError::new(
             format!("{prefix}.phone"),
@@ -115,20 +115,24 @@ fn caller_problems(caller: &Caller, prefix: &str, out: &mut Vec<FieldError>) {
     }
 }
 
-fn required_text(value: &str, field: &str, max: usize, out: &mut Vec<FieldError>) {
+/// A field's name is written out only for a problem: most drafts have none.
+type FieldName<'a> = &'a dyn std::fmt::Display;
+
+fn required_text(value: &str, field: FieldName<'_>, max: usize, out: &mut Vec<FieldError>) {
     if value.trim().is_empty() {
-        out.push(FieldError::new(field, "must not be empty"));
+        out.push(FieldError::new(field.to_string(), "must not be empty"));
     } else {
         optional_text(Some(value), field, max, out);
     }
 }
 
-fn optional_text(value: Option<&str>, field: &str, max: usize, out: &mut Vec<FieldError>) {
-    if let Some(v) = value {
+fn optional_text(value: Option<&str>, field: FieldName<'_>, max: usize, out: &mut Vec<FieldError>) {
+    // No more bytes than the limit: no more characters either, without counting them.
+    if let Some(v) = value.filter(|v| v.len() > max) {
         let n = v.chars().count();
         if n > max {
             out.push(FieldError::new(
-                field,
+                field.to_string(),
                 format!("is {n} characters long; at most {max} are allowed"),
             ));
         }
