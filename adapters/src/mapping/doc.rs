@@ -62,6 +62,25 @@ impl Doc {
         path.iter().try_fold(self, |at, key| at.get(key))
     }
 
+    /// The value at `path`, its first key looked for from position `hint` on, then from the
+    /// start; `hint` is moved past the key found. Reading a document's fields in the order it
+    /// usually has them (a partner writes its fields in its own order, which its mapping lists)
+    /// finds each at the first look instead of scanning the keys before it.
+    pub fn at_from(&self, path: &[String], hint: &mut usize) -> Option<&Doc> {
+        let (first, rest) = path.split_first()?;
+        let Doc::Map(entries) = self else {
+            return None;
+        };
+        let start = (*hint).min(entries.len());
+        let (before, after) = entries.split_at(start);
+        let i = match after.iter().position(|(k, _)| k == first) {
+            Some(i) => start + i,
+            None => before.iter().position(|(k, _)| k == first)?,
+        };
+        *hint = i + 1;
+        entries[i].1.at(rest)
+    }
+
     /// Puts `value` at `path`, making objects on the way (a level that is not an object becomes
     /// one); a key already there keeps its place and takes the new value.
     pub fn set(&mut self, path: &[String], value: Doc) {
@@ -414,6 +433,16 @@ mod tests {
         );
         assert_eq!(doc.at(&path("a.b.x")), None);
         assert_eq!(doc.at(&path("nope")), None);
+        // Looked for from a hint: found wherever it is, the hint moved past it.
+        let mut hint = 1;
+        assert_eq!(doc.at_from(&path("a.d"), &mut hint), Some(&Doc::Number(7.into())));
+        assert_eq!(hint, 1, "`a` is the first key");
+        assert_eq!(doc.at_from(&path("c.e"), &mut hint), Some(&Doc::Null));
+        assert_eq!(hint, 2);
+        assert_eq!(doc.at_from(&path("nope"), &mut hint), None);
+        assert_eq!(hint, 2, "unchanged when nothing is found");
+        let mut far = 99;
+        assert_eq!(doc.at_from(&path("c"), &mut far), doc.at(&path("c")));
     }
 
     #[test]

@@ -364,8 +364,10 @@ impl Mapping {
         // A partner-style tree (no hashing); the draft is read straight from it.
         let mut out = Doc::map();
         let mut warnings = Vec::new();
+        // Where in the document the last field was found: the next one is usually just after.
+        let mut hint = 0;
         for f in &m.fields {
-            let raw = self.read(f, doc);
+            let raw = self.read(f, doc, &mut hint);
             let Some(raw) = raw else {
                 if let Some(d) = &f.default {
                     let v = self.to_canonical(f, d, &mut warnings)?;
@@ -411,9 +413,9 @@ impl Mapping {
     }
 
     /// The partner's raw value for a field: one path, or several joined; empty counts as absent.
-    fn read<'d>(&self, f: &Field, doc: &'d Doc) -> Option<Raw<'d>> {
+    fn read<'d>(&self, f: &Field, doc: &'d Doc, hint: &mut usize) -> Option<Raw<'d>> {
         if f.paths.len() == 1 {
-            let v = doc.at(&f.paths[0])?;
+            let v = doc.at_from(&f.paths[0], hint)?;
             return match v {
                 Doc::Null => None,
                 Doc::Text(s) if s.trim().is_empty() => None,
@@ -423,7 +425,7 @@ impl Mapping {
         let parts: Vec<Cow<'_, str>> = f
             .paths
             .iter()
-            .filter_map(|p| doc.at(p).and_then(Doc::scalar))
+            .filter_map(|p| doc.at_from(p, hint).and_then(Doc::scalar))
             .filter(|s| !s.trim().is_empty())
             .collect();
         (!parts.is_empty()).then(|| Raw::Joined(parts.join(&f.separator)))
