@@ -94,28 +94,32 @@ impl OutboundDocument<'_> {
         let list = |items: &[String]| {
             (!items.is_empty()).then(|| items.iter().map(|i| Value::String(i.clone())).collect())
         };
-        let keys: Vec<&str> = path.iter().map(String::as_str).collect();
-        match keys.as_slice() {
-            ["id"] => text(&t.id.to_string()),
-            ["origin"] => text(&t.origin),
-            ["external_id"] => optional(&t.external_id),
-            ["partner_number"] => t.partner_numbers.get(self.partner).and_then(|n| text(n)),
-            ["kind"] => serde_json::to_value(d.kind).ok(),
-            ["urgency"] => serde_json::to_value(d.urgency).ok(),
-            ["caller", "name"] => text(&d.caller.name),
-            ["caller", "phone"] => text(&d.caller.phone),
-            ["caller", "id_number"] => optional(&d.caller.id_number),
-            ["confidential"] => Some(Value::Bool(d.confidential)),
-            ["region_code"] => text(&d.region_code),
-            ["address"] => optional(&d.address),
-            ["classification_code"] => optional(&d.classification_code),
-            ["title"] => text(&d.title),
-            ["content"] => text(&d.content),
-            ["remarks"] => optional(&d.remarks),
-            ["received_at"] => serde_json::to_value(d.received_at).ok(),
-            ["units"] => list(&d.units),
-            ["channel"] => optional(&d.channel),
-            ["transcript"] => list(&d.transcript),
+        let keys = match path {
+            [a] => (a.as_str(), None),
+            [a, b] => (a.as_str(), Some(b.as_str())),
+            _ => ("", None),
+        };
+        match keys {
+            ("id", None) => text(&t.id.to_string()),
+            ("origin", None) => text(&t.origin),
+            ("external_id", None) => optional(&t.external_id),
+            ("partner_number", None) => t.partner_numbers.get(self.partner).and_then(|n| text(n)),
+            ("kind", None) => serde_json::to_value(d.kind).ok(),
+            ("urgency", None) => serde_json::to_value(d.urgency).ok(),
+            ("caller", Some("name")) => text(&d.caller.name),
+            ("caller", Some("phone")) => text(&d.caller.phone),
+            ("caller", Some("id_number")) => optional(&d.caller.id_number),
+            ("confidential", None) => Some(Value::Bool(d.confidential)),
+            ("region_code", None) => text(&d.region_code),
+            ("address", None) => optional(&d.address),
+            ("classification_code", None) => optional(&d.classification_code),
+            ("title", None) => text(&d.title),
+            ("content", None) => text(&d.content),
+            ("remarks", None) => optional(&d.remarks),
+            ("received_at", None) => serde_json::to_value(d.received_at).ok(),
+            ("units", None) => list(&d.units),
+            ("channel", None) => optional(&d.channel),
+            ("transcript", None) => list(&d.transcript),
             // Not a field a mapping may name: read from the whole ticket.
             _ => {
                 let whole = serde_json::to_value(t).ok()?;

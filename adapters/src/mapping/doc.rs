@@ -435,7 +435,10 @@ mod tests {
         assert_eq!(doc.at(&path("nope")), None);
         // Looked for from a hint: found wherever it is, the hint moved past it.
         let mut hint = 1;
-        assert_eq!(doc.at_from(&path("a.d"), &mut hint), Some(&Doc::Number(7.into())));
+        assert_eq!(
+            doc.at_from(&path("a.d"), &mut hint),
+            Some(&Doc::Number(7.into()))
+        );
         assert_eq!(hint, 1, "`a` is the first key");
         assert_eq!(doc.at_from(&path("c.e"), &mut hint), Some(&Doc::Null));
         assert_eq!(hint, 2);

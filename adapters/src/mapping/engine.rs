@@ -149,12 +149,12 @@ impl Mapping {
                     continue;
                 }
                 let converted = items
-                    .iter()
-                    .map(|i| self.to_partner(f, i, &mut warnings))
+                    .into_iter()
+                    .map(|i| self.to_partner(f, Cow::Owned(i), &mut warnings))
                     .collect::<Result<Vec<_>, _>>()?;
                 Doc::List(converted)
             } else {
-                self.to_partner(f, &value, &mut warnings)?
+                self.to_partner(f, value, &mut warnings)?
             };
             let path = f.paths.last().expect("a field has a path");
             doc.set(path, out);
@@ -162,10 +162,12 @@ impl Mapping {
         Ok((doc, warnings))
     }
 
+    /// A canonical value as the partner writes it; text the canonical side made for this
+    /// message is taken over, not copied.
     fn to_partner(
         &self,
         f: &Field,
-        v: &Value,
+        v: Cow<'_, Value>,
         warnings: &mut Vec<String>,
     ) -> Result<Doc, TranslateError> {
         let name = &f.canonical_label;
@@ -178,13 +180,16 @@ impl Mapping {
                     .map_err(|e| field_err(name, format!("not an RFC 3339 time: {e}")))?;
                 self.format_time(t)
             }
-            Kind::Bool => match v {
+            Kind::Bool => match v.as_ref() {
                 Value::Bool(b) => b.to_string(),
                 _ => return Err(field_err(name, "must be true or false")),
             },
-            Kind::Int | Kind::Text => scalar(v)
-                .ok_or_else(|| field_err(name, "must be a single value"))?
-                .into_owned(),
+            Kind::Int | Kind::Text => match v {
+                Cow::Owned(Value::String(s)) => s,
+                v => scalar(&v)
+                    .ok_or_else(|| field_err(name, "must be a single value"))?
+                    .into_owned(),
+            },
         };
         if let Some(table) = &f.codes {
             let t = &self.codes[table];
