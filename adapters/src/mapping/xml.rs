@@ -97,6 +97,10 @@ pub fn parse(text: &str) -> Result<(String, Doc), XmlError> {
     let mut elements = 0usize;
     let mut root: Option<(String, Doc)> = None;
     loop {
+        // Space before an element's first text is trimmed at its end anyway (the layout
+        // between elements, usually): the reader drops it, and the events of only that, itself.
+        // Space after text already taken belongs to it (mixed content keeps its spaces).
+        reader.config_mut().trim_text_start = stack.last().is_none_or(|f| f.text.is_empty());
         let pos = reader.buffer_position();
         let event = reader
             .read_event()
@@ -137,13 +141,6 @@ pub fn parse(text: &str) -> Result<(String, Doc), XmlError> {
                 }
             }
             Event::Text(t) => {
-                // Space before an element's first text is trimmed at its end anyway (the layout
-                // between elements, usually): not worth decoding.
-                if stack.last().is_none_or(|f| f.text.is_empty())
-                    && t.iter().all(u8::is_ascii_whitespace)
-                {
-                    continue;
-                }
                 let s = t
                     .xml_content(XML_1_0)
                     .map_err(|e| XmlError(format!("bad text: {e}")))?;
@@ -289,6 +286,16 @@ mod tests {
         assert_eq!(
             declared_encoding(again.as_bytes()).as_deref(),
             Some("UTF-8")
+        );
+    }
+
+    #[test]
+    fn layout_space_is_dropped_and_text_beside_children_keeps_its_own() {
+        let doc = "<GD>\n  <A>  甲 乙  </A>\n  <M>x <B/> y<C/>\n</M>\n</GD>\n";
+        let (_, v) = parse(doc).unwrap();
+        assert_eq!(
+            serde_json::Value::from(v),
+            json!({"A": "甲 乙", "M": {"B": "", "C": "", "$text": "x  y"}})
         );
     }
 
