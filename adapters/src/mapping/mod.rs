@@ -13,7 +13,12 @@ pub mod spec;
 pub mod xml;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// The mapping's own tables (code tables, message codes), looked up for every field of every
+// message with keys of our mapping files or a partner's values (looked up, never inserted): a
+// fast hash, not the standard one's flood-resistant one.
+use foldhash::HashMap;
 use std::path::{Path, PathBuf};
 
 use chrono::FixedOffset;
@@ -289,7 +294,7 @@ fn compile(spec: MappingSpec, bad: &mut dyn FnMut(String, String)) -> Mapping {
         bad("type_field".into(), e);
         Vec::new()
     });
-    let mut codes = HashMap::new();
+    let mut codes = HashMap::default();
     for (name, table) in &spec.codes {
         let mut t = CodeTable::default();
         for (canonical, code) in table {
@@ -306,7 +311,7 @@ fn compile(spec: MappingSpec, bad: &mut dyn FnMut(String, String)) -> Mapping {
         codes.insert(name.clone(), t);
     }
     let mut messages = BTreeMap::new();
-    let mut by_code = HashMap::new();
+    let mut by_code = HashMap::default();
     for (kind, m) in &spec.messages {
         let key = format!("messages.{kind}");
         if !is_message_type(kind) {
