@@ -25,6 +25,14 @@ const PARENT_CAPACITY: usize = 8;
 /// Keys an object being built may have before they are indexed.
 pub const INDEXED_FROM: usize = 32;
 
+/// Whether two keys are the same, compared in line: keys are a few bytes, mostly of the same
+/// length and differing early, where a call to `memcmp` per comparison cost more than the
+/// comparison.
+#[inline]
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
+}
+
 /// A partner document, or a part of one.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Doc {
@@ -52,7 +60,7 @@ impl Doc {
     /// The value under `key`, when this is an object that has it.
     pub fn get(&self, key: &str) -> Option<&Doc> {
         match self {
-            Doc::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            Doc::Map(entries) => entries.iter().find(|(k, _)| same_key(k, key)).map(|(_, v)| v),
             _ => None,
         }
     }
@@ -73,9 +81,9 @@ impl Doc {
         };
         let start = (*hint).min(entries.len());
         let (before, after) = entries.split_at(start);
-        let i = match after.iter().position(|(k, _)| k == first) {
+        let i = match after.iter().position(|(k, _)| same_key(k, first)) {
             Some(i) => start + i,
-            None => before.iter().position(|(k, _)| k == first)?,
+            None => before.iter().position(|(k, _)| same_key(k, first))?,
         };
         *hint = i + 1;
         entries[i].1.at(rest)
@@ -108,7 +116,7 @@ impl Doc {
             unreachable!("made an object above")
         };
         // Paths that share a parent usually come one after another: look from the end.
-        let i = match entries.iter().rposition(|(k, _)| k == key) {
+        let i = match entries.iter().rposition(|(k, _)| same_key(k, key)) {
             Some(i) => i,
             None => {
                 entries.push((key.to_owned(), Doc::Null));
@@ -160,7 +168,7 @@ impl Entries {
         let i = match &self.index {
             Some(index) => index.get(key).copied(),
             // A repeated XML element usually follows the one before it: look from the end.
-            None => self.items.iter().rposition(|(k, _)| k == key),
+            None => self.items.iter().rposition(|(k, _)| same_key(k, key)),
         }?;
         Some(&mut self.items[i].1)
     }
