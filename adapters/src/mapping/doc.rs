@@ -60,7 +60,10 @@ impl Doc {
     /// The value under `key`, when this is an object that has it.
     pub fn get(&self, key: &str) -> Option<&Doc> {
         match self {
-            Doc::Map(entries) => entries.iter().find(|(k, _)| same_key(k, key)).map(|(_, v)| v),
+            Doc::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| same_key(k, key))
+                .map(|(_, v)| v),
             _ => None,
         }
     }

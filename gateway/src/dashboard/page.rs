@@ -49,15 +49,16 @@ pub fn fmt_ms(ms: Option<f64>) -> String {
 }
 
 /// The navigation entries: (path, label, active key).
-pub const NAV: &[(&str, &str, &str)] = &[
-    ("/ui", "总览 Overview", "overview"),
-    ("/ui/deliveries", "投递 Deliveries", "deliveries"),
-    ("/ui/dead", "死信 Dead letters", "dead"),
-    ("/ui/partners", "合作方 Partners", "partners"),
-    ("/ui/sla", "时限与预警 SLA & alerts", "sla"),
-    ("/ui/transfers", "三方通话 Transfers", "transfers"),
-    ("/ui/legal-aid", "法律援助 Legal aid", "legal_aid"),
-    ("/ui/audit", "审计 Audit", "audit"),
+/// The navigation: link, Chinese label, English label, page key.
+pub const NAV: &[(&str, &str, &str, &str)] = &[
+    ("/ui", "总览", "Overview", "overview"),
+    ("/ui/deliveries", "投递", "Deliveries", "deliveries"),
+    ("/ui/dead", "死信", "Dead letters", "dead"),
+    ("/ui/partners", "合作方", "Partners", "partners"),
+    ("/ui/sla", "时限与预警", "SLA & alerts", "sla"),
+    ("/ui/transfers", "三方通话", "Transfers", "transfers"),
+    ("/ui/legal-aid", "法律援助", "Legal aid", "legal_aid"),
+    ("/ui/audit", "审计", "Audit", "audit"),
 ];
 
 /// The frame around every page.
@@ -72,9 +73,12 @@ pub struct Chrome {
     pub nav: Vec<NavItem>,
 }
 
+/// A navigation link: its Chinese label, with the English beside it on a wide screen and as
+/// its tooltip always (eight entries in both languages do not fit one line at 1366 px).
 pub struct NavItem {
     pub href: &'static str,
-    pub label: &'static str,
+    pub zh: &'static str,
+    pub en: &'static str,
     pub active: bool,
 }
 
@@ -90,10 +94,11 @@ impl Chrome {
             is_admin: viewer.is_admin(),
             nav: NAV
                 .iter()
-                .filter(|(_, _, key)| *key != "audit" || viewer.can_operate())
-                .map(|&(href, label, key)| NavItem {
+                .filter(|(_, _, _, key)| *key != "audit" || viewer.can_operate())
+                .map(|&(href, zh, en, key)| NavItem {
                     href,
-                    label,
+                    zh,
+                    en,
                     active: key == active,
                 })
                 .collect(),

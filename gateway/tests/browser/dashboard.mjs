@@ -62,6 +62,19 @@ try {
   step("operator: overview updates live");
   const op = await session("li");
   const page = op.page;
+  // All eight navigation links (the audit log's too) on one row beside the brand at 1366 px,
+  // their English as tooltips.
+  const links = page.locator("header.top nav a");
+  assert.equal(await links.count(), 8, "an operator sees every page in the navigation");
+  const tops = new Set();
+  for (const box of await links.evaluateAll(as => as.map(a => a.getBoundingClientRect().top))) {
+    tops.add(Math.round(box));
+  }
+  assert.equal(tops.size, 1, `the navigation is one row at 1366 px (rows at ${[...tops]})`);
+  const brand = await page.locator("header.top .brand").boundingBox();
+  const who = await page.locator("header.top .who").boundingBox();
+  assert.ok(Math.abs(brand.y - who.y) < brand.height, "brand, navigation and user share the bar's row");
+  assert.equal(await links.first().getAttribute("title"), "Overview", "English labels stay as tooltips");
   await page.evaluate(() => { window.__stayed = true; });
   const tile = page.locator('.tile[data-partner="p1"] [data-f="delivered_5m"]');
   const before = Number(await tile.innerText());
