@@ -39,6 +39,18 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// Writes committed together at most.
 const MAX_BATCH: usize = 512;
 
+/// How many rows the statement before it changed, as a script's last row (`changed`): what
+/// `RETURNING` would tell, without the temporary table SQLite fills for `RETURNING`.
+const CHANGED: &str = "SELECT changes() AS changed";
+
+/// Whether the statement before [`CHANGED`] changed one row.
+fn changed_one(rows: Vec<RawRow>) -> Result<bool> {
+    match rows.last() {
+        Some(row) => Ok(row.int("changed")? == 1),
+        None => Err(StoreError::Corrupt("no count of changed rows".into())),
+    }
+}
+
 /// A delivery still to be sent or answered (`status` the column as the query names it), in the
 /// words of the partial index `deliveries_due` (migration 14), so that the index serves the
 /// query: comparisons, not an `IN` list, which SQLite evaluates through a temporary table.
@@ -1313,7 +1325,7 @@ impl Store for SqliteStore {
                 "UPDATE deliveries SET status = ?, due_at = COALESCE(?, due_at), \
                  last_error = ?, partner_ref = COALESCE(?, partner_ref), \
                  acked_at = COALESCE(?, acked_at), lease_token = NULL, updated_at = ? \
-                 WHERE id = ? AND lease_token = ? AND status = 'sending' RETURNING id",
+                 WHERE id = ? AND lease_token = ? AND status = 'sending'",
             )
             .bind(status)
             .bind(due)
@@ -1322,9 +1334,10 @@ impl Store for SqliteStore {
             .bind(acked)
             .bind(now)
             .bind(delivery_id)
-            .bind(lease_token);
-        // The update returns the row when the lease still held.
-        self.script(false, script, |rows| Ok(rows.len() == 1)).await
+            .bind(lease_token)
+            .push(CHANGED);
+        // The update changed the row when the lease still held.
+        self.script(false, script, changed_one).await
     }
 
     async fn acknowledge(
@@ -2151,14 +2164,12 @@ impl Store for SqliteStore {
         script
             .push("DELETE FROM seen_nonces WHERE expires_at < ?")
             .bind(ms(now))
-            .push(
-                "INSERT OR IGNORE INTO seen_nonces (partner, nonce, expires_at) \
-                 VALUES (?, ?, ?) RETURNING 1",
-            )
+            .push("INSERT OR IGNORE INTO seen_nonces (partner, nonce, expires_at) VALUES (?, ?, ?)")
             .bind(partner)
             .bind(nonce)
-            .bind(ms(until));
-        self.script(true, script, |rows| Ok(rows.len() == 1)).await
+            .bind(ms(until))
+            .push(CHANGED);
+        self.script(true, script, changed_one).await
     }
 
     async fn purge_personal_data(
