@@ -680,7 +680,7 @@ async fn cti(State(sim): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> 
             );
         }
     };
-    let doc = Value::from(t.doc.clone());
+    let doc = Value::from(t.doc);
     let offer_id = doc["transfer"]["id"]
         .as_str()
         .unwrap_or_default()

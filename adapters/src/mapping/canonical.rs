@@ -309,12 +309,8 @@ impl Mapping {
     /// A decoded translation as a typed inbound message.
     pub fn into_inbound(&self, t: Translation) -> Result<Inbound, TranslateError> {
         let doc = &t.doc;
-        let text = |path: &[&str]| -> Option<String> {
-            path.iter()
-                .try_fold(doc, |v, k| v.get(k))
-                .and_then(Doc::as_str)
-                .map(str::to_owned)
-        };
+        let at = |path: &[&str]| path.iter().try_fold(doc, |v, k| v.get(k));
+        let text = |path: &[&str]| at(path).and_then(Doc::as_str).map(str::to_owned);
         let message_id = text(&["message", "id"]);
         let partner_number = text(&["ticket", "partner_number"]);
         match t.message_type.as_str() {
@@ -363,9 +359,7 @@ impl Mapping {
                 Ok(Inbound::Ack {
                     message_id,
                     partner_ref: partner_number,
-                    accepted: doc
-                        .get("message")
-                        .and_then(|m| m.get("accepted"))
+                    accepted: at(&["message", "accepted"])
                         .and_then(Doc::as_bool)
                         .unwrap_or(true),
                     reason: text(&["message", "reason"]),

@@ -227,17 +227,12 @@ impl Mapping {
         name: &str,
         warnings: &mut Vec<String>,
     ) -> Result<String, TranslateError> {
-        let Some(max) = f.max_len else {
+        let Some((max, n)) = f
+            .max_len
+            .and_then(|max| hotline_model::validate::chars_over(&s, max).map(|n| (max, n)))
+        else {
             return Ok(s);
         };
-        // No more bytes than the limit: no more characters either, without counting them.
-        if s.len() <= max {
-            return Ok(s);
-        }
-        let n = s.chars().count();
-        if n <= max {
-            return Ok(s);
-        }
         match self.overflow {
             Overflow::Reject => Err(field_err(
                 name,

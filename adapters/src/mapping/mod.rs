@@ -14,15 +14,15 @@ pub mod xml;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::FixedOffset;
+use chrono::format::{Item, StrftimeItems};
 
 // The mapping's own tables (code tables, message codes), looked up for every field of every
 // message with keys of our mapping files or a partner's values (looked up, never inserted): a
 // fast hash, not the standard one's flood-resistant one.
 use foldhash::HashMap;
-use std::path::{Path, PathBuf};
-
-use chrono::FixedOffset;
-use chrono::format::{Item, StrftimeItems};
 
 pub use canonical::{
     Canonical, OutboundDocument, answer_document, offer_document, outbound_document,

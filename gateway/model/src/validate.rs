@@ -127,16 +127,21 @@ fn required_text(value: &str, field: FieldName<'_>, max: usize, out: &mut Vec<Fi
 }
 
 fn optional_text(value: Option<&str>, field: FieldName<'_>, max: usize, out: &mut Vec<FieldError>) {
-    // No more bytes than the limit: no more characters either, without counting them.
-    if let Some(v) = value.filter(|v| v.len() > max) {
-        let n = v.chars().count();
-        if n > max {
-            out.push(FieldError::new(
-                field.to_string(),
-                format!("is {n} characters long; at most {max} are allowed"),
-            ));
-        }
+    if let Some(n) = value.and_then(|v| chars_over(v, max)) {
+        out.push(FieldError::new(
+            field.to_string(),
+            format!("is {n} characters long; at most {max} are allowed"),
+        ));
     }
+}
+
+/// How many characters `s` has, when that is more than `max`. Text no longer in bytes than
+/// `max` is not counted: it cannot have more characters than bytes.
+pub fn chars_over(s: &str, max: usize) -> Option<usize> {
+    if s.len() <= max {
+        return None;
+    }
+    Some(s.chars().count()).filter(|&n| n > max)
 }
 
 /// A 6-digit administrative division code that is not all zeros.
@@ -255,6 +260,16 @@ mod tests {
                 "units[0]"
             ]
         );
+    }
+
+    #[test]
+    fn length_limits_count_characters_not_bytes() {
+        // Six characters, eighteen bytes: over a limit of five, within a limit of six.
+        assert_eq!(chars_over("法律援助中心", 5), Some(6));
+        assert_eq!(chars_over("法律援助中心", 6), None);
+        assert_eq!(chars_over("abcde", 5), None);
+        assert_eq!(chars_over("abcdef", 5), Some(6));
+        assert_eq!(chars_over("", 0), None);
     }
 
     #[test]
