@@ -252,6 +252,15 @@ impl IngressError {
             reason: reason.into(),
         }
     }
+    /// A correctly signed request whose one-time nonce came before.
+    pub fn replayed(nonce: &str) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            code: "replayed",
+            field: None,
+            reason: format!("nonce `{nonce}` was already used; a replayed request is refused"),
+        }
+    }
     pub fn not_found(reason: impl Into<String>) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,

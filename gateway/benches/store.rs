@@ -2,11 +2,11 @@
 //! writes one ticket makes on the relay path, in the order the gateway makes them, with
 //! `concurrency` tickets in flight so that they share group commits as they do under load:
 //!
-//! 1. the replay nonce of the partner's signed request;
-//! 2. the accept: ticket, dispatch event, two idempotency keys, the partner's number, the outbox
-//!    row handed straight to the worker (written claimed), two SLA clocks (receipt and reply),
-//!    and the repeat-caller read (a random caller hash, as callers' phones are);
-//! 3. the acknowledged attempt with the partner's own number.
+//! 1. the accept: the replay nonce of the partner's signed request, ticket, dispatch event, two
+//!    idempotency keys, the partner's number, the outbox row handed straight to the worker
+//!    (written claimed), two SLA clocks (receipt and reply), and the repeat-caller read (a
+//!    random caller hash, as callers' phones are);
+//! 2. the acknowledged attempt with the partner's own number.
 //!
 //! Prints tickets/s and the store's time per ticket; asserts nothing (figures are reported in
 //! docs/benchmarks.md). Under `valgrind --tool=callgrind` (one runtime thread, so that every
@@ -21,8 +21,8 @@ use chrono::Utc;
 use futures::StreamExt;
 use hotline_gateway::sla::ClockKind;
 use hotline_gateway::store::{
-    Accepted, AttemptRecord, Clock, ClockOp, ClockState, Handoff, NewTicket, Next, SqliteStore,
-    Store,
+    Accepted, AttemptRecord, Clock, ClockOp, ClockState, Handoff, NewTicket, Next, Nonce,
+    SqliteStore, Store,
 };
 use hotline_model::{Event, EventBody, Ticket};
 use rand::rngs::StdRng;
@@ -55,15 +55,6 @@ fn clock(ticket: &Ticket, kind: ClockKind, days: i64) -> ClockOp {
 /// One ticket's writes, as the relay makes them.
 async fn relay_one(store: &SqliteStore, n: usize, hash: String) -> anyhow::Result<()> {
     let now = Utc::now();
-    let fresh = store
-        .remember_nonce(
-            SOURCE,
-            &Uuid::now_v7().simple().to_string(),
-            now,
-            Duration::from_secs(600),
-        )
-        .await?;
-    anyhow::ensure!(fresh, "a new nonce was taken as a replay");
     let number = format!("BENCH-{n:08}");
     let ticket = Ticket::new(
         SOURCE,
@@ -98,6 +89,12 @@ async fn relay_one(store: &SqliteStore, n: usize, hash: String) -> anyhow::Resul
             lease_token: Uuid::now_v7(),
             lease_until: now + chrono::Duration::seconds(60),
             partners: vec![PARTNER.into()],
+        }),
+        nonce: Some(Nonce {
+            partner: SOURCE.into(),
+            value: Uuid::now_v7().simple().to_string(),
+            now,
+            keep: Duration::from_secs(600),
         }),
     };
     let Accepted::Created { claims, .. } = store.accept_ticket(cmd).await? else {

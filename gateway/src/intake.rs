@@ -16,8 +16,8 @@ use crate::delivery::DeliveryEngine;
 use crate::lifecycle;
 use crate::sla::{Change, ClockKind, Sla};
 use crate::store::{
-    Accepted, AlertKind, Clock, ClockState, LateAck, NewAlert, NewEvent, NewTicket, RefusedEvent,
-    Store, StoreError,
+    Accepted, AlertKind, Clock, ClockState, LateAck, NewAlert, NewEvent, NewTicket, Nonce,
+    RefusedEvent, Store, StoreError,
 };
 
 /// A ticket from a 12348 home system, to be dispatched to `target`.
@@ -248,6 +248,7 @@ impl Intake {
                 ticket,
                 event,
                 handoff: None,
+                nonce: None,
             })
             .await?;
         if !accepted.is_duplicate() {
@@ -262,6 +263,44 @@ impl Intake {
         &self,
         partner: &str,
         inbound: Inbound,
+    ) -> Result<IngressReply, IngressError> {
+        self.message(partner, inbound, None).await
+    }
+
+    /// [`Self::partner_message`] for a request whose signature covers a one-time nonce: refused
+    /// when the nonce came before. A new ticket remembers it in its own write (one write, and
+    /// both or neither survive a crash); any other message remembers it first.
+    pub async fn partner_request(
+        &self,
+        partner: &str,
+        inbound: Inbound,
+        nonce: Nonce,
+    ) -> Result<IngressReply, IngressError> {
+        if !matches!(inbound, Inbound::Ticket { .. }) {
+            self.fresh(nonce).await?;
+            return self.message(partner, inbound, None).await;
+        }
+        self.message(partner, inbound, Some(nonce)).await
+    }
+
+    /// Remembers a request's nonce; refuses the request when it was remembered before.
+    pub async fn fresh(&self, nonce: Nonce) -> Result<(), IngressError> {
+        match self
+            .store
+            .remember_nonce(&nonce.partner, &nonce.value, nonce.now, nonce.keep)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(IngressError::replayed(&nonce.value)),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn message(
+        &self,
+        partner: &str,
+        inbound: Inbound,
+        nonce: Option<Nonce>,
     ) -> Result<IngressReply, IngressError> {
         match inbound {
             Inbound::Transfer { .. } => Err(IngressError::invalid(
@@ -307,6 +346,7 @@ impl Intake {
                         repeat_since: Some(self.repeat_since()),
                         clocks,
                         handoff: None,
+                        nonce,
                     })
                     .await
                     .map_err(unavailable)?;
@@ -546,7 +586,12 @@ impl Intake {
     }
 }
 
+/// A store failure as the partner is told it: a replay is refused, anything else is to be sent
+/// again.
 fn unavailable(e: StoreError) -> IngressError {
+    if let StoreError::Replayed(nonce) = &e {
+        return IngressError::replayed(nonce);
+    }
     tracing::error!(error = %e, "store failed on partner ingress");
     IngressError::unavailable("temporarily unable to store the message; send it again")
 }

@@ -42,6 +42,22 @@ async fn a_replayed_request_is_refused_also_after_a_restart() {
     assert_ne!(sim.answer_code(&answer).as_deref(), Some("0000"));
     assert!(answer.to_string().contains("already used"), "{answer}");
 
+    // Any other message is refused the same way (its nonce is remembered before it is handled,
+    // whatever the outcome: this receipt names no ticket of ours).
+    let receipt = sample("12345", "receipt.xml");
+    let captured_receipt = sim.signed_headers(&receipt).unwrap();
+    let (status, answer) = sim
+        .send_with_headers(captured_receipt.clone(), receipt.clone())
+        .await
+        .unwrap();
+    assert_ne!(status, 401, "{answer}");
+    let (status, answer) = sim
+        .send_with_headers(captured_receipt, receipt)
+        .await
+        .unwrap();
+    assert_eq!(status, 401, "the replayed receipt is refused: {answer}");
+    assert!(answer.to_string().contains("already used"), "{answer}");
+
     // Tampering under captured headers fails the signature.
     let altered = String::from_utf8(body.clone())
         .unwrap()

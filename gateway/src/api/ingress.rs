@@ -10,6 +10,7 @@ use hotline_adapters::{Inbound, InboundRequest, IngressError, WireResponse};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::store::Nonce;
 
 pub async fn partner_ingress(
     State(state): State<AppState>,
@@ -97,39 +98,31 @@ pub async fn handle(
     guard_replay: bool,
 ) -> WireResponse {
     let decoded = adapter.decode(req);
-    // A correctly signed request whose nonce came before is a replay.
-    if guard_replay
-        && decoded.is_ok()
-        && let Some((nonce, keep)) = adapter.replay_guard(req)
-    {
-        match state
-            .store
-            .remember_nonce(partner, &nonce, chrono::Utc::now(), keep)
-            .await
+    // A correctly signed request whose nonce came before is a replay. A new ticket remembers
+    // its nonce in the write that stores it (intake); messages handled here, before.
+    let nonce = match (&decoded, guard_replay) {
+        (Ok(_), true) => adapter.replay_guard(req).map(|(value, keep)| Nonce {
+            partner: partner.to_owned(),
+            value,
+            now: chrono::Utc::now(),
+            keep,
+        }),
+        _ => None,
+    };
+    let nonce = match nonce {
+        Some(n)
+            if matches!(
+                decoded,
+                Ok(Inbound::Transfer { .. } | Inbound::CaseUpdate(_))
+            ) =>
         {
-            Ok(true) => {}
-            Ok(false) => {
-                let err = IngressError {
-                    status: StatusCode::UNAUTHORIZED,
-                    code: "replayed",
-                    field: None,
-                    reason: format!(
-                        "nonce `{nonce}` was already used; a replayed request is refused"
-                    ),
-                };
-                return reject(adapter, partner, &err);
+            if let Err(e) = state.intake.fresh(n).await {
+                return reject(adapter, partner, &e);
             }
-            Err(e) => {
-                let err = IngressError {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    code: "unavailable",
-                    field: None,
-                    reason: format!("the store is unavailable: {e}"),
-                };
-                return reject(adapter, partner, &err);
-            }
+            None
         }
-    }
+        n => n,
+    };
     match decoded {
         Ok(Inbound::Transfer { offer, .. }) => {
             match state.transfers.offered(partner, *offer).await {
@@ -141,10 +134,16 @@ pub async fn handle(
             Ok(reply) => adapter.respond(&reply),
             Err(e) => reject(adapter, partner, &e),
         },
-        Ok(inbound) => match state.intake.partner_message(partner, inbound).await {
-            Ok(reply) => adapter.respond(&reply),
-            Err(e) => reject(adapter, partner, &e),
-        },
+        Ok(inbound) => {
+            let stored = match nonce {
+                Some(n) => state.intake.partner_request(partner, inbound, n).await,
+                None => state.intake.partner_message(partner, inbound).await,
+            };
+            match stored {
+                Ok(reply) => adapter.respond(&reply),
+                Err(e) => reject(adapter, partner, &e),
+            }
+        }
         Err(e) => reject(adapter, partner, &e),
     }
 }

@@ -46,6 +46,9 @@ pub enum StoreError {
     /// failure, a deadlock) or its connection; running it again from the start is safe.
     #[error("database contention or lost connection: {0}")]
     Contention(String),
+    /// A new ticket's request nonce ([`NewTicket::nonce`]) was used before: a replayed request.
+    #[error("nonce `{0}` was already used; a replayed request is refused")]
+    Replayed(String),
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -573,6 +573,15 @@ impl Store for PgStore {
     async fn accept_ticket(&self, cmd: NewTicket) -> Result<Accepted> {
         let draft = self.seal.draft_out(&cmd.ticket.draft)?;
         let body = self.seal.event_out(&cmd.event)?;
+        // The request's nonce in a statement of its own before: were it lost in a crash, so is
+        // the ticket after it, and a replay is then the duplicate its keys make it.
+        if let Some(n) = &cmd.nonce
+            && !self
+                .remember_nonce(&n.partner, &n.value, n.now, n.keep)
+                .await?
+        {
+            return Err(StoreError::Replayed(n.value.clone()));
+        }
         // Usually one statement writes it all (a new ticket's clocks only start) and needs no
         // transaction around it.
         let single = after_event(&cmd.clocks).next().is_none();

@@ -61,6 +61,35 @@ fn open_status(status: &str) -> String {
     )
 }
 
+/// Forgets the nonces expired at `now`.
+fn forget_expired_nonces(script: &mut Script, now: DateTime<Utc>) {
+    script
+        .push("DELETE FROM seen_nonces WHERE expires_at < ?")
+        .bind(ms(now));
+}
+
+/// Takes a nonce unless it is still remembered; the script's last row says whether it did
+/// ([`changed_one`]).
+fn push_take_nonce(script: &mut Script, n: &Nonce) {
+    forget_expired_nonces(script, n.now);
+    script
+        .push("INSERT OR IGNORE INTO seen_nonces (partner, nonce, expires_at) VALUES (?, ?, ?)")
+        .bind(n.partner.clone())
+        .bind(n.value.clone())
+        .bind(ms(n.until()))
+        .push(CHANGED);
+}
+
+/// [`push_take_nonce`] in a write job's own code: whether the nonce was taken.
+async fn take_nonce(conn: &mut SqliteConnection, n: &Nonce) -> Result<bool> {
+    let mut script = Script::default();
+    push_take_nonce(&mut script, n);
+    match script.run(conn).await?.last() {
+        Some(row) => Ok(row.try_get::<i64, _>("changed")? == 1),
+        None => Err(StoreError::Corrupt("no count of changed rows".into())),
+    }
+}
+
 /// A caller's tickets since a time, oldest first: bound to the caller's hash and the time (ms);
 /// rows tagged, to be told apart among a script's.
 const CALLER_TICKETS: &str = "SELECT 'caller' AS part, id FROM tickets \
@@ -927,6 +956,16 @@ impl Store for SqliteStore {
         let body = self.seal.event_out(&cmd.event)?;
         let t = &cmd.ticket;
         let mut script = Script::default();
+        // The request's nonce first: taken before, it fails the script (its primary key) and
+        // nothing is written; the fallback below tells a replay from a repeated key.
+        if let Some(n) = &cmd.nonce {
+            forget_expired_nonces(&mut script, n.now);
+            script
+                .push("INSERT INTO seen_nonces (partner, nonce, expires_at) VALUES (?, ?, ?)")
+                .bind(n.partner.clone())
+                .bind(n.value.clone())
+                .bind(ms(n.until()));
+        }
         script
             .push(
                 "INSERT INTO tickets (id, origin, external_id, status, kind, urgency, draft, \
@@ -979,9 +1018,19 @@ impl Store for SqliteStore {
         match self.script(false, script, created).await {
             Err(StoreError::Closed) => Err(StoreError::Closed),
             Err(e) => {
-                let (origin, keys) = (t.origin.clone(), cmd.keys.clone());
+                let (origin, keys, nonce) = (t.origin.clone(), cmd.keys.clone(), cmd.nonce);
                 let earlier = self
-                    .write(move |conn| Box::pin(async move { seen(conn, &origin, &keys).await }))
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            // The nonce is remembered also when the ticket is a repeat.
+                            if let Some(n) = nonce
+                                && !take_nonce(conn, &n).await?
+                            {
+                                return Err(StoreError::Replayed(n.value));
+                            }
+                            seen(conn, &origin, &keys).await
+                        })
+                    })
                     .await?;
                 match earlier {
                     Some((ticket_id, event_id)) => Ok(Accepted::Duplicate {
@@ -2153,22 +2202,17 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         keep: Duration,
     ) -> Result<bool> {
-        let (partner, nonce) = (partner.to_owned(), nonce.to_owned());
-        let until = now
-            .checked_add_signed(crate::time::span(keep))
-            .unwrap_or(now);
+        let n = Nonce {
+            partner: partner.to_owned(),
+            value: nonce.to_owned(),
+            now,
+            keep,
+        };
         // Early: a later check on this connection sees the nonce at once; were it lost in a crash
         // before the commit, so is whatever the request wrote after it (a later commit), and a
         // replay is then taken as the duplicate its idempotency keys make it.
         let mut script = Script::default();
-        script
-            .push("DELETE FROM seen_nonces WHERE expires_at < ?")
-            .bind(ms(now))
-            .push("INSERT OR IGNORE INTO seen_nonces (partner, nonce, expires_at) VALUES (?, ?, ?)")
-            .bind(partner)
-            .bind(nonce)
-            .bind(ms(until))
-            .push(CHANGED);
+        push_take_nonce(&mut script, &n);
         self.script(true, script, changed_one).await
     }
 

@@ -113,6 +113,29 @@ pub struct NewTicket {
     /// Targets whose delivery worker takes the new delivery straight from the intake: their
     /// rows are written already claimed, and come back as [`Accepted::Created::claims`].
     pub handoff: Option<Handoff>,
+    /// The replay nonce of the partner request that carried the ticket: remembered with it;
+    /// when it was remembered before, nothing is written and the accept fails with
+    /// [`StoreError::Replayed`](super::StoreError::Replayed).
+    pub nonce: Option<Nonce>,
+}
+
+/// A partner request's one-time nonce (see [`Store::remember_nonce`](super::Store::remember_nonce)).
+#[derive(Debug, Clone)]
+pub struct Nonce {
+    pub partner: String,
+    pub value: String,
+    /// When the request came, and how long from then the nonce is kept.
+    pub now: DateTime<Utc>,
+    pub keep: std::time::Duration,
+}
+
+impl Nonce {
+    /// Until when it is kept (`now` when the sum overflows).
+    pub fn until(&self) -> DateTime<Utc> {
+        self.now
+            .checked_add_signed(crate::time::span(self.keep))
+            .unwrap_or(self.now)
+    }
 }
 
 impl NewTicket {

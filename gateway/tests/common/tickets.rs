@@ -27,5 +27,6 @@ pub fn new_ticket(external_id: &str, targets: &[&str]) -> NewTicket {
         ticket,
         event,
         handoff: None,
+        nonce: None,
     }
 }

@@ -43,6 +43,7 @@ macro_rules! every_check {
             claims_never_sent_are_given_back,
             accepts_report_the_callers_tickets,
             a_nonce_is_taken_once_until_it_expires,
+            a_new_tickets_nonce_is_taken_with_it,
             ended_tickets_lose_personal_data_once_retention_passes,
             ended_transfers_lose_the_callers_data_once_retention_passes,
             case_updates_are_kept_once_and_cases_save_from_their_version,
@@ -1424,6 +1425,74 @@ pub async fn a_nonce_is_taken_once_until_it_expires(store: Arc<dyn Store>) {
             .unwrap(),
         "forgotten once expired"
     );
+}
+
+pub async fn a_new_tickets_nonce_is_taken_with_it(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let nonce = |value: &str, now| Nonce {
+        partner: "12345".into(),
+        value: value.into(),
+        now,
+        keep: Duration::from_secs(600),
+    };
+    let with = |number: &str, n: Nonce| NewTicket {
+        nonce: Some(n),
+        ..new_ticket(number, &[P])
+    };
+    let first = store
+        .accept_ticket(with("NC-1", nonce("n-1", now)))
+        .await
+        .unwrap();
+    assert!(!first.is_duplicate());
+
+    // Another ticket under the same nonce: refused, and nothing of it written.
+    let replay = with("NC-2", nonce("n-1", now));
+    let replay_id = replay.ticket.id;
+    match store.accept_ticket(replay).await {
+        Err(StoreError::Replayed(n)) => assert_eq!(n, "n-1"),
+        other => panic!("a replayed nonce was taken: {other:?}"),
+    }
+    assert!(store.ticket(replay_id).await.unwrap().is_none());
+    assert!(
+        store
+            .seen(HOME, &["external_id:NC-2".into()])
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // The first ticket again under a new nonce: the duplicate it is, and the nonce is kept.
+    let again = store
+        .accept_ticket(with("NC-1", nonce("n-2", now)))
+        .await
+        .unwrap();
+    assert!(again.is_duplicate());
+    assert_eq!(again.ticket_id(), first.ticket_id());
+    let keep = Duration::from_secs(600);
+    assert!(
+        !store
+            .remember_nonce("12345", "n-2", now, keep)
+            .await
+            .unwrap(),
+        "a repeated ticket's nonce is remembered too"
+    );
+    // A nonce taken by `remember_nonce` refuses a ticket as well; once expired it is free.
+    assert!(
+        store
+            .remember_nonce("12345", "n-3", now, keep)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        store.accept_ticket(with("NC-3", nonce("n-3", now))).await,
+        Err(StoreError::Replayed(_))
+    ));
+    let later = now + chrono::Duration::seconds(601);
+    let taken = store
+        .accept_ticket(with("NC-3", nonce("n-1", later)))
+        .await
+        .unwrap();
+    assert!(!taken.is_duplicate(), "an expired nonce is free again");
 }
 
 pub async fn ended_tickets_lose_personal_data_once_retention_passes(store: Arc<dyn Store>) {
