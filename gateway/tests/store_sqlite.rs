@@ -231,24 +231,29 @@ async fn a_failing_script_undoes_only_itself_and_early_answers_still_commit() {
     assert_eq!(tickets.len(), 1, "the repeats wrote nothing");
 }
 
-#[tokio::test]
-async fn rows_written_before_the_keyed_tables_moved_into_their_keys_are_kept() {
-    use sqlx::{Connection, Row, sqlite::SqliteConnectOptions};
-    // A database as the release before migration 13 left it, with a row in each table that
-    // moves (and the rows they refer to: the gateway always kept its foreign keys).
-    let dir = tempfile::tempdir().unwrap();
-    let older = dir.path().join("migrations");
+/// A database in `dir` as the releases before migration `version` left it: its file, options
+/// and an open connection to it (foreign keys off, so that a test's rows need not be complete).
+async fn database_before(
+    dir: &std::path::Path,
+    version: &str,
+) -> (
+    std::path::PathBuf,
+    sqlx::sqlite::SqliteConnectOptions,
+    sqlx::SqliteConnection,
+) {
+    use sqlx::Connection;
+    let older = dir.join("migrations");
     std::fs::create_dir(&older).unwrap();
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
     for entry in std::fs::read_dir(&shipped).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.as_str() < "0013" {
+        if name.as_str() < version {
             std::fs::copy(&path, older.join(&name)).unwrap();
         }
     }
-    let db = dir.path().join("gw.db");
-    let opts = SqliteConnectOptions::new()
+    let db = dir.join("gw.db");
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(&db)
         .create_if_missing(true)
         .foreign_keys(false);
@@ -259,9 +264,21 @@ async fn rows_written_before_the_keyed_tables_moved_into_their_keys_are_kept() {
         .run(&mut conn)
         .await
         .unwrap();
+    (db, opts, conn)
+}
+
+#[tokio::test]
+async fn rows_written_before_the_keyed_tables_moved_into_their_keys_are_kept() {
+    use sqlx::{Connection, Row};
+    // A database as the release before migration 13 left it, with a row in each table that
+    // moves (and the rows they refer to: the gateway always kept its foreign keys).
+    let dir = tempfile::tempdir().unwrap();
+    let (db, opts, mut conn) = database_before(dir.path(), "0013").await;
     sqlx::raw_sql(
         "INSERT INTO tickets (id, origin, status, kind, urgency, draft, created_at, updated_at)
              VALUES ('t1', '12345', 'open', 'complaint', 'normal', '{}', 1, 1);
+         INSERT INTO events (id, ticket_id, kind, source, at, body)
+             VALUES ('e1', 't1', 'dispatch', '12345', 1, '{}');
          INSERT INTO deliveries (id, ticket_id, event_id, partner, message_id, kind, status,
              due_at, created_at, updated_at)
              VALUES ('d1', 't1', 'e1', '12315', 'm1', 'dispatch', 'acknowledged', 1, 1, 1);
@@ -331,4 +348,135 @@ async fn rows_written_before_the_keyed_tables_moved_into_their_keys_are_kept() {
             "ticket_numbers_ticket"
         ]
     );
+}
+
+#[tokio::test]
+async fn clocks_and_deliveries_rebuilt_by_migration_15_keep_every_row_order_and_key() {
+    use sqlx::{Connection, Row};
+    // Rows as the releases before migration 15 wrote them: a ticket, three deliveries (one
+    // attempted) and a clock.
+    let dir = tempfile::tempdir().unwrap();
+    let (db, opts, mut conn) = database_before(dir.path(), "0015").await;
+    // Ids as the store writes them (UUIDs), made readable: `id(1)` is …-000000000001.
+    let id = |n: u32| format!("0190a1b2-0000-7000-8000-{n:012}");
+    let (t, e) = (id(1), id(2));
+    let rows = [
+        format!(
+            "INSERT INTO tickets (id, origin, status, kind, urgency, draft, created_at, \
+             updated_at) VALUES ('{t}', '12345', 'dispatched', 'complaint', 'normal', '{{}}', 1, 1)"
+        ),
+        format!(
+            "INSERT INTO events (id, ticket_id, kind, source, at, body) \
+             VALUES ('{e}', '{t}', 'dispatch', '12345', 1, '{{}}')"
+        ),
+        format!(
+            "INSERT INTO deliveries (id, ticket_id, event_id, partner, message_id, kind, status, \
+             due_at, created_at, updated_at) VALUES \
+             ('{}', '{t}', '{e}', '12315', '{}', 'dispatch', 'acknowledged', 1, 1, 1), \
+             ('{}', '{t}', '{e}', '12315', '{}', 'dispatch', 'pending', 1, 2, 2), \
+             ('{}', '{t}', '{e}', '12333', '{}', 'dispatch', 'pending', 1, 3, 3)",
+            id(11),
+            id(21),
+            id(12),
+            id(22),
+            id(13),
+            id(23)
+        ),
+        format!(
+            "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, outcome, \
+             partner_ref) VALUES ('{}', 1, 1, 5, 'acknowledged', '12315-1')",
+            id(11)
+        ),
+        format!(
+            "INSERT INTO sla_clocks (id, ticket_id, kind, party, urgent, started_at, due_at, \
+             urge_at, provisional, state) \
+             VALUES ('{}', '{t}', 'receipt', '12315', 0, 1, 9, 8, 0, 'running')",
+            id(31)
+        ),
+    ];
+    for sql in &rows {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let store = SqliteStore::open(&db).await.unwrap();
+    let deliveries = store
+        .deliveries(&DeliveryQuery {
+            limit: Some(10),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(deliveries.len(), 3);
+    let ticket: uuid::Uuid = t.parse().unwrap();
+    assert_eq!(store.attempts_for_ticket(ticket).await.unwrap().len(), 1);
+    let clocks = store.clocks(ticket).await.unwrap();
+    assert_eq!(clocks.len(), 1);
+    drop(store);
+
+    let mut conn = sqlx::SqliteConnection::connect_with(&opts.foreign_keys(true))
+        .await
+        .unwrap();
+    let schema: String =
+        sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'deliveries'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(!schema.contains("AUTOINCREMENT"), "{schema}");
+    let schema: String =
+        sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'sla_clocks'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(schema.contains("WITHOUT ROWID"), "{schema}");
+    let seqs: Vec<(i64, String)> = sqlx::query("SELECT seq, id FROM deliveries ORDER BY seq")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("seq"), r.get("id")))
+        .collect();
+    assert_eq!(
+        seqs,
+        [(1, id(11)), (2, id(12)), (3, id(13))],
+        "the outbox's order is kept"
+    );
+    let clock: (String, i64) = sqlx::query("SELECT state, due_at FROM sla_clocks WHERE id = ?")
+        .bind(id(31))
+        .fetch_one(&mut conn)
+        .await
+        .map(|r| (r.get("state"), r.get("due_at")))
+        .unwrap();
+    assert_eq!(clock, ("running".into(), 9));
+    let broken: Vec<sqlx::sqlite::SqliteRow> = sqlx::query("PRAGMA foreign_key_check")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert!(broken.is_empty(), "no foreign key broken");
+    // A new delivery comes after the old ones; attempts still need their delivery.
+    sqlx::query(
+        "INSERT INTO deliveries (id, ticket_id, event_id, partner, message_id, kind, status, \
+         due_at, created_at, updated_at) \
+         VALUES (?, ?, ?, '12315', ?, 'dispatch', 'pending', 1, 4, 4)",
+    )
+    .bind(id(14))
+    .bind(&t)
+    .bind(&e)
+    .bind(id(24))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let seq: i64 = sqlx::query_scalar("SELECT seq FROM deliveries WHERE id = ?")
+        .bind(id(14))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(seq, 4);
+    let orphan = sqlx::query(
+        "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, outcome) \
+         VALUES ('none', 1, 1, 1, 'failed')",
+    )
+    .execute(&mut conn)
+    .await;
+    assert!(orphan.is_err(), "attempts still refer to deliveries");
 }
