@@ -168,6 +168,8 @@ enum MappingCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Before anything in the process touches SQLite.
+    hotline_gateway::store::configure_sqlite();
     telemetry::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -21,7 +21,7 @@ use uuid::Uuid;
 pub use postgres::PgStore;
 pub(crate) use rows::enum_str;
 pub use rows::{PURGED, Seal};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, configure_sqlite};
 pub use types::*;
 
 pub use crate::transfer::record::{Transfer, TransferEntry, TransferInsert, TransferQuery};

@@ -90,6 +90,40 @@ async fn take_nonce(conn: &mut SqliteConnection, n: &Nonce) -> Result<bool> {
     }
 }
 
+/// SQLite's process-wide settings, made once before its first connection (later they cannot
+/// change; a process that used SQLite before keeps the defaults, so `main` calls this first): no memory statistics, so that
+/// each of SQLite's allocations and frees does not take a global mutex to count itself (a relayed
+/// ticket makes about 250 of them); and room for more small allocations in each connection's
+/// own lookaside slots (statements and cursors), instead of `malloc`. Measured with the store
+/// bench under callgrind: about 4 % fewer instructions per relayed ticket together.
+pub fn configure_sqlite() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use rusqlite::ffi;
+        // SAFETY: called before this process opens any SQLite connection (the store opens
+        // them all, after this); on an initialised library SQLite refuses with SQLITE_MISUSE
+        // and changes nothing.
+        let results = unsafe {
+            [
+                ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int),
+                ffi::sqlite3_config(
+                    ffi::SQLITE_CONFIG_LOOKASIDE,
+                    LOOKASIDE_SLOT as std::ffi::c_int,
+                    LOOKASIDE_SLOTS as std::ffi::c_int,
+                ),
+            ]
+        };
+        if results.iter().any(|&r| r != ffi::SQLITE_OK) {
+            tracing::debug!(?results, "SQLite was in use already: its defaults stay");
+        }
+    });
+}
+
+/// Bytes per lookaside slot and slots per connection (SQLite's defaults: 1,200 and 40); more
+/// than 200 slots took no more allocations off `malloc` in the store bench.
+const LOOKASIDE_SLOT: usize = 1200;
+const LOOKASIDE_SLOTS: usize = 200;
+
 /// A caller's tickets since a time, oldest first: bound to the caller's hash and the time (ms);
 /// rows tagged, to be told apart among a script's.
 const CALLER_TICKETS: &str = "SELECT 'caller' AS part, id FROM tickets \
@@ -104,6 +138,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
+        configure_sqlite();
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
