@@ -1054,26 +1054,25 @@ impl Store for SqliteStore {
             Err(StoreError::Closed) => Err(StoreError::Closed),
             Err(e) => {
                 let (origin, keys, nonce) = (t.origin.clone(), cmd.keys.clone(), cmd.nonce);
-                let earlier = self
+                let (ticket_id, event_id) = self
                     .write(move |conn| {
                         Box::pin(async move {
-                            // The nonce is remembered also when the ticket is a repeat.
+                            // The nonce is remembered also when the ticket is a repeat; when
+                            // the accept failed otherwise, this write's failure undoes it, so
+                            // that the partner may send the same request again.
                             if let Some(n) = nonce
                                 && !take_nonce(conn, &n).await?
                             {
                                 return Err(StoreError::Replayed(n.value));
                             }
-                            seen(conn, &origin, &keys).await
+                            seen(conn, &origin, &keys).await?.ok_or(e)
                         })
                     })
                     .await?;
-                match earlier {
-                    Some((ticket_id, event_id)) => Ok(Accepted::Duplicate {
-                        ticket_id,
-                        event_id,
-                    }),
-                    None => Err(e),
-                }
+                Ok(Accepted::Duplicate {
+                    ticket_id,
+                    event_id,
+                })
             }
             ok => ok,
         }

@@ -995,7 +995,7 @@ pub async fn pauses_are_kept_until_resumed(store: Arc<dyn Store>) {
     assert!(store.pauses().await.unwrap().is_empty());
 }
 
-fn clock(ticket_id: Uuid, kind: hotline_gateway::sla::ClockKind, due_in_h: i64) -> Clock {
+pub fn clock(ticket_id: Uuid, kind: hotline_gateway::sla::ClockKind, due_in_h: i64) -> Clock {
     let now = chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
     Clock {
         id: Uuid::now_v7(),
