@@ -124,26 +124,6 @@ impl PgStore {
     }
 }
 
-/// Takes a request's nonce unless it is still remembered (whether it did), forgetting expired
-/// ones on the way; one statement (an expired copy of it is taken over in place rather than
-/// deleted).
-async fn take_nonce(conn: &mut PgConnection, n: &Nonce) -> Result<bool> {
-    let r = sqlx::query(
-        "WITH gone AS (DELETE FROM seen_nonces WHERE expires_at < $4 \
-             AND NOT (partner = $1 AND nonce = $2)) \
-         INSERT INTO seen_nonces (partner, nonce, expires_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (partner, nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at \
-         WHERE seen_nonces.expires_at < $4",
-    )
-    .bind(&n.partner)
-    .bind(&n.value)
-    .bind(ms(n.until()))
-    .bind(ms(n.now))
-    .execute(&mut *conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
-}
-
 /// The filters of a [`DeliveryQuery`], bound as `?1`..`?7` by [`bind_delivery_filter`].
 const DELIVERY_FILTER: &str = "($1 IS NULL OR d.status = $1) AND ($2 IS NULL OR d.partner = $2) \
      AND ($3 IS NULL OR d.ticket_id = $3) \
@@ -593,9 +573,18 @@ impl Store for PgStore {
     async fn accept_ticket(&self, cmd: NewTicket) -> Result<Accepted> {
         let draft = self.seal.draft_out(&cmd.ticket.draft)?;
         let body = self.seal.event_out(&cmd.event)?;
+        // The request's nonce in a statement of its own before: were it lost in a crash, so is
+        // the ticket after it, and a replay is then the duplicate its keys make it.
+        if let Some(n) = &cmd.nonce
+            && !self
+                .remember_nonce(&n.partner, &n.value, n.now, n.keep)
+                .await?
+        {
+            return Err(StoreError::Replayed(n.value.clone()));
+        }
         // Usually one statement writes it all (a new ticket's clocks only start) and needs no
-        // transaction around it; a request's nonce is taken in the same transaction.
-        let single = after_event(&cmd.clocks).next().is_none() && cmd.nonce.is_none();
+        // transaction around it.
+        let single = after_event(&cmd.clocks).next().is_none();
         self.run(!single, move |conn| {
             let cmd = cmd.clone();
             let draft = draft.clone();
@@ -606,13 +595,6 @@ impl Store for PgStore {
                     ticket_id,
                     event_id,
                 };
-                // The nonce first: a replay writes nothing, a repeat keeps it (the transaction
-                // commits the duplicate's answer), a failure undoes it.
-                if let Some(n) = &cmd.nonce
-                    && !take_nonce(conn, n).await?
-                {
-                    return Err(StoreError::Replayed(n.value.clone()));
-                }
                 // A failed statement ends a transaction, so there the keys are looked up first;
                 // a statement of its own looks only once its keys clashed.
                 if !single && let Some(earlier) = seen(conn, &t.origin, &cmd.keys).await? {
@@ -1867,15 +1849,30 @@ impl Store for PgStore {
         now: DateTime<Utc>,
         keep: Duration,
     ) -> Result<bool> {
-        let n = Nonce {
-            partner: partner.to_owned(),
-            value: nonce.to_owned(),
-            now,
-            keep,
-        };
+        let (partner, nonce) = (partner.to_owned(), nonce.to_owned());
+        let until = now
+            .checked_add_signed(crate::time::span(keep))
+            .unwrap_or(now);
+        // One statement: the expired nonces go, and this one is taken unless it is still kept
+        // (an expired copy of it is taken over in place rather than deleted).
         self.run(false, move |conn| {
-            let n = n.clone();
-            Box::pin(async move { take_nonce(conn, &n).await })
+            let (partner, nonce) = (partner.clone(), nonce.clone());
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "WITH gone AS (DELETE FROM seen_nonces WHERE expires_at < $4 \
+                         AND NOT (partner = $1 AND nonce = $2)) \
+                     INSERT INTO seen_nonces (partner, nonce, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (partner, nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+                     WHERE seen_nonces.expires_at < $4",
+                )
+                .bind(&partner)
+                .bind(&nonce)
+                .bind(ms(until))
+                .bind(ms(now))
+                .execute(&mut *conn)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            })
         })
         .await
     }

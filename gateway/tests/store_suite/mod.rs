@@ -44,7 +44,6 @@ macro_rules! every_check {
             accepts_report_the_callers_tickets,
             a_nonce_is_taken_once_until_it_expires,
             a_new_tickets_nonce_is_taken_with_it,
-            an_accept_that_fails_keeps_no_nonce,
             ended_tickets_lose_personal_data_once_retention_passes,
             ended_transfers_lose_the_callers_data_once_retention_passes,
             case_updates_are_kept_once_and_cases_save_from_their_version,
@@ -996,7 +995,7 @@ pub async fn pauses_are_kept_until_resumed(store: Arc<dyn Store>) {
     assert!(store.pauses().await.unwrap().is_empty());
 }
 
-fn clock(ticket_id: Uuid, kind: hotline_gateway::sla::ClockKind, due_in_h: i64) -> Clock {
+pub fn clock(ticket_id: Uuid, kind: hotline_gateway::sla::ClockKind, due_in_h: i64) -> Clock {
     let now = chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
     Clock {
         id: Uuid::now_v7(),
@@ -1494,38 +1493,6 @@ pub async fn a_new_tickets_nonce_is_taken_with_it(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(!taken.is_duplicate(), "an expired nonce is free again");
-}
-
-pub async fn an_accept_that_fails_keeps_no_nonce(store: Arc<dyn Store>) {
-    let now = Utc::now();
-    let keep = Duration::from_secs(600);
-    // A clock for a ticket that does not exist breaks a foreign key: the accept fails whole.
-    let broken = NewTicket {
-        clocks: vec![ClockOp::Start(clock(
-            Uuid::now_v7(),
-            hotline_gateway::sla::ClockKind::Receipt,
-            24,
-        ))],
-        nonce: Some(Nonce {
-            partner: "12345".into(),
-            value: "n-failed".into(),
-            now,
-            keep,
-        }),
-        ..new_ticket("NF-1", &[P])
-    };
-    let failed = store.accept_ticket(broken).await;
-    assert!(
-        matches!(failed, Err(ref e) if !matches!(e, StoreError::Replayed(_))),
-        "{failed:?}"
-    );
-    // The partner may send the same request again: its nonce was not kept.
-    assert!(
-        store
-            .remember_nonce("12345", "n-failed", now, keep)
-            .await
-            .unwrap()
-    );
 }
 
 pub async fn ended_tickets_lose_personal_data_once_retention_passes(store: Arc<dyn Store>) {
