@@ -42,6 +42,8 @@ struct Inner {
     /// Signs as the case system, checks the gateway.
     signer: Signer,
     cases: Mutex<BTreeMap<String, SimCase>>,
+    /// The run's part of every case number.
+    series: String,
     refused: Mutex<Vec<Value>>,
     gateway: Mutex<Option<String>>,
     client: reqwest::Client,
@@ -61,6 +63,20 @@ fn beijing_now() -> DateTime<FixedOffset> {
     Utc::now().with_timezone(&FixedOffset::east_opt(8 * 3600).expect("valid offset"))
 }
 
+/// This simulator run's part of its case numbers: its start time (Beijing) and its place among
+/// the runs started in this process, so that a restarted simulator never hands out a number an
+/// earlier run gave another ticket (a demo's data outlives its simulators).
+fn run_series() -> String {
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}{run:02}", beijing_now().format("%Y%m%d%H%M%S"))
+}
+
+/// The `n`th case of a run.
+fn case_number(series: &str, n: usize) -> String {
+    format!("FY-370102-{series}-{n:04}")
+}
+
 impl LegalAidSim {
     /// Starts on a loopback `port` (0: any free one); the gateway signs with `GATEWAY_KEY`.
     pub async fn start(port: u16) -> anyhow::Result<Self> {
@@ -71,6 +87,7 @@ impl LegalAidSim {
                 our_secret: CASE_SYSTEM_KEY.into(),
                 their_secret: public_key_hex(GATEWAY_KEY).map_err(anyhow::Error::msg)?,
             },
+            series: run_series(),
             cases: Mutex::default(),
             refused: Mutex::default(),
             gateway: Mutex::default(),
@@ -216,7 +233,7 @@ async fn file(State(sim): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) ->
     {
         return (StatusCode::OK, axum::Json(json!({"caseNo": c.case_no}))).into_response();
     }
-    let case_no = format!("FY-370102-2026-{:04}", cases.len() + 1);
+    let case_no = case_number(&sim.series, cases.len() + 1);
     cases.insert(
         case_no.clone(),
         SimCase {
@@ -282,4 +299,16 @@ async fn updates(
         .map(WireCaseUpdate::from_update)
         .collect();
     axum::Json(json!({ "updates": list })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_run_never_repeats_an_earlier_runs_case_numbers() {
+        let (first, second) = (run_series(), run_series());
+        assert_ne!(case_number(&first, 1), case_number(&second, 1));
+        assert_ne!(case_number(&first, 1), case_number(&first, 2));
+    }
 }
