@@ -107,7 +107,12 @@ impl HttpTransport {
             .min_tls_version(reqwest::tls::Version::TLS_1_2)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(90));
+            .pool_idle_timeout(Duration::from_secs(90))
+            // The delivery engine retries (with backoff, then dead letters). reqwest's own
+            // policy retries HTTP/2 refusals only (not built here), yet copies every request's
+            // headers and body before sending in case it must: a policy that never retries
+            // and never copies.
+            .retry(reqwest::retry::never().max_retries_per_request(0));
         if let Some(tls) = tls {
             b = tls.apply(b)?;
         }
