@@ -112,7 +112,10 @@ impl HttpTransport {
             // policy retries HTTP/2 refusals only (not built here), yet copies every request's
             // headers and body before sending in case it must: a policy that never retries
             // and never copies.
-            .retry(reqwest::retry::never().max_retries_per_request(0));
+            .retry(reqwest::retry::never().max_retries_per_request(0))
+            // A delivery carries callers' personal data, signed for this partner's endpoint: a
+            // redirect is an answer (a permanent failure, for ops to look at), never followed.
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(tls) = tls {
             b = tls.apply(b)?;
         }

@@ -25,6 +25,8 @@ pub enum Behaviour {
     Slow { delay: Duration },
     /// HTTP 200 with this partner result code, for the next `times` deliveries, then `Ack`.
     Code { code: String, times: u32 },
+    /// 307 to `to` for every delivery (a partner, or something in between, pointing elsewhere).
+    Redirect { to: String },
     /// Every kind of fault, at random: 500, an answer slower than `slow`, a dropped connection,
     /// a malformed acknowledgement; about one delivery in five still goes through.
     Chaos { slow: Duration },

@@ -239,6 +239,11 @@ fn answer(
         Behaviour::Flaky { percent } if rand::random_ratio(percent.min(100), 100) => {
             return fail(503);
         }
+        Behaviour::Redirect { to } => {
+            let resp =
+                (StatusCode::TEMPORARY_REDIRECT, [("location", to)], "moved").into_response();
+            return (StatusCode::TEMPORARY_REDIRECT, resp);
+        }
         Behaviour::Malformed => {
             return (
                 StatusCode::OK,

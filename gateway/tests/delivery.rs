@@ -184,6 +184,24 @@ async fn a_partner_that_always_fails_ends_dead_and_retry_revives_it() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_not_followed() {
+    let h = Harness::start(Behaviour::Ack, fast_retry(5)).await;
+    // Pointing back at itself: a client that followed would hit it again and again.
+    h.sim.set_behaviour(Behaviour::Redirect { to: h.sim.url() });
+    let (_, created) = h.post_ticket("SD-0009").await;
+    let d = h
+        .wait_for_status(&first_delivery(&created), DeliveryStatus::Dead, WAIT)
+        .await;
+    assert_eq!(d.attempts, 1);
+    assert!(
+        d.last_error.as_deref().unwrap_or_default().contains("307"),
+        "{d:?}"
+    );
+    assert_eq!(h.sim.hits().len(), 1, "the redirect was not followed");
+    h.gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_permanent_refusal_is_dead_at_once() {
     let h = Harness::start(Behaviour::Fail { status: 400 }, fast_retry(5)).await;
     let (_, created) = h.post_ticket("SD-0004").await;
