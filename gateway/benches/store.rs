@@ -90,12 +90,12 @@ async fn relay_one(store: &SqliteStore, n: usize, hash: String) -> anyhow::Resul
             lease_until: now + chrono::Duration::seconds(60),
             partners: vec![PARTNER.into()],
         }),
-        nonce: Some(Nonce {
-            partner: SOURCE.into(),
-            value: Uuid::now_v7().simple().to_string(),
+        nonce: Some(Nonce::new(
+            SOURCE,
+            Uuid::now_v7().simple().to_string(),
             now,
-            keep: Duration::from_secs(600),
-        }),
+            Duration::from_secs(600),
+        )),
     };
     let Accepted::Created { claims, .. } = store.accept_ticket(cmd).await? else {
         anyhow::bail!("a new ticket was taken as a duplicate");

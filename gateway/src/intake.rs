@@ -258,50 +258,32 @@ impl Intake {
         Ok(accepted)
     }
 
-    /// Stores what a partner sent; the adapter has already checked its signature and shape.
-    pub async fn partner_message(
-        &self,
-        partner: &str,
-        inbound: Inbound,
-    ) -> Result<IngressReply, IngressError> {
-        self.message(partner, inbound, None).await
-    }
-
-    /// [`Self::partner_message`] for a request whose signature covers a one-time nonce: refused
-    /// when the nonce came before. A new ticket remembers it in its own write (one write, and
-    /// both or neither survive a crash); any other message remembers it first.
-    pub async fn partner_request(
-        &self,
-        partner: &str,
-        inbound: Inbound,
-        nonce: Nonce,
-    ) -> Result<IngressReply, IngressError> {
-        if !matches!(inbound, Inbound::Ticket { .. }) {
-            self.fresh(nonce).await?;
-            return self.message(partner, inbound, None).await;
-        }
-        self.message(partner, inbound, Some(nonce)).await
-    }
-
     /// Remembers a request's nonce; refuses the request when it was remembered before.
     pub async fn fresh(&self, nonce: Nonce) -> Result<(), IngressError> {
-        match self
-            .store
-            .remember_nonce(&nonce.partner, &nonce.value, nonce.now, nonce.keep)
-            .await
-        {
+        match self.store.remember_nonce(&nonce).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(IngressError::replayed(&nonce.value)),
             Err(e) => Err(unavailable(e)),
         }
     }
 
-    async fn message(
+    /// Stores what a partner sent; the adapter has already checked its signature and shape.
+    /// `nonce`: the request's one-time nonce, when its signature covers one; the message is
+    /// refused when it came before. A new ticket remembers it in its own write (both or neither
+    /// survive a crash); any other message remembers it first.
+    pub async fn partner_message(
         &self,
         partner: &str,
         inbound: Inbound,
         nonce: Option<Nonce>,
     ) -> Result<IngressReply, IngressError> {
+        let nonce = match nonce {
+            Some(n) if !matches!(inbound, Inbound::Ticket { .. }) => {
+                self.fresh(n).await?;
+                None
+            }
+            n => n,
+        };
         match inbound {
             Inbound::Transfer { .. } => Err(IngressError::invalid(
                 "type",

@@ -57,7 +57,7 @@ impl Poller {
         let (mut taken, mut refused) = (Vec::new(), Vec::new());
         for item in batch.items {
             let outcome = match item.message {
-                Ok(inbound) => intake.partner_message(&self.partner, inbound).await,
+                Ok(inbound) => intake.partner_message(&self.partner, inbound, None).await,
                 Err(e) => Err(e),
             };
             match outcome {

@@ -4,7 +4,7 @@ mod store_suite;
 
 use std::sync::Arc;
 
-use hotline_gateway::store::{DeliveryQuery, SqliteStore, Store};
+use hotline_gateway::store::{DeliveryQuery, Nonce, SqliteStore, Store};
 use store_suite::*;
 
 async fn fresh() -> (Arc<dyn Store>, tempfile::TempDir) {
@@ -203,7 +203,7 @@ async fn a_failing_script_undoes_only_itself_and_early_answers_still_commit() {
     for i in 0..20 {
         let s = Arc::clone(&store);
         nonces.push(tokio::spawn(async move {
-            s.remember_nonce("12345", &format!("n-{i}"), now, keep)
+            s.remember_nonce(&Nonce::new("12345", format!("n-{i}"), now, keep))
                 .await
         }));
         let s = Arc::clone(&store);
@@ -219,7 +219,7 @@ async fn a_failing_script_undoes_only_itself_and_early_answers_still_commit() {
     }
     for i in 0..20 {
         let again = store
-            .remember_nonce("12345", &format!("n-{i}"), now, keep)
+            .remember_nonce(&Nonce::new("12345", format!("n-{i}"), now, keep))
             .await
             .unwrap();
         assert!(!again, "nonce n-{i} was committed");
@@ -494,12 +494,7 @@ async fn an_accept_that_fails_keeps_no_nonce() {
             hotline_gateway::sla::ClockKind::Receipt,
             24,
         ))],
-        nonce: Some(Nonce {
-            partner: "12345".into(),
-            value: "n-failed".into(),
-            now,
-            keep,
-        }),
+        nonce: Some(Nonce::new("12345", "n-failed", now, keep)),
         ..new_ticket("NF-1", &[P])
     };
     let failed = store.accept_ticket(broken).await;
@@ -510,7 +505,7 @@ async fn an_accept_that_fails_keeps_no_nonce() {
     // The partner may send the same request again: its nonce was not kept.
     assert!(
         store
-            .remember_nonce("12345", "n-failed", now, keep)
+            .remember_nonce(&Nonce::new("12345", "n-failed", now, keep))
             .await
             .unwrap()
     );

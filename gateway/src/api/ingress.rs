@@ -98,8 +98,8 @@ pub async fn handle(
     guard_replay: bool,
 ) -> WireResponse {
     let decoded = adapter.decode(req);
-    // A correctly signed request whose nonce came before is a replay. A new ticket remembers
-    // its nonce in the write that stores it (intake); messages handled here, before.
+    // A correctly signed request whose nonce came before is a replay. Messages handled here
+    // remember their nonce first; intake takes the rest's.
     let nonce = match (&decoded, guard_replay) {
         (Ok(_), true) => adapter.replay_guard(req).map(|(value, keep)| Nonce {
             partner: partner.to_owned(),
@@ -134,16 +134,10 @@ pub async fn handle(
             Ok(reply) => adapter.respond(&reply),
             Err(e) => reject(adapter, partner, &e),
         },
-        Ok(inbound) => {
-            let stored = match nonce {
-                Some(n) => state.intake.partner_request(partner, inbound, n).await,
-                None => state.intake.partner_message(partner, inbound).await,
-            };
-            match stored {
-                Ok(reply) => adapter.respond(&reply),
-                Err(e) => reject(adapter, partner, &e),
-            }
-        }
+        Ok(inbound) => match state.intake.partner_message(partner, inbound, nonce).await {
+            Ok(reply) => adapter.respond(&reply),
+            Err(e) => reject(adapter, partner, &e),
+        },
         Err(e) => reject(adapter, partner, &e),
     }
 }

@@ -322,15 +322,9 @@ pub trait Store: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<bool>;
 
-    /// Remembers a request nonce of `partner` until `keep` from `now`; `false` when it was
+    /// Remembers a partner request's nonce until `keep` from `now`; `false` when it was
     /// already remembered (a replay). Forgets expired nonces on the way.
-    async fn remember_nonce(
-        &self,
-        partner: &str,
-        nonce: &str,
-        now: DateTime<Utc>,
-        keep: Duration,
-    ) -> Result<bool>;
+    async fn remember_nonce(&self, nonce: &Nonce) -> Result<bool>;
 
     /// Retention: blanks the caller's personal data (name, phone, ID number, address, phone
     /// hash) of up to `limit` tickets closed, withdrawn or merged before `closed_before`, once

@@ -576,9 +576,7 @@ impl Store for PgStore {
         // The request's nonce in a statement of its own before: were it lost in a crash, so is
         // the ticket after it, and a replay is then the duplicate its keys make it.
         if let Some(n) = &cmd.nonce
-            && !self
-                .remember_nonce(&n.partner, &n.value, n.now, n.keep)
-                .await?
+            && !self.remember_nonce(n).await?
         {
             return Err(StoreError::Replayed(n.value.clone()));
         }
@@ -1842,21 +1840,12 @@ impl Store for PgStore {
         .await
     }
 
-    async fn remember_nonce(
-        &self,
-        partner: &str,
-        nonce: &str,
-        now: DateTime<Utc>,
-        keep: Duration,
-    ) -> Result<bool> {
-        let (partner, nonce) = (partner.to_owned(), nonce.to_owned());
-        let until = now
-            .checked_add_signed(crate::time::span(keep))
-            .unwrap_or(now);
+    async fn remember_nonce(&self, n: &Nonce) -> Result<bool> {
+        let n = n.clone();
         // One statement: the expired nonces go, and this one is taken unless it is still kept
         // (an expired copy of it is taken over in place rather than deleted).
         self.run(false, move |conn| {
-            let (partner, nonce) = (partner.clone(), nonce.clone());
+            let n = n.clone();
             Box::pin(async move {
                 let r = sqlx::query(
                     "WITH gone AS (DELETE FROM seen_nonces WHERE expires_at < $4 \
@@ -1865,10 +1854,10 @@ impl Store for PgStore {
                      ON CONFLICT (partner, nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at \
                      WHERE seen_nonces.expires_at < $4",
                 )
-                .bind(&partner)
-                .bind(&nonce)
-                .bind(ms(until))
-                .bind(ms(now))
+                .bind(&n.partner)
+                .bind(&n.value)
+                .bind(ms(n.until()))
+                .bind(ms(n.now))
                 .execute(&mut *conn)
                 .await?;
                 Ok(r.rows_affected() == 1)

@@ -44,7 +44,7 @@ const MAX_BATCH: usize = 512;
 const CHANGED: &str = "SELECT changes() AS changed";
 
 /// Whether the statement before [`CHANGED`] changed one row.
-fn changed_one(rows: Vec<RawRow>) -> Result<bool> {
+fn changed_one<R: Fields>(rows: Vec<R>) -> Result<bool> {
     match rows.last() {
         Some(row) => Ok(row.int("changed")? == 1),
         None => Err(StoreError::Corrupt("no count of changed rows".into())),
@@ -61,41 +61,44 @@ fn open_status(status: &str) -> String {
     )
 }
 
-/// Forgets the nonces expired at `now`.
-fn forget_expired_nonces(script: &mut Script, now: DateTime<Utc>) {
+/// Forgets the nonces expired by `n`'s time and inserts `n`: when it is still kept, a plain
+/// insert fails (and so undoes the script); `or_ignore` leaves it instead.
+fn push_nonce(script: &mut Script, n: &Nonce, or_ignore: bool) {
+    let insert = if or_ignore {
+        "INSERT OR IGNORE INTO seen_nonces (partner, nonce, expires_at) VALUES (?, ?, ?)"
+    } else {
+        "INSERT INTO seen_nonces (partner, nonce, expires_at) VALUES (?, ?, ?)"
+    };
     script
         .push("DELETE FROM seen_nonces WHERE expires_at < ?")
-        .bind(ms(now));
+        .bind(ms(n.now))
+        .push(insert)
+        .bind(n.partner.clone())
+        .bind(n.value.clone())
+        .bind(ms(n.until()));
 }
 
 /// Takes a nonce unless it is still remembered; the script's last row says whether it did
 /// ([`changed_one`]).
 fn push_take_nonce(script: &mut Script, n: &Nonce) {
-    forget_expired_nonces(script, n.now);
-    script
-        .push("INSERT OR IGNORE INTO seen_nonces (partner, nonce, expires_at) VALUES (?, ?, ?)")
-        .bind(n.partner.clone())
-        .bind(n.value.clone())
-        .bind(ms(n.until()))
-        .push(CHANGED);
+    push_nonce(script, n, true);
+    script.push(CHANGED);
 }
 
 /// [`push_take_nonce`] in a write job's own code: whether the nonce was taken.
 async fn take_nonce(conn: &mut SqliteConnection, n: &Nonce) -> Result<bool> {
     let mut script = Script::default();
     push_take_nonce(&mut script, n);
-    match script.run(conn).await?.last() {
-        Some(row) => Ok(row.try_get::<i64, _>("changed")? == 1),
-        None => Err(StoreError::Corrupt("no count of changed rows".into())),
-    }
+    changed_one(script.run(conn).await?)
 }
 
 /// SQLite's process-wide settings, made once before its first connection (later they cannot
-/// change; a process that used SQLite before keeps the defaults, so `main` calls this first): no memory statistics, so that
-/// each of SQLite's allocations and frees does not take a global mutex to count itself (a relayed
-/// ticket makes about 250 of them); and room for more small allocations in each connection's
-/// own lookaside slots (statements and cursors), instead of `malloc`. Measured with the store
-/// bench under callgrind: about 4 % fewer instructions per relayed ticket together.
+/// change; a process that used SQLite before keeps the defaults, so `main` calls this first):
+/// no memory statistics, so that each of SQLite's allocations and frees does not take a global
+/// mutex to count itself (a relayed ticket makes about 250 of them); and room for more small
+/// allocations in each connection's own lookaside slots (statements and cursors), instead of
+/// `malloc`. Measured with the store bench under callgrind: about 4 % fewer instructions per
+/// relayed ticket together.
 pub fn configure_sqlite() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -994,12 +997,7 @@ impl Store for SqliteStore {
         // The request's nonce first: taken before, it fails the script (its primary key) and
         // nothing is written; the fallback below tells a replay from a repeated key.
         if let Some(n) = &cmd.nonce {
-            forget_expired_nonces(&mut script, n.now);
-            script
-                .push("INSERT INTO seen_nonces (partner, nonce, expires_at) VALUES (?, ?, ?)")
-                .bind(n.partner.clone())
-                .bind(n.value.clone())
-                .bind(ms(n.until()));
+            push_nonce(&mut script, n, false);
         }
         script
             .push(
@@ -2229,24 +2227,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn remember_nonce(
-        &self,
-        partner: &str,
-        nonce: &str,
-        now: DateTime<Utc>,
-        keep: Duration,
-    ) -> Result<bool> {
-        let n = Nonce {
-            partner: partner.to_owned(),
-            value: nonce.to_owned(),
-            now,
-            keep,
-        };
+    async fn remember_nonce(&self, n: &Nonce) -> Result<bool> {
         // Early: a later check on this connection sees the nonce at once; were it lost in a crash
         // before the commit, so is whatever the request wrote after it (a later commit), and a
         // replay is then taken as the duplicate its idempotency keys make it.
         let mut script = Script::default();
-        push_take_nonce(&mut script, &n);
+        push_take_nonce(&mut script, n);
         self.script(true, script, changed_one).await
     }
 

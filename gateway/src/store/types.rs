@@ -119,17 +119,32 @@ pub struct NewTicket {
     pub nonce: Option<Nonce>,
 }
 
-/// A partner request's one-time nonce (see [`Store::remember_nonce`](super::Store::remember_nonce)).
+/// A partner request's one-time nonce, kept until `keep` after `now`
+/// ([`Store::remember_nonce`](super::Store::remember_nonce)).
 #[derive(Debug, Clone)]
 pub struct Nonce {
     pub partner: String,
     pub value: String,
-    /// When the request came, and how long from then the nonce is kept.
+    /// When the request came.
     pub now: DateTime<Utc>,
     pub keep: std::time::Duration,
 }
 
 impl Nonce {
+    pub fn new(
+        partner: impl Into<String>,
+        value: impl Into<String>,
+        now: DateTime<Utc>,
+        keep: std::time::Duration,
+    ) -> Self {
+        Self {
+            partner: partner.into(),
+            value: value.into(),
+            now,
+            keep,
+        }
+    }
+
     /// Until when it is kept (`now` when the sum overflows).
     pub fn until(&self) -> DateTime<Utc> {
         self.now

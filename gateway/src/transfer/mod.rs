@@ -441,6 +441,7 @@ impl Transfers {
                                 .unwrap_or_else(|| t.offer.id.clone()),
                             draft: Box::new(t.offer.ticket.clone()),
                         },
+                        None,
                     )
                     .await
                     .map_err(|e| {

@@ -1399,20 +1399,20 @@ pub async fn a_nonce_is_taken_once_until_it_expires(store: Arc<dyn Store>) {
     let keep = Duration::from_secs(600);
     assert!(
         store
-            .remember_nonce("12345", "n-1", now, keep)
+            .remember_nonce(&Nonce::new("12345", "n-1", now, keep))
             .await
             .unwrap()
     );
     assert!(
         !store
-            .remember_nonce("12345", "n-1", now, keep)
+            .remember_nonce(&Nonce::new("12345", "n-1", now, keep))
             .await
             .unwrap(),
         "a replay"
     );
     assert!(
         store
-            .remember_nonce("12315", "n-1", now, keep)
+            .remember_nonce(&Nonce::new("12315", "n-1", now, keep))
             .await
             .unwrap(),
         "per partner"
@@ -1420,7 +1420,7 @@ pub async fn a_nonce_is_taken_once_until_it_expires(store: Arc<dyn Store>) {
     let later = now + chrono::Duration::seconds(601);
     assert!(
         store
-            .remember_nonce("12345", "n-1", later, keep)
+            .remember_nonce(&Nonce::new("12345", "n-1", later, keep))
             .await
             .unwrap(),
         "forgotten once expired"
@@ -1429,12 +1429,7 @@ pub async fn a_nonce_is_taken_once_until_it_expires(store: Arc<dyn Store>) {
 
 pub async fn a_new_tickets_nonce_is_taken_with_it(store: Arc<dyn Store>) {
     let now = Utc::now();
-    let nonce = |value: &str, now| Nonce {
-        partner: "12345".into(),
-        value: value.into(),
-        now,
-        keep: Duration::from_secs(600),
-    };
+    let nonce = |value: &str, now| Nonce::new("12345", value, now, Duration::from_secs(600));
     let with = |number: &str, n: Nonce| NewTicket {
         nonce: Some(n),
         ..new_ticket(number, &[P])
@@ -1471,7 +1466,7 @@ pub async fn a_new_tickets_nonce_is_taken_with_it(store: Arc<dyn Store>) {
     let keep = Duration::from_secs(600);
     assert!(
         !store
-            .remember_nonce("12345", "n-2", now, keep)
+            .remember_nonce(&Nonce::new("12345", "n-2", now, keep))
             .await
             .unwrap(),
         "a repeated ticket's nonce is remembered too"
@@ -1479,7 +1474,7 @@ pub async fn a_new_tickets_nonce_is_taken_with_it(store: Arc<dyn Store>) {
     // A nonce taken by `remember_nonce` refuses a ticket as well; once expired it is free.
     assert!(
         store
-            .remember_nonce("12345", "n-3", now, keep)
+            .remember_nonce(&Nonce::new("12345", "n-3", now, keep))
             .await
             .unwrap()
     );
