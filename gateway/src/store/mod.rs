@@ -4,6 +4,7 @@
 //! atomic; nothing is acknowledged to a caller before it is committed to disk.
 
 pub mod dump;
+mod log_sync;
 mod postgres;
 mod rows;
 mod script;

@@ -1,10 +1,13 @@
-//! The embedded default: SQLite in WAL mode with `synchronous=FULL`.
+//! The embedded default: SQLite in WAL mode, every commit synced to disk before it is answered.
 //!
 //! All writes go through one writer task that owns the only write connection. It takes every
-//! write waiting in its queue and runs them in one transaction, committed together: one fsync
-//! for the whole batch (group commit), and no `SQLITE_BUSY` between writers. A caller's future
-//! resolves only after the commit, so whatever it then acknowledges is on disk (the one
-//! exception, a replay nonce, says why). Reads use a separate pool of read-only connections.
+//! write waiting in its queue and runs them in one transaction, committed together (group
+//! commit), and no `SQLITE_BUSY` between writers. The log is synced beside the writer
+//! ([`LogSync`]): one fsync for every batch committed meanwhile, while the writer goes on with
+//! the next. A caller's future resolves only after its batch's commit and sync, so whatever it
+//! then acknowledges is on disk (the one exception, a replay nonce, says why). Reads use a
+//! separate pool of read-only connections, which may see a batch up to one sync before its
+//! writers are answered.
 //!
 //! sqlx hands every SQLite statement to the connection's own thread and back, so the writes on
 //! the hot path (accepting a ticket, claiming deliveries, recording an attempt, a nonce) are
@@ -30,6 +33,7 @@ use sqlx::{ConnectOptions, Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::log_sync::LogSync;
 use super::rows::*;
 use super::script::{RawRow, Script};
 use super::*;
@@ -160,9 +164,11 @@ impl SqliteStore {
             // Savepoints' statement journals in memory, not in temporary files.
             .pragma("temp_store", "memory")
             .disable_statement_logging();
-        // The writer does not copy the log back into the database itself (see `checkpoints`).
+        // The writer does not copy the log back into the database itself (see `checkpoints`),
+        // nor sync it in its commits: `LogSync` does, beside it.
         let mut conn = opts
             .clone()
+            .synchronous(SqliteSynchronous::Normal)
             .pragma("wal_autocheckpoint", "0")
             // The log file shrinks back to this when it starts over.
             .pragma("journal_size_limit", "67108864")
@@ -172,6 +178,7 @@ impl SqliteStore {
             .run(&mut conn)
             .await
             .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        let log = open_log(path)?;
         let checkpointer = opts.connect().await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
@@ -184,7 +191,7 @@ impl SqliteStore {
         let (writer, rx) = mpsc::channel(8192);
         let long = Arc::new(AtomicBool::new(false));
         tokio::spawn(checkpoints(checkpointer, writer.downgrade(), long.clone()));
-        tokio::spawn(writer_loop(conn, rx, long));
+        tokio::spawn(writer_loop(conn, rx, long, log));
         Ok(Self {
             writer,
             read,
@@ -465,7 +472,8 @@ fn run_bare(raw: &rusqlite::Connection, jobs: &mut [ScriptJob]) -> Result<Vec<Ve
     Ok(results)
 }
 
-/// A commit's outcome, recording how long it took since `committing` (the fsync, mostly).
+/// A commit's outcome, recording how long it took since `committing` (writing the log; its
+/// sync is [`LogSync`]'s).
 fn committed(committing: std::time::Instant, result: Result<()>) -> Result<()> {
     metrics::histogram!("hotline_store_commit_seconds").record(committing.elapsed().as_secs_f64());
     result
@@ -620,15 +628,42 @@ async fn mixed_batch(
     committed(committing, exec(conn, sql).await)
 }
 
+/// The log's syncing thread for the writer's answers ([`LogSync`]), started on the database's
+/// `-wal` file, which the migrations' writes made; synced once here for them.
+fn open_log(path: &Path) -> Result<LogSync<Vec<Box<dyn Finish>>>> {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    let cannot = |e: std::io::Error| {
+        StoreError::Database(format!(
+            "cannot open the SQLite log {name:?} to sync it: {e}"
+        ))
+    };
+    let log = std::fs::File::open(&name).map_err(cannot)?;
+    log.sync_data().map_err(cannot)?;
+    LogSync::start(log, |batches: Vec<Vec<Box<dyn Finish>>>, outcome| {
+        for d in batches.into_iter().flatten() {
+            d.finish(outcome.clone());
+        }
+    })
+    .map_err(cannot)
+}
+
 async fn writer_loop(
     mut conn: SqliteConnection,
     mut rx: mpsc::Receiver<Work>,
     long: Arc<AtomicBool>,
+    log: LogSync<Vec<Box<dyn Finish>>>,
 ) {
     let mut locked = Locked(None);
     let mut jobs: Vec<Work> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let batch = std::mem::take(&mut jobs);
+        if log.failed() {
+            // What the disk holds is unknown: no write may be answered from here on.
+            let e = StoreError::Database("the SQLite log could not be synced; restart".into());
+            batch.into_iter().for_each(|w| w.abort(e.clone()));
+            break;
+        }
         metrics::histogram!("hotline_store_commit_batch_size").record(batch.len() as f64);
         // Between batches the writer holds no snapshot: copying the few frames the checkpointer
         // has not yet copied lets the next batch's first write start the log over.
@@ -653,12 +688,16 @@ async fn writer_loop(
         };
         // How long the writer spends on a batch (its commit alone: `committed`).
         metrics::histogram!("hotline_store_batch_seconds").record(started.elapsed().as_secs_f64());
-        if let Err(e) = &commit {
-            tracing::error!(error = %e, "a group commit failed; its writes are rolled back");
-            let _ = exec(&mut conn, "ROLLBACK").await;
-        }
-        for d in done {
-            d.finish(commit.clone());
+        match commit {
+            Ok(()) if !done.is_empty() => log.after_sync(done),
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "a group commit failed; its writes are rolled back");
+                let _ = exec(&mut conn, "ROLLBACK").await;
+                for d in done {
+                    d.finish(Err(e.clone()));
+                }
+            }
         }
     }
     locked.close(&mut conn).await;
