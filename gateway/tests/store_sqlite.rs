@@ -480,33 +480,3 @@ async fn clocks_and_deliveries_rebuilt_by_migration_15_keep_every_row_order_and_
     .await;
     assert!(orphan.is_err(), "attempts still refer to deliveries");
 }
-
-#[tokio::test]
-async fn an_accept_that_fails_keeps_no_nonce() {
-    use hotline_gateway::store::{ClockOp, NewTicket, Nonce, StoreError};
-    let (store, _dir) = fresh().await;
-    let now = chrono::Utc::now();
-    let keep = std::time::Duration::from_secs(600);
-    // A clock for a ticket that does not exist breaks a foreign key: the accept fails whole.
-    let broken = NewTicket {
-        clocks: vec![ClockOp::Start(clock(
-            uuid::Uuid::now_v7(),
-            hotline_gateway::sla::ClockKind::Receipt,
-            24,
-        ))],
-        nonce: Some(Nonce::new("12345", "n-failed", now, keep)),
-        ..new_ticket("NF-1", &[P])
-    };
-    let failed = store.accept_ticket(broken).await;
-    assert!(
-        matches!(failed, Err(ref e) if !matches!(e, StoreError::Replayed(_))),
-        "{failed:?}"
-    );
-    // The partner may send the same request again: its nonce was not kept.
-    assert!(
-        store
-            .remember_nonce(&Nonce::new("12345", "n-failed", now, keep))
-            .await
-            .unwrap()
-    );
-}

@@ -122,6 +122,96 @@ impl PgStore {
             }
         }
     }
+
+    /// A new ticket's writes, once its nonce (if any) is taken.
+    async fn accept_taken(&self, cmd: NewTicket, draft: String, body: String) -> Result<Accepted> {
+        // Usually one statement writes it all (a new ticket's clocks only start) and needs no
+        // transaction around it.
+        let single = after_event(&cmd.clocks).next().is_none();
+        self.run(!single, move |conn| {
+            let cmd = cmd.clone();
+            let draft = draft.clone();
+            let body = body.clone();
+            Box::pin(async move {
+                let t = &cmd.ticket;
+                let duplicate = |(ticket_id, event_id)| Accepted::Duplicate {
+                    ticket_id,
+                    event_id,
+                };
+                // A failed statement ends a transaction, so there the keys are looked up first;
+                // a statement of its own looks only once its keys clashed.
+                if !single && let Some(earlier) = seen(conn, &t.origin, &cmd.keys).await? {
+                    return Ok(duplicate(earlier));
+                }
+                let row = TicketRow {
+                    ticket: t,
+                    draft: &draft,
+                    caller_hash: cmd.caller_hash.as_deref(),
+                    repeat_since: cmd.repeat_since,
+                };
+                let (written, caller_tickets) = match insert_event(
+                    conn,
+                    Some(row),
+                    &cmd.event,
+                    &body,
+                    &cmd.keys,
+                    &cmd.numbers,
+                    &cmd.targets,
+                    cmd.handoff.as_ref(),
+                    &cmd.clocks,
+                )
+                .await
+                {
+                    Ok(written) => written,
+                    Err(StoreError::Contention(why)) if single => {
+                        return match seen(conn, &t.origin, &cmd.keys).await? {
+                            Some(earlier) => Ok(duplicate(earlier)),
+                            None => Err(StoreError::Contention(why)),
+                        };
+                    }
+                    Err(e) => return Err(e),
+                };
+                apply_clock_ops(conn, t.id, after_event(&cmd.clocks)).await?;
+                Ok(Accepted::Created {
+                    ticket_id: t.id,
+                    event_id: cmd.event.id,
+                    deliveries: written.iter().map(|(id, _)| *id).collect(),
+                    caller_tickets,
+                    claims: cmd.handed_off(&written),
+                })
+            })
+        })
+        .await
+    }
+
+    /// Forgets the nonce an accept took before it failed with `why`, so that the partner may
+    /// send the same request again (SQLite undoes it with the accept). Were the accept in fact
+    /// committed (a connection lost at its commit), the request sent again is the duplicate its
+    /// keys make it.
+    async fn give_back_nonce(&self, n: &Nonce, why: &StoreError) {
+        let forget = self
+            .run(false, move |conn| {
+                let n = n.clone();
+                Box::pin(async move {
+                    sqlx::query(
+                        "DELETE FROM seen_nonces WHERE partner = $1 AND nonce = $2 \
+                         AND expires_at = $3",
+                    )
+                    .bind(&n.partner)
+                    .bind(&n.value)
+                    .bind(ms(n.until()))
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await;
+        if let Err(e) = forget {
+            tracing::warn!(error = %e, accept = %why, nonce = %n.value,
+                "an accept failed and its nonce could not be forgotten: \
+                 the same request sent again is refused as a replay");
+        }
+    }
 }
 
 /// The filters of a [`DeliveryQuery`], bound as `?1`..`?7` by [`bind_delivery_filter`].
@@ -574,69 +664,19 @@ impl Store for PgStore {
         let draft = self.seal.draft_out(&cmd.ticket.draft)?;
         let body = self.seal.event_out(&cmd.event)?;
         // The request's nonce in a statement of its own before: were it lost in a crash, so is
-        // the ticket after it, and a replay is then the duplicate its keys make it.
-        if let Some(n) = &cmd.nonce
+        // the ticket after it, and a replay is then the duplicate its keys make it. Should the
+        // accept fail, the nonce is given back below.
+        let nonce = cmd.nonce.clone();
+        if let Some(n) = &nonce
             && !self.remember_nonce(n).await?
         {
             return Err(StoreError::Replayed(n.value.clone()));
         }
-        // Usually one statement writes it all (a new ticket's clocks only start) and needs no
-        // transaction around it.
-        let single = after_event(&cmd.clocks).next().is_none();
-        self.run(!single, move |conn| {
-            let cmd = cmd.clone();
-            let draft = draft.clone();
-            let body = body.clone();
-            Box::pin(async move {
-                let t = &cmd.ticket;
-                let duplicate = |(ticket_id, event_id)| Accepted::Duplicate {
-                    ticket_id,
-                    event_id,
-                };
-                // A failed statement ends a transaction, so there the keys are looked up first;
-                // a statement of its own looks only once its keys clashed.
-                if !single && let Some(earlier) = seen(conn, &t.origin, &cmd.keys).await? {
-                    return Ok(duplicate(earlier));
-                }
-                let row = TicketRow {
-                    ticket: t,
-                    draft: &draft,
-                    caller_hash: cmd.caller_hash.as_deref(),
-                    repeat_since: cmd.repeat_since,
-                };
-                let (written, caller_tickets) = match insert_event(
-                    conn,
-                    Some(row),
-                    &cmd.event,
-                    &body,
-                    &cmd.keys,
-                    &cmd.numbers,
-                    &cmd.targets,
-                    cmd.handoff.as_ref(),
-                    &cmd.clocks,
-                )
-                .await
-                {
-                    Ok(written) => written,
-                    Err(StoreError::Contention(why)) if single => {
-                        return match seen(conn, &t.origin, &cmd.keys).await? {
-                            Some(earlier) => Ok(duplicate(earlier)),
-                            None => Err(StoreError::Contention(why)),
-                        };
-                    }
-                    Err(e) => return Err(e),
-                };
-                apply_clock_ops(conn, t.id, after_event(&cmd.clocks)).await?;
-                Ok(Accepted::Created {
-                    ticket_id: t.id,
-                    event_id: cmd.event.id,
-                    deliveries: written.iter().map(|(id, _)| *id).collect(),
-                    caller_tickets,
-                    claims: cmd.handed_off(&written),
-                })
-            })
-        })
-        .await
+        let accepted = self.accept_taken(cmd, draft, body).await;
+        if let (Err(e), Some(n)) = (&accepted, &nonce) {
+            self.give_back_nonce(n, e).await;
+        }
+        accepted
     }
 
     async fn record_event(&self, cmd: NewEvent) -> Result<Accepted> {

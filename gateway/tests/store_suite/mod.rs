@@ -44,6 +44,7 @@ macro_rules! every_check {
             accepts_report_the_callers_tickets,
             a_nonce_is_taken_once_until_it_expires,
             a_new_tickets_nonce_is_taken_with_it,
+            an_accept_that_fails_keeps_no_nonce,
             ended_tickets_lose_personal_data_once_retention_passes,
             ended_transfers_lose_the_callers_data_once_retention_passes,
             case_updates_are_kept_once_and_cases_save_from_their_version,
@@ -1650,5 +1651,34 @@ pub async fn case_updates_are_kept_once_and_cases_save_from_their_version(store:
     assert!(
         store.legal_aid_cases(&open).await.unwrap().is_empty(),
         "closed"
+    );
+}
+
+/// A nonce is kept only with what it let in: when the accept fails otherwise, the partner may
+/// send the same request again.
+pub async fn an_accept_that_fails_keeps_no_nonce(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let keep = Duration::from_secs(600);
+    // A clock for a ticket that does not exist breaks a foreign key: the accept fails whole.
+    let broken = NewTicket {
+        clocks: vec![ClockOp::Start(clock(
+            Uuid::now_v7(),
+            hotline_gateway::sla::ClockKind::Receipt,
+            24,
+        ))],
+        nonce: Some(Nonce::new("12345", "n-failed", now, keep)),
+        ..new_ticket("NF-1", &[P])
+    };
+    let failed = store.accept_ticket(broken).await;
+    assert!(
+        matches!(failed, Err(ref e) if !matches!(e, StoreError::Replayed(_))),
+        "{failed:?}"
+    );
+    // The partner may send the same request again: its nonce was not kept.
+    assert!(
+        store
+            .remember_nonce(&Nonce::new("12345", "n-failed", now, keep))
+            .await
+            .unwrap()
     );
 }
