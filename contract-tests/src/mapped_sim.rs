@@ -577,7 +577,7 @@ fn handle(sim: &Arc<Inner>, headers: &HeaderMap, body: &[u8]) -> (Response, Stri
                     sim.send(kind, &msg).await.map(|_| ())
                 };
                 if let Err(e) = sent {
-                    tracing::warn!(error = %e, "simulated {kind} failed");
+                    tracing::warn!(error = format!("{e:#}"), "simulated {kind} failed");
                 }
             }
         });
@@ -612,7 +612,10 @@ fn handle(sim: &Arc<Inner>, headers: &HeaderMap, body: &[u8]) -> (Response, Stri
                 "ticket": {"partner_number": number},
             });
             if let Err(e) = late.send("ack", &ack).await {
-                tracing::warn!(error = %e, "simulated late acknowledgement failed");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "simulated late acknowledgement failed"
+                );
             }
         });
         return (
