@@ -258,32 +258,36 @@ impl Intake {
         Ok(accepted)
     }
 
-    /// Remembers a request's nonce; refuses the request when it was remembered before.
-    pub async fn fresh(&self, nonce: Nonce) -> Result<(), IngressError> {
-        match self.store.remember_nonce(&nonce).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(IngressError::replayed(&nonce.value)),
-            Err(e) => Err(unavailable(e)),
+    /// Remembers a request's nonce now, unless `inbound` is a new ticket, whose accept takes
+    /// it in its own write (both or neither survive a crash); refuses the request when the
+    /// nonce was remembered before. The nonce still to be taken, if any.
+    pub async fn nonce_first(
+        &self,
+        inbound: &Inbound,
+        nonce: Option<Nonce>,
+    ) -> Result<Option<Nonce>, IngressError> {
+        match nonce {
+            Some(n) if !matches!(inbound, Inbound::Ticket { .. }) => {
+                match self.store.remember_nonce(&n).await {
+                    Ok(true) => Ok(None),
+                    Ok(false) => Err(IngressError::replayed(&n.value)),
+                    Err(e) => Err(unavailable(e)),
+                }
+            }
+            n => Ok(n),
         }
     }
 
     /// Stores what a partner sent; the adapter has already checked its signature and shape.
     /// `nonce`: the request's one-time nonce, when its signature covers one; the message is
-    /// refused when it came before. A new ticket remembers it in its own write (both or neither
-    /// survive a crash); any other message remembers it first.
+    /// refused when it came before ([`Self::nonce_first`]).
     pub async fn partner_message(
         &self,
         partner: &str,
         inbound: Inbound,
         nonce: Option<Nonce>,
     ) -> Result<IngressReply, IngressError> {
-        let nonce = match nonce {
-            Some(n) if !matches!(inbound, Inbound::Ticket { .. }) => {
-                self.fresh(n).await?;
-                None
-            }
-            n => n,
-        };
+        let nonce = self.nonce_first(&inbound, nonce).await?;
         match inbound {
             Inbound::Transfer { .. } => Err(IngressError::invalid(
                 "type",

@@ -98,30 +98,19 @@ pub async fn handle(
     guard_replay: bool,
 ) -> WireResponse {
     let decoded = adapter.decode(req);
-    // A correctly signed request whose nonce came before is a replay. Messages handled here
-    // remember their nonce first; intake takes the rest's.
-    let nonce = match (&decoded, guard_replay) {
-        (Ok(_), true) => adapter.replay_guard(req).map(|(value, keep)| Nonce {
-            partner: partner.to_owned(),
-            value,
-            now: chrono::Utc::now(),
-            keep,
-        }),
-        _ => None,
-    };
-    let nonce = match nonce {
-        Some(n)
-            if matches!(
-                decoded,
-                Ok(Inbound::Transfer { .. } | Inbound::CaseUpdate(_))
-            ) =>
-        {
-            if let Err(e) = state.intake.fresh(n).await {
-                return reject(adapter, partner, &e);
+    // A correctly signed request whose nonce came before is a replay: remembered here, before
+    // the message is handled, unless a new ticket's accept takes it (`nonce_first`).
+    let nonce = match &decoded {
+        Ok(inbound) if guard_replay => {
+            let nonce = adapter
+                .replay_guard(req)
+                .map(|(value, keep)| Nonce::new(partner, value, chrono::Utc::now(), keep));
+            match state.intake.nonce_first(inbound, nonce).await {
+                Ok(nonce) => nonce,
+                Err(e) => return reject(adapter, partner, &e),
             }
-            None
         }
-        n => n,
+        _ => None,
     };
     match decoded {
         Ok(Inbound::Transfer { offer, .. }) => {
