@@ -332,7 +332,8 @@ async fn rows_written_before_the_keyed_tables_moved_into_their_keys_are_kept() {
             .get(0);
         assert!(sql.contains("WITHOUT ROWID"), "{table}: {sql}");
     }
-    // The indexes dropped with the old tables are back.
+    // The indexes dropped with the old tables are back (migration 16 later keeps a ticket's
+    // numbers in the key, which needs no index by ticket).
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN \
          ('ticket_numbers', 'seen_nonces') AND sql IS NOT NULL ORDER BY name",
@@ -340,14 +341,7 @@ async fn rows_written_before_the_keyed_tables_moved_into_their_keys_are_kept() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(
-        indexes,
-        [
-            "seen_nonces_expiry",
-            "ticket_numbers_number",
-            "ticket_numbers_ticket"
-        ]
-    );
+    assert_eq!(indexes, ["seen_nonces_expiry", "ticket_numbers_number"]);
 }
 
 #[tokio::test]
@@ -479,4 +473,92 @@ async fn clocks_and_deliveries_rebuilt_by_migration_15_keep_every_row_order_and_
     .execute(&mut conn)
     .await;
     assert!(orphan.is_err(), "attempts still refer to deliveries");
+}
+
+#[tokio::test]
+async fn numbers_and_clocks_written_before_migration_16_are_found_as_before() {
+    use sqlx::Connection;
+    // Rows as the releases before migration 16 wrote them: two tickets with numbers, and clocks
+    // in each state the SLA scan tells apart.
+    let dir = tempfile::tempdir().unwrap();
+    let (db, opts, mut conn) = database_before(dir.path(), "0016").await;
+    let id = |n: u32| format!("0190a1b2-0000-7000-8000-{n:012}");
+    let (t1, t2) = (id(1), id(2));
+    let clock = |n: u32, due: i64, urge: i64, urged: &str, overdue: &str, state: &str| {
+        format!(
+            "INSERT INTO sla_clocks (id, ticket_id, kind, party, urgent, started_at, due_at, \
+             urge_at, provisional, state, urged_at, overdue_at) VALUES \
+             ('{}', '{t1}', 'reply', '12315', 0, 1, {due}, {urge}, 0, '{state}', {urged}, {overdue})",
+            id(n)
+        )
+    };
+    let rows = [
+        format!(
+            "INSERT INTO tickets (id, origin, status, kind, urgency, draft, created_at, \
+             updated_at) VALUES ('{t1}', '12345', 'dispatched', 'complaint', 'normal', '{{}}', 1, 1), \
+             ('{t2}', '12345', 'dispatched', 'complaint', 'normal', '{{}}', 2, 2)"
+        ),
+        format!(
+            "INSERT INTO ticket_numbers (system, number, ticket_id) VALUES \
+             ('12348', 'SD-1', '{t1}'), ('12345', 'SD-1', '{t2}'), ('12315', 'P-1', '{t1}')"
+        ),
+        // Waking at its urge time (20), at its deadline once urged (30), never once overdue,
+        // never once stopped; the last one's deadline (40) comes before its urge time (50).
+        clock(31, 100, 20, "NULL", "NULL", "running"),
+        clock(32, 30, 10, "10", "NULL", "running"),
+        clock(33, 5, 4, "4", "6", "running"),
+        clock(34, 5, 4, "NULL", "NULL", "met"),
+        clock(35, 40, 50, "NULL", "NULL", "running"),
+    ];
+    for sql in &rows {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let store = SqliteStore::open(&db).await.unwrap();
+    let ticket = |s: &str| s.parse::<uuid::Uuid>().unwrap();
+    assert_eq!(
+        store.resolve_number("12348", "SD-1").await.unwrap(),
+        Some(ticket(&t1))
+    );
+    assert_eq!(
+        store.resolve_number("12345", "SD-1").await.unwrap(),
+        Some(ticket(&t2))
+    );
+    assert_eq!(
+        store.resolve_number("12315", "P-1").await.unwrap(),
+        Some(ticket(&t1))
+    );
+    assert_eq!(store.resolve_number("12315", "SD-1").await.unwrap(), None);
+    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap();
+    let waking = |now: i64| {
+        let store = &store;
+        async move {
+            store
+                .clocks_waking(at(now), 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| c.id.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(waking(19).await, Vec::<String>::new());
+    assert_eq!(waking(20).await, [id(31)]);
+    assert_eq!(waking(30).await, [id(31), id(32)]);
+    assert_eq!(
+        waking(1000).await,
+        [id(31), id(32), id(35)],
+        "earliest wake first"
+    );
+    drop(store);
+
+    // The same system's number stays with one ticket.
+    let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+    let again = sqlx::query(&format!(
+        "INSERT INTO ticket_numbers (system, number, ticket_id) VALUES ('12348', 'SD-1', '{t2}')"
+    ))
+    .execute(&mut conn)
+    .await;
+    assert!(again.is_err(), "a system's number belongs to one ticket");
 }

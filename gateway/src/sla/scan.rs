@@ -67,44 +67,13 @@ impl Scanner {
     /// One scan at `now`.
     pub async fn scan(&self, now: DateTime<Utc>) -> Result<ScanReport, StoreError> {
         let mut report = ScanReport::default();
-        for mark in [ClockMark::Urged, ClockMark::Overdue] {
-            for c in self.store.clocks_due(mark, now, 500).await? {
-                // 催办 is about the result: only reply clocks are urged; the others are
-                // escalated when overdue.
-                if mark == ClockMark::Urged && c.kind != ClockKind::Reply {
-                    self.store.mark_clock(c.id, mark, now).await?;
-                    continue;
-                }
-                let due = c.due_at.with_timezone(&beijing()).format("%Y-%m-%d %H:%M");
-                let what = kind_zh(c.kind);
-                let (key, body, alert, text) = match mark {
-                    ClockMark::Urged => (
-                        "sla-urge",
-                        EventBody::Urge {
-                            note: Some(format!("自动催办：{what}将于 {due} 到期")),
-                        },
-                        AlertKind::DueSoon,
-                        format!("即将到期 due soon: {what} by {due}"),
-                    ),
-                    ClockMark::Overdue => (
-                        "sla-supervise",
-                        EventBody::Supervise {
-                            note: Some(format!("督办：{what}已于 {due} 超期")),
-                        },
-                        AlertKind::Overdue,
-                        format!("已超期 overdue: {what} was due {due}"),
-                    ),
-                };
-                if self.message(&c, key, body).await? {
-                    match mark {
-                        ClockMark::Urged => report.urged += 1,
-                        ClockMark::Overdue => report.supervised += 1,
-                    }
-                    metrics::counter!("hotline_sla_messages_total", "party" => c.party.clone(), "kind" => key)
-                        .increment(1);
-                }
-                report.alerts += self.alert(&c, alert, text).await? as usize;
-                self.store.mark_clock(c.id, mark, now).await?;
+        for c in self.store.clocks_waking(now, 500).await? {
+            // A clock whose deadline passed before it was urged is urged, then escalated.
+            if c.urged_at.is_none() && c.urge_at <= now {
+                self.wake(&c, ClockMark::Urged, now, &mut report).await?;
+            }
+            if c.due_at < now {
+                self.wake(&c, ClockMark::Overdue, now, &mut report).await?;
             }
         }
         // Provisional deadlines: ask ops, once per year, to load that year's calendar.
@@ -134,6 +103,54 @@ impl Scanner {
                 .await? as usize;
         }
         Ok(report)
+    }
+
+    /// Sends what `mark` asks for about `c` (a 催办 or 督办 to the party that must act, an
+    /// alert for ops) and marks the clock.
+    async fn wake(
+        &self,
+        c: &Clock,
+        mark: ClockMark,
+        now: DateTime<Utc>,
+        report: &mut ScanReport,
+    ) -> Result<(), StoreError> {
+        // 催办 is about the result: only reply clocks are urged; the others are escalated when
+        // overdue.
+        if mark == ClockMark::Urged && c.kind != ClockKind::Reply {
+            self.store.mark_clock(c.id, mark, now).await?;
+            return Ok(());
+        }
+        let due = c.due_at.with_timezone(&beijing()).format("%Y-%m-%d %H:%M");
+        let what = kind_zh(c.kind);
+        let (key, body, alert, text) = match mark {
+            ClockMark::Urged => (
+                "sla-urge",
+                EventBody::Urge {
+                    note: Some(format!("自动催办：{what}将于 {due} 到期")),
+                },
+                AlertKind::DueSoon,
+                format!("即将到期 due soon: {what} by {due}"),
+            ),
+            ClockMark::Overdue => (
+                "sla-supervise",
+                EventBody::Supervise {
+                    note: Some(format!("督办：{what}已于 {due} 超期")),
+                },
+                AlertKind::Overdue,
+                format!("已超期 overdue: {what} was due {due}"),
+            ),
+        };
+        if self.message(c, key, body).await? {
+            match mark {
+                ClockMark::Urged => report.urged += 1,
+                ClockMark::Overdue => report.supervised += 1,
+            }
+            metrics::counter!("hotline_sla_messages_total", "party" => c.party.clone(), "kind" => key)
+                .increment(1);
+        }
+        report.alerts += self.alert(c, alert, text).await? as usize;
+        self.store.mark_clock(c.id, mark, now).await?;
+        Ok(())
     }
 
     /// Sends 催办/督办 to the partner that must act on a receipt or reply clock; `true` if sent.

@@ -204,13 +204,11 @@ pub trait Store: Send + Sync + 'static {
     /// A ticket's SLA clocks, oldest first.
     async fn clocks(&self, ticket_id: Uuid) -> Result<Vec<Clock>>;
 
-    /// Running clocks whose urge time or deadline has come and that are not yet marked so.
-    async fn clocks_due(
-        &self,
-        mark: ClockMark,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<Clock>>;
+    /// Running clocks not yet marked overdue whose next wake has come, earliest first: the
+    /// urge time (or the deadline, should it come first) while a clock is not urged, the
+    /// deadline after. One index serves it (`sla_clocks_wake`); the scan decides which mark
+    /// each clock needs now.
+    async fn clocks_waking(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Clock>>;
 
     /// Marks a clock urged or overdue; `false` when it already was (another scan did it).
     async fn mark_clock(&self, id: Uuid, mark: ClockMark, at: DateTime<Utc>) -> Result<bool>;

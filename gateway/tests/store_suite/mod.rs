@@ -38,6 +38,7 @@ macro_rules! every_check {
             the_audit_log_is_a_hash_chain,
             pauses_are_kept_until_resumed,
             clocks_alerts_refusals_and_cursors_round_trip,
+            a_clock_wakes_at_its_deadline_when_that_comes_before_its_urge_time,
             a_job_lease_has_one_holder_until_it_runs_out,
             a_claim_is_found_by_its_token_while_it_holds,
             claims_never_sent_are_given_back,
@@ -1016,6 +1017,27 @@ pub fn clock(ticket_id: Uuid, kind: hotline_gateway::sla::ClockKind, due_in_h: i
     }
 }
 
+/// A deadline moved earlier than the urge time (or a calendar with no working day between them)
+/// must not wait for the urge time to be escalated.
+pub async fn a_clock_wakes_at_its_deadline_when_that_comes_before_its_urge_time(
+    store: Arc<dyn Store>,
+) {
+    use hotline_gateway::sla::ClockKind;
+    let mut cmd = new_ticket("K-W", &[P]);
+    let mut c = clock(cmd.ticket.id, ClockKind::Reply, 4);
+    c.urge_at = c.due_at + chrono::Duration::hours(2);
+    cmd.clocks = vec![ClockOp::Start(c.clone())];
+    store.accept_ticket(cmd).await.unwrap();
+    let before = c.due_at - chrono::Duration::seconds(1);
+    assert!(store.clocks_waking(before, 10).await.unwrap().is_empty());
+    let after = c.due_at + chrono::Duration::seconds(1);
+    assert_eq!(
+        store.clocks_waking(after, 10).await.unwrap(),
+        vec![c],
+        "awake at its deadline, before its urge time"
+    );
+}
+
 pub async fn clocks_alerts_refusals_and_cursors_round_trip(store: Arc<dyn Store>) {
     use hotline_gateway::sla::ClockKind;
     let since = Utc::now() - chrono::Duration::seconds(1);
@@ -1058,10 +1080,28 @@ pub async fn clocks_alerts_refusals_and_cursors_round_trip(store: Arc<dyn Store>
     assert_eq!(store.running_clocks(10).await.unwrap()[0].id, receipt.id);
     assert_eq!(store.provisional_clocks().await.unwrap().len(), 2);
     let now = Utc::now();
-    let overdue = store.clocks_due(ClockMark::Overdue, now, 10).await.unwrap();
+    // The receipt clock is past its urge time and its deadline; the reply clock is not yet due.
+    let waking = store.clocks_waking(now, 10).await.unwrap();
     assert_eq!(
-        overdue.iter().map(|c| c.id).collect::<Vec<_>>(),
+        waking.iter().map(|c| c.id).collect::<Vec<_>>(),
         [receipt.id]
+    );
+    assert!(
+        store
+            .mark_clock(receipt.id, ClockMark::Urged, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .mark_clock(receipt.id, ClockMark::Urged, now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.clocks_waking(now, 10).await.unwrap().len(),
+        1,
+        "urged, the receipt clock still wakes for its deadline"
     );
     assert!(
         store
@@ -1076,17 +1116,26 @@ pub async fn clocks_alerts_refusals_and_cursors_round_trip(store: Arc<dyn Store>
             .unwrap()
     );
     assert!(
+        store.clocks_waking(now, 10).await.unwrap().is_empty(),
+        "a clock marked overdue wakes no more"
+    );
+    // The reply clock wakes at its urge time, then (urged) at its deadline, earliest first.
+    let at_urge = reply.urge_at + chrono::Duration::seconds(1);
+    assert_eq!(
+        store.clocks_waking(at_urge, 10).await.unwrap()[0].id,
+        reply.id
+    );
+    assert!(
         store
-            .clocks_due(ClockMark::Overdue, now, 10)
+            .mark_clock(reply.id, ClockMark::Urged, now)
             .await
             .unwrap()
-            .is_empty()
     );
-    let to_urge = store.clocks_due(ClockMark::Urged, now, 10).await.unwrap();
+    assert!(store.clocks_waking(at_urge, 10).await.unwrap().is_empty());
+    let past_due = reply.due_at + chrono::Duration::seconds(1);
     assert_eq!(
-        to_urge.len(),
-        1,
-        "the overdue receipt clock's urge time passed too"
+        store.clocks_waking(past_due, 10).await.unwrap()[0].id,
+        reply.id
     );
     store
         .change_clocks(vec![ClockOp::Reschedule {
