@@ -145,6 +145,12 @@ impl Script {
         self
     }
 
+    /// The statements, as run.
+    #[cfg(test)]
+    pub(super) fn sql(&self) -> &str {
+        &self.sql
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }

@@ -660,6 +660,27 @@ fn open_log(path: &Path) -> Result<LogSync<Vec<Box<dyn Finish>>>> {
     .map_err(cannot)
 }
 
+/// The batch as scripts alone (the usual batch under load), or, when it holds any other job,
+/// the whole batch back in its order.
+fn scripts_only(batch: Vec<Work>) -> std::result::Result<Vec<ScriptJob>, Vec<Work>> {
+    let mut scripts = Vec::with_capacity(batch.len());
+    let mut rest = batch.into_iter();
+    while let Some(work) = rest.next() {
+        match work {
+            Work::Script(j) => scripts.push(j),
+            Work::Run(job) => {
+                return Err(scripts
+                    .into_iter()
+                    .map(Work::Script)
+                    .chain(std::iter::once(Work::Run(job)))
+                    .chain(rest)
+                    .collect());
+            }
+        }
+    }
+    Ok(scripts)
+}
+
 async fn writer_loop(
     mut conn: SqliteConnection,
     mut rx: mpsc::Receiver<Work>,
@@ -686,17 +707,9 @@ async fn writer_loop(
         }
         let started = std::time::Instant::now();
         let mut done = Vec::with_capacity(batch.len());
-        let commit = if batch.iter().all(|w| matches!(w, Work::Script(_))) {
-            let scripts = batch
-                .into_iter()
-                .filter_map(|w| match w {
-                    Work::Script(j) => Some(j),
-                    Work::Run(_) => None,
-                })
-                .collect();
-            script_batch(&mut conn, &mut locked, scripts, &mut done).await
-        } else {
-            mixed_batch(&mut conn, &mut locked, batch, &mut done).await
+        let commit = match scripts_only(batch) {
+            Ok(scripts) => script_batch(&mut conn, &mut locked, scripts, &mut done).await,
+            Err(batch) => mixed_batch(&mut conn, &mut locked, batch, &mut done).await,
         };
         // How long the writer spends on a batch (its commit alone: `committed`).
         metrics::histogram!("hotline_store_batch_seconds").record(started.elapsed().as_secs_f64());
@@ -2357,6 +2370,49 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn script(sql: &str) -> Work {
+        let mut script = Script::default();
+        script.push(sql);
+        Work::Script(ScriptJob {
+            script,
+            tx: None,
+            early: false,
+        })
+    }
+
+    fn nothing(_: &mut SqliteConnection) -> BoxFut<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn run() -> Work {
+        let (tx, _rx) = oneshot::channel();
+        Work::Run(Box::new(Job { f: nothing, tx }))
+    }
+
+    /// What a batch's jobs are, in order: a script's statement or `run`.
+    fn order(batch: &[Work]) -> Vec<String> {
+        batch
+            .iter()
+            .map(|w| match w {
+                Work::Script(j) => j.script.sql().trim().to_owned(),
+                Work::Run(_) => "run".to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_of_scripts_runs_as_scripts_and_any_other_keeps_its_order() {
+        let scripts = scripts_only(vec![script("SELECT 1"), script("SELECT 2")])
+            .unwrap_or_else(|_| panic!("scripts alone"));
+        assert_eq!(scripts.len(), 2);
+        let mixed = vec![script("SELECT 1"), run(), script("SELECT 2"), run()];
+        let want = order(&mixed);
+        let Err(back) = scripts_only(mixed) else {
+            panic!("a batch with a job of its own is mixed");
+        };
+        assert_eq!(order(&back), want);
+    }
 
     /// SQLite uses an expression index only for a query that names the same expression: the
     /// SLA scan's query must be served by `sla_clocks_wake`, in its order, not by a walk over
