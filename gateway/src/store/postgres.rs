@@ -1878,7 +1878,6 @@ impl Store for PgStore {
     }
 
     async fn remember_nonce(&self, n: &Nonce) -> Result<bool> {
-        let n = n.clone();
         // One statement: the expired nonces go, and this one is taken unless it is still kept
         // (an expired copy of it is taken over in place rather than deleted).
         self.run(false, move |conn| {

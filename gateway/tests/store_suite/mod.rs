@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use contract_tests::samples::random_draft;
 use hotline_gateway::store::*;
 use hotline_gateway::transfer::machine::TransferState;
@@ -1038,6 +1038,18 @@ pub async fn a_clock_wakes_at_its_deadline_when_that_comes_before_its_urge_time(
     );
 }
 
+/// Marks the clock `id` with `mark`, which only the first time changes it.
+async fn marks_once(store: &Arc<dyn Store>, id: Uuid, mark: ClockMark, at: DateTime<Utc>) {
+    assert!(
+        store.mark_clock(id, mark, at).await.unwrap(),
+        "{mark:?} marked"
+    );
+    assert!(
+        !store.mark_clock(id, mark, at).await.unwrap(),
+        "{mark:?} marked once only"
+    );
+}
+
 pub async fn clocks_alerts_refusals_and_cursors_round_trip(store: Arc<dyn Store>) {
     use hotline_gateway::sla::ClockKind;
     let since = Utc::now() - chrono::Duration::seconds(1);
@@ -1086,35 +1098,13 @@ pub async fn clocks_alerts_refusals_and_cursors_round_trip(store: Arc<dyn Store>
         waking.iter().map(|c| c.id).collect::<Vec<_>>(),
         [receipt.id]
     );
-    assert!(
-        store
-            .mark_clock(receipt.id, ClockMark::Urged, now)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .mark_clock(receipt.id, ClockMark::Urged, now)
-            .await
-            .unwrap()
-    );
+    marks_once(&store, receipt.id, ClockMark::Urged, now).await;
     assert_eq!(
         store.clocks_waking(now, 10).await.unwrap().len(),
         1,
         "urged, the receipt clock still wakes for its deadline"
     );
-    assert!(
-        store
-            .mark_clock(receipt.id, ClockMark::Overdue, now)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .mark_clock(receipt.id, ClockMark::Overdue, now)
-            .await
-            .unwrap()
-    );
+    marks_once(&store, receipt.id, ClockMark::Overdue, now).await;
     assert!(
         store.clocks_waking(now, 10).await.unwrap().is_empty(),
         "a clock marked overdue wakes no more"
