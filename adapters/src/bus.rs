@@ -11,7 +11,14 @@
 //! We consume with manual acknowledgements: the gateway acknowledges a message after it is
 //! stored, rejects a poison message into the dead-letter exchange, and leaves a message it could
 //! not store to be delivered again. A lost connection is reopened on the next use.
+//!
+//! An `amqps://` bus is reached over TLS with the partner's `outbound_tls` files, read at each
+//! new connection: `ca`, trusted for the broker's certificate in addition to the system's roots
+//! (lapin's TLS stack adds it), and `cert`/`key`, the client certificate we present (mutual
+//! TLS). A reload checks the files and has the next publish open a new connection with them.
 
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,10 +30,17 @@ use lapin::options::{
     BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{
+    BasicProperties, Channel, Connection, ConnectionProperties, DefaultConnectionBuilder,
+    ExchangeKind,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::Mutex;
 
+use crate::http::{OutboundTls, read_tls_file};
 use crate::{InboundRequest, TransportError, WireRequest, WireResponse};
 
 /// Whether a message answered with `status` goes back to the broker to be taken again later
@@ -52,12 +66,67 @@ pub struct BusSettings {
     pub prefetch: u16,
     /// How long a publish may wait for its confirm.
     pub timeout: Duration,
+    /// For an `amqps://` URL: the CA and client certificate files.
+    pub tls: Option<OutboundTls>,
 }
 
 /// One partner's bus link: a lazily opened publishing channel, and subscriptions on demand.
 pub struct BusLink {
     settings: BusSettings,
     publisher: Mutex<Option<(Connection, Channel)>>,
+    /// Set by a reload: the next publish opens a new connection, with the files as they are.
+    renew: AtomicBool,
+}
+
+impl OutboundTls {
+    /// The files as lapin takes them for an `amqps://` connection; errors name the setting and
+    /// the file. Each file is parsed here, so that a bad one is reported as such rather than as
+    /// a failed handshake.
+    pub fn amqp(&self) -> Result<OwnedTLSConfig, TransportError> {
+        let cert_chain = match &self.ca {
+            Some(ca) => {
+                let pem = read_tls_file("ca", ca)?;
+                has_certificates("ca", ca, &pem)?;
+                Some(String::from_utf8_lossy(&pem).into_owned())
+            }
+            None => None,
+        };
+        let identity = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                let pem = read_tls_file("cert", cert)?;
+                has_certificates("cert", cert, &pem)?;
+                let key_pem = read_tls_file("key", key)?;
+                PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+                    TransportError::Tls(format!("outbound_tls.key: {}: {e}", key.display()))
+                })?;
+                Some(OwnedIdentity::PKCS8 { pem, key: key_pem })
+            }
+            (None, None) => None,
+            _ => {
+                return Err(TransportError::Tls(
+                    "outbound_tls: `cert` and `key` go together".into(),
+                ));
+            }
+        };
+        Ok(OwnedTLSConfig {
+            identity,
+            cert_chain,
+        })
+    }
+}
+
+/// That `pem`, the file `outbound_tls.<field>` names, holds PEM certificates and only those.
+fn has_certificates(field: &str, path: &Path, pem: &[u8]) -> Result<(), TransportError> {
+    let fail = |why: String| {
+        TransportError::Tls(format!("outbound_tls.{field}: {}: {why}", path.display()))
+    };
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(fail("holds no PEM certificate".into()));
+    }
+    Ok(())
 }
 
 fn broker(e: lapin::Error) -> TransportError {
@@ -79,11 +148,34 @@ fn durable_queue() -> QueueDeclareOptions {
 }
 
 impl BusLink {
-    pub fn new(settings: BusSettings) -> Self {
-        Self {
+    /// The link, once its TLS files (for an `amqps://` URL) are found readable and well formed.
+    pub fn new(settings: BusSettings) -> Result<Self, TransportError> {
+        let link = Self {
             settings,
             publisher: Mutex::new(None),
+            renew: AtomicBool::new(false),
+        };
+        link.tls_config()?;
+        Ok(link)
+    }
+
+    /// The TLS settings of a new connection: none for `amqp://`, the `outbound_tls` files as
+    /// they are now for `amqps://`.
+    fn tls_config(&self) -> Result<Option<OwnedTLSConfig>, TransportError> {
+        match &self.settings.tls {
+            Some(tls) if self.settings.url.starts_with("amqps://") => tls.amqp().map(Some),
+            _ => Ok(None),
         }
+    }
+
+    /// Checks the TLS files again (an error names the setting and the file); the next publish
+    /// then opens a new connection with them. `false` when the bus uses no TLS files.
+    pub fn reload_tls(&self) -> Result<bool, TransportError> {
+        let Some(_) = self.tls_config()? else {
+            return Ok(false);
+        };
+        self.renew.store(true, Ordering::Relaxed);
+        Ok(true)
     }
 
     pub fn settings(&self) -> &BusSettings {
@@ -94,7 +186,17 @@ impl BusLink {
         let props = ConnectionProperties::default().with_connection_name(
             format!("hotline-gateway {} {role}", self.settings.partner).into(),
         );
-        Connection::connect(&self.settings.url, props)
+        let Some(tls) = self.tls_config()? else {
+            return Connection::connect(&self.settings.url, props)
+                .await
+                .map_err(broker);
+        };
+        DefaultConnectionBuilder::new()
+            .map_err(broker)?
+            .with_uri_str(self.settings.url.clone())
+            .with_properties(props)
+            .with_tls_config(tls)
+            .connect()
             .await
             .map_err(broker)
     }
@@ -156,6 +258,9 @@ impl BusLink {
 
     async fn publishing_channel(&self) -> Result<Channel, TransportError> {
         let mut slot = self.publisher.lock().await;
+        if self.renew.swap(false, Ordering::Relaxed) {
+            *slot = None;
+        }
         if let Some((conn, ch)) = slot.as_ref()
             && conn.status().connected()
             && ch.status().connected()
@@ -403,5 +508,113 @@ impl Received {
                 .await
         };
         done.map(|_| ()).map_err(broker)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate and its key, as PEM.
+    fn pair() -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn settings(url: &str, tls: Option<OutboundTls>) -> BusSettings {
+        BusSettings {
+            partner: "fawang".into(),
+            url: url.into(),
+            outbound_exchange: "out".into(),
+            inbound_exchange: "in".into(),
+            queue: "q".into(),
+            prefetch: 1,
+            timeout: Duration::from_secs(1),
+            tls,
+        }
+    }
+
+    fn files(dir: &Path) -> OutboundTls {
+        let (ca, _) = pair();
+        let (cert, key) = pair();
+        let write = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).expect("write");
+            p
+        };
+        OutboundTls {
+            ca: Some(write("ca.pem", &ca)),
+            cert: Some(write("client.pem", &cert)),
+            key: Some(write("client.key", &key)),
+        }
+    }
+
+    fn refusal(r: Result<impl std::fmt::Debug, TransportError>) -> String {
+        match r {
+            Err(TransportError::Tls(m)) => m,
+            other => panic!("expected a TLS settings error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_amqps_link_takes_the_ca_and_the_client_certificate() {
+        let dir = tempfile::tempdir().expect("dir");
+        let tls = files(dir.path());
+        let config = tls.amqp().expect("well-formed files");
+        assert!(
+            config
+                .cert_chain
+                .is_some_and(|c| c.contains("BEGIN CERTIFICATE"))
+        );
+        assert!(matches!(config.identity, Some(OwnedIdentity::PKCS8 { .. })));
+        let link = BusLink::new(settings("amqps://mq.example:5671/%2f", Some(tls))).expect("link");
+        assert!(
+            link.reload_tls().expect("files still good"),
+            "a reload renews"
+        );
+        assert!(link.renew.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn bad_tls_files_are_refused_naming_the_setting() {
+        let dir = tempfile::tempdir().expect("dir");
+        let tls = files(dir.path());
+        let url = "amqps://mq.example:5671/%2f";
+        let link = BusLink::new(settings(url, Some(tls.clone()))).expect("link");
+        let key = tls.key.clone().expect("key");
+        std::fs::write(&key, "not a key").expect("write");
+        assert!(refusal(link.reload_tls()).starts_with("outbound_tls.key:"));
+        let ca = tls.ca.clone().expect("ca");
+        std::fs::write(&ca, "not a certificate").expect("write");
+        let m = refusal(BusLink::new(settings(url, Some(tls.clone()))).map(|_| ()));
+        assert!(
+            m.starts_with("outbound_tls.ca:") && m.contains("no PEM certificate"),
+            "{m}"
+        );
+        let half = OutboundTls {
+            key: None,
+            ..files(dir.path())
+        };
+        assert!(refusal(half.amqp()).contains("go together"));
+        let missing = OutboundTls {
+            cert: Some(dir.path().join("absent.pem")),
+            ..files(dir.path())
+        };
+        assert!(refusal(missing.amqp()).starts_with("outbound_tls.cert:"));
+    }
+
+    #[test]
+    fn a_plain_amqp_link_reads_no_tls_files() {
+        let absent = OutboundTls {
+            ca: Some("/nonexistent/ca.pem".into()),
+            cert: None,
+            key: None,
+        };
+        let link = BusLink::new(settings("amqp://127.0.0.1:5672/%2f", Some(absent))).expect("link");
+        assert!(!link.reload_tls().expect("nothing to read"));
     }
 }

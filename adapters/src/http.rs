@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Outcome, TransportError, WireRequest, WireResponse};
 
-/// `[partners.<id>.outbound_tls]`: how we reach a partner's HTTPS endpoint. Always TLS 1.2 or
-/// newer; the files are read again on reload (certificate rotation without a restart).
+/// `[partners.<id>.outbound_tls]`: how we reach a partner's HTTPS endpoint (or its `amqps://`
+/// bus, [`crate::bus`]). Always TLS 1.2 or newer; the files are read again on reload
+/// (certificate rotation without a restart).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboundTls {
@@ -33,11 +34,7 @@ impl OutboundTls {
         &self,
         mut b: reqwest::ClientBuilder,
     ) -> Result<reqwest::ClientBuilder, TransportError> {
-        let read = |field: &str, path: &PathBuf| {
-            std::fs::read(path).map_err(|e| {
-                TransportError::Tls(format!("outbound_tls.{field}: {}: {e}", path.display()))
-            })
-        };
+        let read = read_tls_file;
         if let Some(ca) = &self.ca {
             let roots = reqwest::Certificate::from_pem_bundle(&read("ca", ca)?).map_err(|e| {
                 TransportError::Tls(format!("outbound_tls.ca: {}: {e}", ca.display()))
@@ -77,6 +74,13 @@ impl OutboundTls {
         }
         Ok(b)
     }
+}
+
+/// One of the files `[partners.<id>.outbound_tls]` names; the error names the setting and the
+/// file.
+pub(crate) fn read_tls_file(field: &str, path: &PathBuf) -> Result<Vec<u8>, TransportError> {
+    std::fs::read(path)
+        .map_err(|e| TransportError::Tls(format!("outbound_tls.{field}: {}: {e}", path.display())))
 }
 
 /// A pooled HTTP client for one partner. Clones share the client; [`HttpTransport::reload`]

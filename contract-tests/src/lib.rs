@@ -30,6 +30,74 @@ pub async fn serve(
     Ok(addr)
 }
 
+/// A TLS front for a plain TCP service (a partner's broker reached over `amqps://`): each
+/// connection to the returned loopback address is handshaken with `tls` (which decides whether
+/// client certificates are required) and then carried to `upstream` byte for byte.
+pub struct TlsProxy {
+    pub addr: std::net::SocketAddr,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    carried: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsProxy {
+    pub async fn start(
+        upstream: String,
+        tls: std::sync::Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<Self> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let carried = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (r, c) = (refused.clone(), carried.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, upstream, r, c) =
+                    (acceptor.clone(), upstream.clone(), r.clone(), c.clone());
+                tokio::spawn(async move {
+                    let mut tls = match acceptor.accept(tcp).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::info!(error = %e, "TLS proxy: handshake refused");
+                            r.fetch_add(1, Relaxed);
+                            return;
+                        }
+                    };
+                    let Ok(mut plain) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    c.fetch_add(1, Relaxed);
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+        Ok(Self {
+            addr,
+            refused,
+            carried,
+            task,
+        })
+    }
+
+    /// Handshakes refused so far (an untrusted or missing client certificate).
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Connections carried to the upstream service so far.
+    pub fn carried(&self) -> usize {
+        self.carried.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Serves `app` over TLS on a loopback `port` (0: any free one) in the background, each
 /// connection through `tls` (which decides whether client certificates are required). A failed
 /// handshake closes that connection only.

@@ -798,6 +798,18 @@ impl Config {
                     if !b.url.starts_with("amqp://") && !b.url.starts_with("amqps://") {
                         bad(key("bus.url"), "must be an amqp:// or amqps:// URL".into());
                     }
+                    let https = [&p.poll_url, &p.poll_ack_url, &p.transfer_url]
+                        .into_iter()
+                        .flatten()
+                        .any(|u| u.starts_with("https://"));
+                    if p.outbound_tls.is_some() && b.url.starts_with("amqp://") && !https {
+                        bad(
+                            key("outbound_tls"),
+                            "would not be used: the bus is reached over amqp://; use amqps:// \
+                             in bus.url for TLS"
+                                .into(),
+                        );
+                    }
                     for (name, v) in [
                         ("outbound_exchange", &b.outbound_exchange),
                         ("inbound_exchange", &b.inbound_exchange),

@@ -115,6 +115,7 @@ fn adapter(
                 queue: b.queue.clone(),
                 prefetch: b.prefetch,
                 timeout: p.timeout,
+                tls: p.outbound_tls.clone(),
             }),
             tls: p.outbound_tls.clone(),
         })?),

@@ -57,6 +57,11 @@ fn config(dir: &tempfile::TempDir, prefix: &str) -> Config {
 
 impl World {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// As [`World::start`], the gateway's configuration changed by `change` first.
+    async fn start_with(change: impl FnOnce(&mut Config)) -> Self {
         let prefix = format!("t{}", uuid::Uuid::now_v7().simple());
         let b = bus(&prefix);
         let sim = BusSim::start(BusSimOptions {
@@ -72,7 +77,9 @@ impl World {
         .await
         .unwrap_or_else(|e| panic!("RabbitMQ at {} is required: {e}", amqp_url()));
         let dir = tempfile::tempdir().unwrap();
-        let gateway = Gateway::start(config(&dir, &prefix)).await.unwrap();
+        let mut config = config(&dir, &prefix);
+        change(&mut config);
+        let gateway = Gateway::start(config).await.unwrap();
         let base = gateway.base_url();
         Self {
             gateway,
@@ -100,6 +107,27 @@ impl World {
         wait_until(Duration::from_secs(20), || async { self.sim.answer_to(id) })
             .await
             .unwrap_or_else(|| panic!("no answer to {id}; answers: {:?}", self.sim.answers()))
+    }
+
+    /// Whether our queue at the partner's side is there yet (the gateway declares it when it
+    /// first subscribes).
+    async fn queue_declared(&self) -> bool {
+        let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.queue_declare(
+            format!("{}.gateway.from-fawang", self.prefix)
+                .as_str()
+                .into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .is_ok()
     }
 
     async fn dead_letters(&self) -> u32 {
@@ -402,5 +430,83 @@ async fn a_broker_restart_in_the_middle_of_a_flow_loses_nothing() {
     })
     .await
     .expect("the reply is delivered and acknowledged after the restart");
+    w.finish().await;
+}
+
+/// 法网's bus over `amqps://` behind a TLS front that demands a client certificate from its own
+/// CA (the broker itself is the machine's RabbitMQ): with a certificate it does not trust, every
+/// connection is refused at the handshake and none reaches the broker; with the partner's
+/// certificate written over the same files (no restart: they are read at each new connection),
+/// the gateway subscribes, takes a work order and answers it, both connections through TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_bus_is_reached_over_mutual_tls_with_the_partner_certificate() {
+    use common::certs::{ca, leaf, partner_server, write};
+    use contract_tests::TlsProxy;
+    let _one = BROKER.lock().await;
+    let (broker_ca, client_ca, rogue) = (ca("bus broker CA"), ca("bus client CA"), ca("rogue"));
+    let direct = reqwest::Url::parse(&amqp_url()).unwrap();
+    let upstream = format!(
+        "{}:{}",
+        direct.host_str().unwrap(),
+        direct.port().unwrap_or(5672)
+    );
+    let proxy = TlsProxy::start(
+        upstream,
+        partner_server(&leaf(&broker_ca, "broker", &["localhost"]), &client_ca),
+    )
+    .await
+    .unwrap();
+    let mut via = direct.clone();
+    via.set_scheme("amqps").unwrap();
+    via.set_host(Some("localhost")).unwrap();
+    via.set_port(Some(proxy.addr.port())).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let untrusted = leaf(&rogue, "hotline-12348", &[]);
+    let cert = write(files.path(), "client.pem", &untrusted.0);
+    let key = write(files.path(), "client.key", &untrusted.1);
+    let tls = hotline_adapters::http::OutboundTls {
+        ca: Some(write(files.path(), "broker-ca.pem", &broker_ca.pem)),
+        cert: Some(cert.clone()),
+        key: Some(key.clone()),
+    };
+    let w = World::start_with(move |c| {
+        let p = c.partners.get_mut("fawang").unwrap();
+        p.bus.as_mut().unwrap().url = via.to_string();
+        p.outbound_tls = Some(tls);
+        assert!(c.check().is_empty(), "{:?}", c.check());
+    })
+    .await;
+
+    wait_until(Duration::from_secs(10), || async {
+        (proxy.refused() >= 2).then_some(())
+    })
+    .await
+    .expect("the gateway tried the bus with its certificate");
+    assert_eq!(
+        proxy.carried(),
+        0,
+        "an untrusted certificate reached the broker"
+    );
+    assert!(!w.queue_declared().await, "the gateway got onto the bus");
+
+    let trusted = leaf(&client_ca, "hotline-12348", &[]);
+    std::fs::write(&cert, &trusted.0).unwrap();
+    std::fs::write(&key, &trusted.1).unwrap();
+    wait_until(Duration::from_secs(20), || async {
+        w.queue_declared().await.then_some(())
+    })
+    .await
+    .expect("subscribed over TLS with the partner's certificate");
+    let mut order = sample("dispatch");
+    order["message"]["id"] = "fw-tls-0001".into();
+    order["ticket"]["partner_number"] = "FW-TLS-0001".into();
+    let id = w.sim.publish("dispatch", &order).await.unwrap();
+    let answer = w.answer(&id).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(
+        proxy.carried() >= 2,
+        "the subscription and the answer's publisher both went through TLS: {}",
+        proxy.carried()
+    );
     w.finish().await;
 }

@@ -5,44 +5,9 @@
 
 mod common;
 
-use std::path::Path;
-
+use common::certs::*;
 use common::*;
 use contract_tests::webhook_sim::Behaviour;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-fn ca(name: &str) -> Ca {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    Ca {
-        pem: cert.pem(),
-        issuer: Issuer::new(params, key),
-    }
-}
-
-/// (certificate PEM, key PEM) for `name`, signed by `ca`.
-fn leaf(ca: &Ca, name: &str, sans: &[&str]) -> (String, String) {
-    let mut params =
-        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca.issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
 
 fn client(ca: &Ca, identity: Option<&(String, String)>) -> reqwest::Client {
     let mut b = reqwest::Client::builder()
@@ -227,34 +192,6 @@ async fn certificates_rotate_without_a_restart() {
     assert!(health(&old_ca).await.is_err());
 }
 
-/// A server configuration for a partner simulator: its certificate names `localhost`, and it
-/// demands a client certificate that chains to `clients`.
-fn partner_server(cert: &(String, String), clients: &Ca) -> std::sync::Arc<rustls::ServerConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(clients.pem.as_bytes()).unwrap())
-        .unwrap();
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        std::sync::Arc::new(roots),
-        std::sync::Arc::clone(&provider),
-    )
-    .build()
-    .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![CertificateDer::from_pem_slice(cert.0.as_bytes()).unwrap()],
-            PrivateKeyDer::from_pem_slice(cert.1.as_bytes()).unwrap(),
-        )
-        .unwrap();
-    std::sync::Arc::new(config)
-}
-
 #[tokio::test]
 async fn deliveries_present_the_partner_client_certificate_and_rotate_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -352,6 +289,43 @@ fn outbound_tls_files_are_checked_at_start() {
         problems
             .iter()
             .any(|(k, m)| k == "partners.p1.outbound_tls" && m.contains("together")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn tls_files_for_a_plain_amqp_bus_are_a_mistake_named_at_the_check() {
+    let mut c = hotline_gateway::config::Config::default();
+    let mut p = partner_config(String::new(), fast_retry(1));
+    p.adapter = hotline_gateway::config::AdapterKind::Mapped;
+    p.bus = Some(hotline_gateway::config::BusConfig {
+        url: "amqp://127.0.0.1:5672/%2f".into(),
+        outbound_exchange: "fawang.in".into(),
+        inbound_exchange: "fawang.out".into(),
+        queue: "gateway.from-fawang".into(),
+        prefetch: 8,
+    });
+    p.outbound_tls = Some(hotline_adapters::http::OutboundTls {
+        ca: Some("/etc/hotline/bus-ca.pem".into()),
+        cert: None,
+        key: None,
+    });
+    c.partners.insert("fawang".into(), p.clone());
+    let problems = c.check();
+    assert!(
+        problems
+            .iter()
+            .any(|(k, m)| k == "partners.fawang.outbound_tls" && m.contains("amqps://")),
+        "{problems:?}"
+    );
+    // Over amqps:// the same files are what the bus uses.
+    if let Some(b) = p.bus.as_mut() {
+        b.url = "amqps://127.0.0.1:5671/%2f".into();
+    }
+    c.partners.insert("fawang".into(), p);
+    let problems = c.check();
+    assert!(
+        !problems.iter().any(|(k, _)| k.contains("outbound_tls")),
         "{problems:?}"
     );
 }

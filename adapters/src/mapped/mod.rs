@@ -128,7 +128,7 @@ impl MappedAdapter {
                 their_secret: s.verify_secret,
             },
             http: HttpTransport::new(s.timeout, s.tls)?,
-            bus: s.bus.map(|b| Box::new(BusLink::new(b))),
+            bus: s.bus.map(BusLink::new).transpose()?.map(Box::new),
             partner: s.partner,
             url: s.url,
             mapping,
@@ -301,7 +301,10 @@ fn ingress_error(e: TranslateError) -> IngressError {
 #[async_trait]
 impl Adapter for MappedAdapter {
     fn reload_tls(&self) -> Result<bool, TransportError> {
-        self.http.reload()
+        match &self.bus {
+            Some(bus) => bus.reload_tls(),
+            None => self.http.reload(),
+        }
     }
 
     fn partner(&self) -> &str {

@@ -1,6 +1,7 @@
 //! Shared test harness: a gateway on a temporary SQLite file with simulated partners on loopback.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod tickets;
 
 use std::time::Duration;
