@@ -40,7 +40,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::Mutex;
 
-use crate::http::{OutboundTls, read_tls_file};
+use crate::http::OutboundTls;
 use crate::{InboundRequest, TransportError, WireRequest, WireResponse};
 
 /// Whether a message answered with `status` goes back to the broker to be taken again later
@@ -79,33 +79,61 @@ pub struct BusLink {
 }
 
 impl OutboundTls {
-    /// The files as lapin takes them for an `amqps://` connection; errors name the setting and
-    /// the file. Each file is parsed here, so that a bad one is reported as such rather than as
-    /// a failed handshake.
+    /// The files as lapin takes them for an `amqps://` connection; errors name the setting
+    /// (`outbound_tls.<field>`) and the file. See [`OutboundTls::amqp_as`].
     pub fn amqp(&self) -> Result<OwnedTLSConfig, TransportError> {
+        self.amqp_as("outbound_tls")
+    }
+
+    /// The files as lapin takes them for an `amqps://` connection, errors naming them as
+    /// `<setting>.<field>`. Each file is parsed here, so that a bad one is reported as such
+    /// rather than as a failed handshake.
+    pub fn amqp_as(&self, setting: &str) -> Result<OwnedTLSConfig, TransportError> {
+        let file = |field: &str, path: &Path| -> Result<Vec<u8>, TransportError> {
+            let fail = |why: String| {
+                TransportError::Tls(format!("{setting}.{field}: {}: {why}", path.display()))
+            };
+            let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+            let parsed = if field == "key" {
+                PrivateKeyDer::from_pem_slice(&pem).map(|_| ())
+            } else {
+                CertificateDer::pem_slice_iter(&pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .and_then(|certs| {
+                        if certs.is_empty() {
+                            Err(rustls_pki_types::pem::Error::NoItemsFound)
+                        } else {
+                            Ok(())
+                        }
+                    })
+            };
+            parsed.map_err(|e| match e {
+                rustls_pki_types::pem::Error::NoItemsFound => fail(format!(
+                    "holds no PEM {}",
+                    if field == "key" {
+                        "private key"
+                    } else {
+                        "certificate"
+                    }
+                )),
+                e => fail(e.to_string()),
+            })?;
+            Ok(pem)
+        };
         let cert_chain = match &self.ca {
-            Some(ca) => {
-                let pem = read_tls_file("ca", ca)?;
-                has_certificates("ca", ca, &pem)?;
-                Some(String::from_utf8_lossy(&pem).into_owned())
-            }
+            Some(ca) => Some(String::from_utf8_lossy(&file("ca", ca)?).into_owned()),
             None => None,
         };
         let identity = match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => {
-                let pem = read_tls_file("cert", cert)?;
-                has_certificates("cert", cert, &pem)?;
-                let key_pem = read_tls_file("key", key)?;
-                PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-                    TransportError::Tls(format!("outbound_tls.key: {}: {e}", key.display()))
-                })?;
-                Some(OwnedIdentity::PKCS8 { pem, key: key_pem })
-            }
+            (Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
+                pem: file("cert", cert)?,
+                key: file("key", key)?,
+            }),
             (None, None) => None,
             _ => {
-                return Err(TransportError::Tls(
-                    "outbound_tls: `cert` and `key` go together".into(),
-                ));
+                return Err(TransportError::Tls(format!(
+                    "{setting}: `cert` and `key` go together"
+                )));
             }
         };
         Ok(OwnedTLSConfig {
@@ -115,18 +143,24 @@ impl OutboundTls {
     }
 }
 
-/// That `pem`, the file `outbound_tls.<field>` names, holds PEM certificates and only those.
-fn has_certificates(field: &str, path: &Path, pem: &[u8]) -> Result<(), TransportError> {
-    let fail = |why: String| {
-        TransportError::Tls(format!("outbound_tls.{field}: {}: {why}", path.display()))
-    };
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(fail("holds no PEM certificate".into()));
+/// Opens a connection to a broker: as the URL says, plain (`amqp://`) or over TLS (`amqps://`),
+/// then with `tls` (the system's roots alone when `None`).
+pub async fn connect_broker(
+    url: &str,
+    props: ConnectionProperties,
+    tls: Option<OwnedTLSConfig>,
+) -> Result<Connection, lapin::Error> {
+    match tls.filter(|_| url.starts_with("amqps://")) {
+        None => Connection::connect(url, props).await,
+        Some(tls) => {
+            DefaultConnectionBuilder::new()?
+                .with_uri_str(url.to_owned())
+                .with_properties(props)
+                .with_tls_config(tls)
+                .connect()
+                .await
+        }
     }
-    Ok(())
 }
 
 fn broker(e: lapin::Error) -> TransportError {
@@ -186,17 +220,7 @@ impl BusLink {
         let props = ConnectionProperties::default().with_connection_name(
             format!("hotline-gateway {} {role}", self.settings.partner).into(),
         );
-        let Some(tls) = self.tls_config()? else {
-            return Connection::connect(&self.settings.url, props)
-                .await
-                .map_err(broker);
-        };
-        DefaultConnectionBuilder::new()
-            .map_err(broker)?
-            .with_uri_str(self.settings.url.clone())
-            .with_properties(props)
-            .with_tls_config(tls)
-            .connect()
+        connect_broker(&self.settings.url, props, self.tls_config()?)
             .await
             .map_err(broker)
     }
@@ -587,7 +611,13 @@ mod tests {
         let link = BusLink::new(settings(url, Some(tls.clone()))).expect("link");
         let key = tls.key.clone().expect("key");
         std::fs::write(&key, "not a key").expect("write");
-        assert!(refusal(link.reload_tls()).starts_with("outbound_tls.key:"));
+        let m = refusal(link.reload_tls());
+        assert!(
+            m.starts_with("outbound_tls.key:") && m.contains("no PEM private key"),
+            "{m}"
+        );
+        let named = refusal(tls.amqp_as("delivery.amqp_tls"));
+        assert!(named.starts_with("delivery.amqp_tls.key:"), "{named}");
         let ca = tls.ca.clone().expect("ca");
         std::fs::write(&ca, "not a certificate").expect("write");
         let m = refusal(BusLink::new(settings(url, Some(tls.clone()))).map(|_| ()));

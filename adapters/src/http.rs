@@ -34,7 +34,11 @@ impl OutboundTls {
         &self,
         mut b: reqwest::ClientBuilder,
     ) -> Result<reqwest::ClientBuilder, TransportError> {
-        let read = read_tls_file;
+        let read = |field: &str, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| {
+                TransportError::Tls(format!("outbound_tls.{field}: {}: {e}", path.display()))
+            })
+        };
         if let Some(ca) = &self.ca {
             let roots = reqwest::Certificate::from_pem_bundle(&read("ca", ca)?).map_err(|e| {
                 TransportError::Tls(format!("outbound_tls.ca: {}: {e}", ca.display()))
@@ -74,13 +78,6 @@ impl OutboundTls {
         }
         Ok(b)
     }
-}
-
-/// One of the files `[partners.<id>.outbound_tls]` names; the error names the setting and the
-/// file.
-pub(crate) fn read_tls_file(field: &str, path: &PathBuf) -> Result<Vec<u8>, TransportError> {
-    std::fs::read(path)
-        .map_err(|e| TransportError::Tls(format!("outbound_tls.{field}: {}: {e}", path.display())))
 }
 
 /// A pooled HTTP client for one partner. Clones share the client; [`HttpTransport::reload`]

@@ -185,6 +185,11 @@ impl Gateway {
         } else if config.api.clients.is_empty() {
             tracing::warn!("no [api.clients]: every /api/v1 request is refused");
         }
+        if config.delivery.queue == crate::config::QueueKind::Rabbitmq
+            && let Some(tls) = &config.delivery.amqp_tls
+        {
+            tls.amqp_as("delivery.amqp_tls")?;
+        }
         let Core {
             store,
             engine,

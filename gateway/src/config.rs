@@ -283,6 +283,11 @@ pub struct DeliveryConfig {
     /// Prefix of the exchanges and queues the gateway declares.
     #[serde(default = "defaults::amqp_prefix")]
     pub amqp_prefix: String,
+    /// For an `amqps://` `amqp_url`: the client certificate (`cert`, `key`) we present to the
+    /// broker and a CA (`ca`) trusted for its certificate beside the system's roots; read at
+    /// each new connection.
+    #[serde(default)]
+    pub amqp_tls: Option<hotline_adapters::http::OutboundTls>,
 }
 
 /// Where delivery work travels between the store and the senders.
@@ -305,6 +310,7 @@ impl Default for DeliveryConfig {
             queue: QueueKind::Store,
             amqp_url: None,
             amqp_prefix: defaults::amqp_prefix(),
+            amqp_tls: None,
         }
     }
 }
@@ -753,6 +759,29 @@ impl Config {
                     "must be an amqp:// or amqps:// URL".into(),
                 ),
                 Some(_) => {}
+            }
+        }
+        if let Some(t) = &self.delivery.amqp_tls {
+            let tls_url = self.delivery.queue == QueueKind::Rabbitmq
+                && self
+                    .delivery
+                    .amqp_url
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("amqps://"));
+            if !tls_url {
+                bad(
+                    "delivery.amqp_tls".into(),
+                    "would not be used: it applies to an amqps:// delivery.amqp_url with \
+                     delivery.queue = \"rabbitmq\""
+                        .into(),
+                );
+            }
+            if t.cert.is_some() != t.key.is_some() {
+                bad(
+                    "delivery.amqp_tls".into(),
+                    "`cert` and `key` go together: set both for a client certificate, or neither"
+                        .into(),
+                );
             }
         }
         if self.delivery.claim_batch == 0 {

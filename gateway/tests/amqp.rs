@@ -146,3 +146,83 @@ async fn a_broker_restart_in_the_middle_of_a_load_loses_nothing() {
     h.gateway.shutdown().await.unwrap();
     cleanup(&prefix).await;
 }
+
+/// The delivery queue over `amqps://` behind a TLS front that demands a client certificate
+/// (the broker itself is the machine's RabbitMQ): with `delivery.amqp_tls` the gateway presents
+/// its certificate, trusts the front's CA, and the claims travel through TLS to be delivered.
+/// Bad files stop the start, naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_travel_through_a_broker_reached_over_mutual_tls() {
+    use common::certs::{ca, leaf, partner_server, write};
+    let (broker_ca, client_ca) = (ca("queue broker CA"), ca("queue client CA"));
+    let direct = reqwest::Url::parse(&amqp_url()).unwrap();
+    let upstream = format!(
+        "{}:{}",
+        direct.host_str().unwrap(),
+        direct.port().unwrap_or(5672)
+    );
+    let proxy = contract_tests::TlsProxy::start(
+        upstream,
+        partner_server(&leaf(&broker_ca, "broker", &["localhost"]), &client_ca),
+    )
+    .await
+    .unwrap();
+    let mut via = direct.clone();
+    via.set_scheme("amqps").unwrap();
+    via.set_host(Some("localhost")).unwrap();
+    via.set_port(Some(proxy.addr.port())).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let ours = leaf(&client_ca, "hotline-gateway", &[]);
+    let tls = hotline_adapters::http::OutboundTls {
+        ca: Some(write(files.path(), "broker-ca.pem", &broker_ca.pem)),
+        cert: Some(write(files.path(), "client.pem", &ours.0)),
+        key: Some(write(files.path(), "client.key", &ours.1)),
+    };
+
+    // A key file that is not one: the gateway does not start, and says which setting.
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = base_config(&dir);
+    via_rabbitmq(&prefix())(&mut bad);
+    bad.delivery.amqp_url = Some(via.to_string());
+    bad.delivery.amqp_tls = Some(hotline_adapters::http::OutboundTls {
+        key: Some(write(files.path(), "broken.key", "not a key")),
+        ..tls.clone()
+    });
+    assert!(bad.check().is_empty(), "{:?}", bad.check());
+    let err = match hotline_gateway::Gateway::start(bad).await {
+        Ok(_) => panic!("started with a broken key file"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("delivery.amqp_tls.key:") && err.contains("broken.key"),
+        "{err}"
+    );
+
+    let prefix = prefix();
+    let (url, tls) = (via.to_string(), tls.clone());
+    let mq = via_rabbitmq(&prefix);
+    let h = Harness::start_with(Behaviour::Ack, fast_retry(2), move |c| {
+        mq(c);
+        c.delivery.amqp_url = Some(url);
+        c.delivery.amqp_tls = Some(tls);
+        assert!(c.check().is_empty(), "{:?}", c.check());
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (status, created) = h.post_ticket(&format!("MQ-TLS-{i}")).await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(first_delivery(&created));
+    }
+    for id in &ids {
+        h.wait_for_status(id, DeliveryStatus::Acknowledged, Duration::from_secs(30))
+            .await;
+    }
+    assert!(
+        proxy.carried() >= 1,
+        "the session went through the TLS front"
+    );
+    assert_eq!(proxy.refused(), 0, "every handshake was accepted");
+    h.gateway.shutdown().await.unwrap();
+    cleanup(&prefix).await;
+}

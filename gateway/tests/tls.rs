@@ -331,6 +331,39 @@ fn tls_files_for_a_plain_amqp_bus_are_a_mistake_named_at_the_check() {
 }
 
 #[test]
+fn the_delivery_queue_s_tls_files_need_an_amqps_queue() {
+    let mut c = hotline_gateway::config::Config::default();
+    c.delivery.amqp_tls = Some(hotline_adapters::http::OutboundTls {
+        ca: Some("/etc/hotline/mq-ca.pem".into()),
+        cert: Some("/etc/hotline/mq-client.pem".into()),
+        key: None,
+    });
+    let keys: Vec<String> = c
+        .check()
+        .into_iter()
+        .map(|(k, m)| format!("{k}: {m}"))
+        .collect();
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("delivery.amqp_tls: would not be used")),
+        "{keys:?}"
+    );
+    assert!(keys.iter().any(|k| k.contains("go together")), "{keys:?}");
+    c.delivery.queue = hotline_gateway::config::QueueKind::Rabbitmq;
+    c.delivery.amqp_url = Some("amqps://mq.example.gov.cn:5671/%2f".into());
+    c.delivery.amqp_tls = Some(hotline_adapters::http::OutboundTls {
+        ca: Some("/etc/hotline/mq-ca.pem".into()),
+        cert: None,
+        key: None,
+    });
+    let left = c.check();
+    assert!(
+        !left.iter().any(|(k, _)| k.starts_with("delivery")),
+        "{left:?}"
+    );
+}
+
+#[test]
 fn plain_http_beyond_this_machine_needs_an_explicit_permission() {
     let mut c = hotline_gateway::config::Config::default();
     c.server.listen = "0.0.0.0:8348".parse().unwrap();

@@ -28,7 +28,7 @@ use lapin::options::{
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, ConnectionProperties, ExchangeKind};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +49,8 @@ struct Job {
 enum SessionError {
     #[error("broker: {0}")]
     Broker(#[from] lapin::Error),
+    #[error(transparent)]
+    Tls(#[from] hotline_adapters::TransportError),
     #[error("the broker did not confirm a publish")]
     Nacked,
 }
@@ -168,10 +170,17 @@ impl DeliveryEngine {
         tracker: &TaskTracker,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionError> {
-        let conn = Connection::connect(
+        let tls = self
+            .config
+            .amqp_tls
+            .as_ref()
+            .map(|t| t.amqp_as("delivery.amqp_tls"))
+            .transpose()?;
+        let conn = hotline_adapters::bus::connect_broker(
             url,
             ConnectionProperties::default()
                 .with_connection_name(format!("hotline-gateway {id}").into()),
+            tls,
         )
         .await?;
         let publish = conn.create_channel().await?;
