@@ -51,6 +51,7 @@ pub fn build(
                 ),
             };
             partner.tls_identity = p.tls_identity.clone();
+            partner.breaker = partner.breaker.probe_within(config.delivery.lease);
             Ok((id.clone(), Arc::new(partner)))
         })
         .collect()

@@ -3,6 +3,10 @@
 //! one delivery probes. If it goes through, the breaker closes and the partner's waiting retries
 //! are released at once; if not, the pause starts again, twice as long (up to `max_cooldown`).
 //! A dead partner then costs one attempt per cool-down instead of eating the workers.
+//!
+//! A probe whose outcome never comes back to this breaker (its claim went stale in a queue, or
+//! another instance's consumer sent it) is made again after `probe_within` (the delivery lease:
+//! the claim is void by then), so that the partner is never left half-open for good.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -65,13 +69,20 @@ struct Inner {
     open_until: Option<DateTime<Utc>>,
     cooldown: Duration,
     opened: u64,
+    /// While half-open: when the probe counts as lost if no verdict came.
+    probe_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug)]
 pub struct Breaker {
     config: BreakerConfig,
+    /// How long a probe may take before another is made.
+    probe_within: Duration,
     inner: Mutex<Inner>,
 }
+
+/// How long a probe may take unless [`Breaker::probe_within`] says otherwise.
+const PROBE_WITHIN: Duration = Duration::from_secs(60);
 
 /// What a recorded verdict changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,9 +102,18 @@ impl Breaker {
                 open_until: None,
                 cooldown: config.cooldown,
                 opened: 0,
+                probe_until: None,
             }),
             config,
+            probe_within: PROBE_WITHIN,
         }
+    }
+
+    /// A probe without a verdict after `d` is made again (the delivery lease: a claim is void
+    /// after it).
+    pub fn probe_within(mut self, d: Duration) -> Self {
+        self.probe_within = d;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -118,11 +138,24 @@ impl Breaker {
         let mut i = self.lock();
         match i.state {
             CircuitState::Closed => Allowance::All,
-            CircuitState::HalfOpen => Allowance::Wait(now + chrono::Duration::milliseconds(200)),
+            CircuitState::HalfOpen => match i.probe_until {
+                Some(until) if until > now => {
+                    Allowance::Wait((now + chrono::Duration::milliseconds(200)).min(until))
+                }
+                _ => {
+                    tracing::info!(
+                        "a probe's outcome never came back (its claim went stale, or another \
+                         instance sent it): probing again"
+                    );
+                    i.probe_until = Some(now + span(self.probe_within));
+                    Allowance::Probe
+                }
+            },
             CircuitState::Open => match i.open_until {
                 Some(until) if until > now => Allowance::Wait(until),
                 _ => {
                     i.state = CircuitState::HalfOpen;
+                    i.probe_until = Some(now + span(self.probe_within));
                     Allowance::Probe
                 }
             },
@@ -135,6 +168,7 @@ impl Breaker {
         if i.state == CircuitState::HalfOpen {
             i.state = CircuitState::Open;
             i.open_until = Some(now + span(i.cooldown));
+            i.probe_until = None;
         }
     }
 
@@ -152,6 +186,7 @@ impl Breaker {
                 i.state = CircuitState::Closed;
                 i.failures = 0;
                 i.open_until = None;
+                i.probe_until = None;
                 i.cooldown = self.config.cooldown;
                 Change::Closed
             }
@@ -181,6 +216,7 @@ impl Breaker {
 fn open(i: &mut Inner, now: DateTime<Utc>) {
     i.state = CircuitState::Open;
     i.open_until = Some(now + span(i.cooldown));
+    i.probe_until = None;
     i.opened += 1;
 }
 
@@ -260,6 +296,33 @@ mod tests {
         assert_eq!(b.allow(later), Allowance::Probe);
         b.no_probe(later);
         assert_eq!(b.view().state, CircuitState::Open);
+    }
+
+    #[test]
+    fn a_probe_whose_outcome_never_comes_is_made_again_after_probe_within() {
+        let b = breaker().probe_within(Duration::from_secs(3));
+        let t = Utc::now();
+        for _ in 0..3 {
+            b.record(Verdict::Down, t);
+        }
+        let later = t + chrono::Duration::seconds(11);
+        assert_eq!(b.allow(later), Allowance::Probe);
+        // Its claim went stale in a queue, or another instance sent it: no verdict here.
+        let waiting = later + chrono::Duration::milliseconds(2_900);
+        assert_eq!(
+            b.allow(waiting),
+            Allowance::Wait(later + chrono::Duration::seconds(3)),
+            "not past its probe's deadline"
+        );
+        let lost = later + chrono::Duration::seconds(3);
+        assert_eq!(
+            b.allow(lost),
+            Allowance::Probe,
+            "the lost probe is made again"
+        );
+        assert!(matches!(b.allow(lost), Allowance::Wait(_)), "one at a time");
+        assert_eq!(b.record(Verdict::Up, lost), Change::Closed);
+        assert_eq!(b.allow(lost), Allowance::All);
     }
 
     #[test]
