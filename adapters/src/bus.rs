@@ -89,45 +89,39 @@ impl OutboundTls {
     /// `<setting>.<field>`. Each file is parsed here, so that a bad one is reported as such
     /// rather than as a failed handshake.
     pub fn amqp_as(&self, setting: &str) -> Result<OwnedTLSConfig, TransportError> {
-        let file = |field: &str, path: &Path| -> Result<Vec<u8>, TransportError> {
-            let fail = |why: String| {
-                TransportError::Tls(format!("{setting}.{field}: {}: {why}", path.display()))
-            };
-            let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-            let parsed = if field == "key" {
-                PrivateKeyDer::from_pem_slice(&pem).map(|_| ())
-            } else {
-                CertificateDer::pem_slice_iter(&pem)
-                    .collect::<Result<Vec<_>, _>>()
-                    .and_then(|certs| {
-                        if certs.is_empty() {
-                            Err(rustls_pki_types::pem::Error::NoItemsFound)
-                        } else {
-                            Ok(())
-                        }
-                    })
-            };
-            parsed.map_err(|e| match e {
-                rustls_pki_types::pem::Error::NoItemsFound => fail(format!(
-                    "holds no PEM {}",
-                    if field == "key" {
-                        "private key"
-                    } else {
-                        "certificate"
-                    }
-                )),
-                e => fail(e.to_string()),
-            })?;
-            Ok(pem)
+        use rustls_pki_types::pem::Error as Pem;
+        let fail = |field: &str, path: &Path, why: String| {
+            TransportError::Tls(format!("{setting}.{field}: {}: {why}", path.display()))
+        };
+        let read = |field: &str, path: &Path| {
+            std::fs::read(path).map_err(|e| fail(field, path, e.to_string()))
+        };
+        let certificates = |field: &str, path: &Path| {
+            let pem = read(field, path)?;
+            match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+                Ok(certs) if !certs.is_empty() => Ok(pem),
+                Ok(_) | Err(Pem::NoItemsFound) => {
+                    Err(fail(field, path, "holds no PEM certificate".into()))
+                }
+                Err(e) => Err(fail(field, path, e.to_string())),
+            }
+        };
+        let private_key = |path: &Path| {
+            let pem = read("key", path)?;
+            match PrivateKeyDer::from_pem_slice(&pem) {
+                Ok(_) => Ok(pem),
+                Err(Pem::NoItemsFound) => Err(fail("key", path, "holds no PEM private key".into())),
+                Err(e) => Err(fail("key", path, e.to_string())),
+            }
         };
         let cert_chain = match &self.ca {
-            Some(ca) => Some(String::from_utf8_lossy(&file("ca", ca)?).into_owned()),
+            Some(ca) => Some(String::from_utf8_lossy(&certificates("ca", ca)?).into_owned()),
             None => None,
         };
         let identity = match (&self.cert, &self.key) {
             (Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
-                pem: file("cert", cert)?,
-                key: file("key", key)?,
+                pem: certificates("cert", cert)?,
+                key: private_key(key)?,
             }),
             (None, None) => None,
             _ => {

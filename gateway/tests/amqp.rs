@@ -153,24 +153,9 @@ async fn a_broker_restart_in_the_middle_of_a_load_loses_nothing() {
 /// Bad files stop the start, naming the setting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_travel_through_a_broker_reached_over_mutual_tls() {
-    use common::certs::{ca, leaf, partner_server, write};
+    use common::certs::{broker_behind_tls, ca, leaf, write};
     let (broker_ca, client_ca) = (ca("queue broker CA"), ca("queue client CA"));
-    let direct = reqwest::Url::parse(&amqp_url()).unwrap();
-    let upstream = format!(
-        "{}:{}",
-        direct.host_str().unwrap(),
-        direct.port().unwrap_or(5672)
-    );
-    let proxy = contract_tests::TlsProxy::start(
-        upstream,
-        partner_server(&leaf(&broker_ca, "broker", &["localhost"]), &client_ca),
-    )
-    .await
-    .unwrap();
-    let mut via = direct.clone();
-    via.set_scheme("amqps").unwrap();
-    via.set_host(Some("localhost")).unwrap();
-    via.set_port(Some(proxy.addr.port())).unwrap();
+    let (proxy, via) = broker_behind_tls(&broker_ca, &client_ca).await;
     let files = tempfile::tempdir().unwrap();
     let ours = leaf(&client_ca, "hotline-gateway", &[]);
     let tls = hotline_adapters::http::OutboundTls {
@@ -183,7 +168,7 @@ async fn deliveries_travel_through_a_broker_reached_over_mutual_tls() {
     let dir = tempfile::tempdir().unwrap();
     let mut bad = base_config(&dir);
     via_rabbitmq(&prefix())(&mut bad);
-    bad.delivery.amqp_url = Some(via.to_string());
+    bad.delivery.amqp_url = Some(via.clone());
     bad.delivery.amqp_tls = Some(hotline_adapters::http::OutboundTls {
         key: Some(write(files.path(), "broken.key", "not a key")),
         ..tls.clone()
@@ -199,7 +184,7 @@ async fn deliveries_travel_through_a_broker_reached_over_mutual_tls() {
     );
 
     let prefix = prefix();
-    let (url, tls) = (via.to_string(), tls.clone());
+    let (url, tls) = (via, tls.clone());
     let mq = via_rabbitmq(&prefix);
     let h = Harness::start_with(Behaviour::Ack, fast_retry(2), move |c| {
         mq(c);

@@ -109,15 +109,15 @@ impl World {
             .unwrap_or_else(|| panic!("no answer to {id}; answers: {:?}", self.sim.answers()))
     }
 
-    /// Whether our queue at the partner's side is there yet (the gateway declares it when it
-    /// first subscribes).
-    async fn queue_declared(&self) -> bool {
+    /// The messages waiting in our queue `<prefix>.gateway.from-fawang<suffix>`, or `None`
+    /// while it is not there (the gateway declares it when it first subscribes).
+    async fn queue_depth(&self, suffix: &str) -> Option<u32> {
         let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
             .await
             .unwrap();
         let ch = conn.create_channel().await.unwrap();
         ch.queue_declare(
-            format!("{}.gateway.from-fawang", self.prefix)
+            format!("{}.gateway.from-fawang{suffix}", self.prefix)
                 .as_str()
                 .into(),
             QueueDeclareOptions {
@@ -127,27 +127,18 @@ impl World {
             FieldTable::default(),
         )
         .await
-        .is_ok()
+        .ok()
+        .map(|q| q.message_count())
+    }
+
+    async fn queue_declared(&self) -> bool {
+        self.queue_depth("").await.is_some()
     }
 
     async fn dead_letters(&self) -> u32 {
-        let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+        self.queue_depth(".dead-letters")
             .await
-            .unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        ch.queue_declare(
-            format!("{}.gateway.from-fawang.dead-letters", self.prefix)
-                .as_str()
-                .into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap()
-        .message_count()
+            .expect("the dead-letter queue is declared")
     }
 
     async fn finish(self) {
@@ -440,26 +431,10 @@ async fn a_broker_restart_in_the_middle_of_a_flow_loses_nothing() {
 /// the gateway subscribes, takes a work order and answers it, both connections through TLS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_bus_is_reached_over_mutual_tls_with_the_partner_certificate() {
-    use common::certs::{ca, leaf, partner_server, write};
-    use contract_tests::TlsProxy;
+    use common::certs::{broker_behind_tls, ca, leaf, write};
     let _one = BROKER.lock().await;
     let (broker_ca, client_ca, rogue) = (ca("bus broker CA"), ca("bus client CA"), ca("rogue"));
-    let direct = reqwest::Url::parse(&amqp_url()).unwrap();
-    let upstream = format!(
-        "{}:{}",
-        direct.host_str().unwrap(),
-        direct.port().unwrap_or(5672)
-    );
-    let proxy = TlsProxy::start(
-        upstream,
-        partner_server(&leaf(&broker_ca, "broker", &["localhost"]), &client_ca),
-    )
-    .await
-    .unwrap();
-    let mut via = direct.clone();
-    via.set_scheme("amqps").unwrap();
-    via.set_host(Some("localhost")).unwrap();
-    via.set_port(Some(proxy.addr.port())).unwrap();
+    let (proxy, via) = broker_behind_tls(&broker_ca, &client_ca).await;
     let files = tempfile::tempdir().unwrap();
     let untrusted = leaf(&rogue, "hotline-12348", &[]);
     let cert = write(files.path(), "client.pem", &untrusted.0);
@@ -471,7 +446,7 @@ async fn the_bus_is_reached_over_mutual_tls_with_the_partner_certificate() {
     };
     let w = World::start_with(move |c| {
         let p = c.partners.get_mut("fawang").unwrap();
-        p.bus.as_mut().unwrap().url = via.to_string();
+        p.bus.as_mut().unwrap().url = via;
         p.outbound_tls = Some(tls);
         assert!(c.check().is_empty(), "{:?}", c.check());
     })

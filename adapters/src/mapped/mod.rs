@@ -301,10 +301,12 @@ fn ingress_error(e: TranslateError) -> IngressError {
 #[async_trait]
 impl Adapter for MappedAdapter {
     fn reload_tls(&self) -> Result<bool, TransportError> {
-        match &self.bus {
-            Some(bus) => bus.reload_tls(),
-            None => self.http.reload(),
-        }
+        // A partner on a bus may still be reached over HTTPS (its transfer or poll URLs).
+        let bus = match &self.bus {
+            Some(bus) => bus.reload_tls()?,
+            None => false,
+        };
+        Ok(self.http.reload()? || bus)
     }
 
     fn partner(&self) -> &str {

@@ -68,3 +68,29 @@ pub fn partner_server(
         .unwrap();
     std::sync::Arc::new(config)
 }
+
+/// The machine's RabbitMQ (`AMQP_URL`) behind a TLS front whose certificate chains to
+/// `broker_ca` and that demands a client certificate from `client_ca`; the front and its
+/// `amqps://` URL (same credentials and vhost, host `localhost`).
+pub async fn broker_behind_tls(
+    broker_ca: &Ca,
+    client_ca: &Ca,
+) -> (contract_tests::TlsProxy, String) {
+    let direct = reqwest::Url::parse(&super::amqp_url()).unwrap();
+    let upstream = format!(
+        "{}:{}",
+        direct.host_str().unwrap(),
+        direct.port().unwrap_or(5672)
+    );
+    let proxy = contract_tests::TlsProxy::start(
+        upstream,
+        partner_server(&leaf(broker_ca, "broker", &["localhost"]), client_ca),
+    )
+    .await
+    .unwrap();
+    let mut via = direct;
+    via.set_scheme("amqps").unwrap();
+    via.set_host(Some("localhost")).unwrap();
+    via.set_port(Some(proxy.addr.port())).unwrap();
+    (proxy, via.to_string())
+}
