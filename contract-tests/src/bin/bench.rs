@@ -472,26 +472,38 @@ impl Bench {
         .await
     }
 
-    /// Polls the simulator's `/stats` until `done` holds or `limit` passes; the last stats, and
-    /// whether `done` held.
+    /// Polls the simulator's counts until `ready` holds, then reads its arrivals until `done`
+    /// holds of them too, or `limit` passes; the last whole stats, and whether `done` held.
+    /// The arrivals (megabytes of JSON in a long run) are read only once the counts say they
+    /// may be complete, so that polling costs the machine nothing while the load runs.
     async fn wait_sim(
         &self,
         sim_url: &str,
         limit: Duration,
+        ready: impl Fn(&Value) -> bool,
         done: impl Fn(&Value) -> bool,
     ) -> anyhow::Result<(Value, bool)> {
         let started = Instant::now();
         loop {
-            let s = sim_stats(&self.client, sim_url).await?;
-            if done(&s) {
-                return Ok((s, true));
-            }
-            if started.elapsed() > limit {
-                return Ok((s, false));
+            let counts = sim_stats(&self.client, sim_url, false).await?;
+            let late = started.elapsed() > limit;
+            if ready(&counts) || late {
+                let all = sim_stats(&self.client, sim_url, true).await?;
+                if done(&all) {
+                    return Ok((all, true));
+                }
+                if late {
+                    return Ok((all, false));
+                }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Any stats will do.
+fn anything(_: &Value) -> bool {
+    true
 }
 
 /// The simulator has taken at least `n` messages.
@@ -524,9 +536,13 @@ fn effects<'a>(stats: &Value, accepted: impl IntoIterator<Item = &'a String>) ->
     }
 }
 
-async fn sim_stats(client: &reqwest::Client, sim_url: &str) -> anyhow::Result<Value> {
+async fn sim_stats(
+    client: &reqwest::Client,
+    sim_url: &str,
+    arrivals: bool,
+) -> anyhow::Result<Value> {
     Ok(client
-        .get(format!("{sim_url}/stats"))
+        .get(format!("{sim_url}/stats?arrivals={arrivals}"))
         .send()
         .await?
         .json()
@@ -566,13 +582,14 @@ async fn relay(tickets: usize, concurrency: usize, open_loop: Duration) -> anyho
     let ingress = gateway.ingress();
 
     let t = Instant::now();
+    let started_ms = chrono::Utc::now().timestamp_millis();
     let run = closed_loop(client, load, &ingress, 0..tickets, concurrency).await;
     let accept_s = t.elapsed().as_secs_f64();
     let accepted = run.iter().filter(|r| r.3).count();
     // Wait for the simulator to have taken every accepted ticket.
     let limit = Duration::from_secs(600).saturating_sub(t.elapsed());
     let (stats, all) = bench
-        .wait_sim(&sim_url, limit, taken_at_least(accepted))
+        .wait_sim(&sim_url, limit, taken_at_least(accepted), anything)
         .await?;
     if !all {
         bail!(
@@ -580,7 +597,18 @@ async fn relay(tickets: usize, concurrency: usize, open_loop: Duration) -> anyho
             stats["taken"]
         );
     }
-    let e2e_s = t.elapsed().as_secs_f64();
+    // End to end: until the last ticket reached the partner, by the partner's own clock (on
+    // this machine), not until this poll noticed it.
+    let last_ms = stats["arrivals"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x[1].as_i64())
+        .max();
+    let e2e_s = last_ms.map_or_else(
+        || t.elapsed().as_secs_f64(),
+        |last| ((last - started_ms) as f64 / 1000.0).max(accept_s),
+    );
     let sent: std::collections::HashMap<String, i64> =
         run.iter().map(|r| (Load::number(r.0), r.1)).collect();
     let mut e2e: Vec<f64> = stats["arrivals"]
@@ -720,9 +748,12 @@ async fn crash(kills: u32, concurrency: usize) -> anyhow::Result<()> {
     let sent = next.load(std::sync::atomic::Ordering::Relaxed);
     // Wait for every accepted ticket to arrive (or give up after two minutes).
     let (stats, _) = bench
-        .wait_sim(&sim_url, Duration::from_secs(120), |s| {
-            effects(s, &accepted).lost == 0
-        })
+        .wait_sim(
+            &sim_url,
+            Duration::from_secs(120),
+            taken_at_least(accepted.len()),
+            |s| effects(s, &accepted).lost == 0,
+        )
         .await?;
     drop(gateway);
     let Effects {
@@ -815,6 +846,7 @@ async fn faults(tickets: usize, window: Duration) -> anyhow::Result<()> {
             &sim_url,
             Duration::from_secs(300),
             taken_at_least(accepted.len()),
+            anything,
         )
         .await?;
     let recovery_s = recovered.elapsed().as_secs_f64();
@@ -929,6 +961,7 @@ async fn backlog(tickets: usize, concurrency: usize) -> anyhow::Result<()> {
             &sim_url,
             Duration::from_secs(3600),
             taken_at_least(accepted),
+            anything,
         )
         .await?;
     if !all {
