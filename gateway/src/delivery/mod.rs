@@ -774,7 +774,7 @@ mod tests {
             partners: vec!["p".into()],
         };
         let ids = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-        h.claim(&ticket, &event, "p", ids, Utc::now())
+        h.claim(ticket, event, "p", ids, Utc::now())
     }
 
     /// A claim's age is its lease's: one kept when half its lease is gone (a hand-off whose

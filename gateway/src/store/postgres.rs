@@ -176,12 +176,13 @@ impl PgStore {
                     Err(e) => return Err(e),
                 };
                 apply_clock_ops(conn, t.id, after_event(&cmd.clocks)).await?;
+                let (ticket_id, event_id) = (t.id, cmd.event.id);
                 Ok(Accepted::Created {
-                    ticket_id: t.id,
-                    event_id: cmd.event.id,
+                    ticket_id,
+                    event_id,
                     deliveries: written.iter().map(|(id, _)| *id).collect(),
                     caller_tickets,
-                    claims: cmd.handed_off(&written),
+                    claims: cmd.into_claims(&written),
                 })
             })
         })

@@ -39,6 +39,18 @@ macro_rules! int_values {
 }
 int_values!(i64, i32, u32, u16, bool);
 
+/// An id as the store keeps it: hyphenated lower-case text (encoded directly, without the
+/// formatting machinery of `to_string`).
+impl From<uuid::Uuid> for Value {
+    fn from(v: uuid::Uuid) -> Self {
+        Self::Text(Cow::Owned(
+            v.hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer())
+                .to_owned(),
+        ))
+    }
+}
+
 impl From<String> for Value {
     fn from(v: String) -> Self {
         Self::Text(Cow::Owned(v))

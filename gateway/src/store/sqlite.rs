@@ -35,7 +35,7 @@ use uuid::Uuid;
 
 use super::log_sync::LogSync;
 use super::rows::*;
-use super::script::{RawRow, Script};
+use super::script::{RawRow, Script, Value};
 use super::*;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -852,8 +852,8 @@ fn insert_event(
     handoff: Option<&Handoff>,
 ) -> Vec<(Uuid, Uuid)> {
     let now = ms(Utc::now());
-    let ticket_id = event.ticket_id.to_string();
-    let event_id = event.id.to_string();
+    let ticket_id = Value::from(event.ticket_id);
+    let event_id = Value::from(event.id);
     script
         .push(
             "INSERT INTO events (id, ticket_id, kind, source, at, body) VALUES (?, ?, ?, ?, ?, ?)",
@@ -891,11 +891,11 @@ fn insert_event(
                  status, attempts, lease_token, due_at, created_at, updated_at) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
-            .bind(id.to_string())
+            .bind(id)
             .bind(ticket_id.clone())
             .bind(event_id.clone())
             .bind(partner.clone())
-            .bind(message_id.to_string())
+            .bind(message_id)
             .bind(event.kind().as_str())
             .bind(first.status)
             .bind(first.attempts)
@@ -918,8 +918,8 @@ fn apply_clock_ops(script: &mut Script, ticket_id: Uuid, ops: &[ClockOp]) {
                         "INSERT INTO sla_clocks ({CLOCK_COLUMNS}) \
                          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', NULL, NULL, NULL)"
                     ))
-                    .bind(c.id.to_string())
-                    .bind(c.ticket_id.to_string())
+                    .bind(c.id)
+                    .bind(c.ticket_id)
                     .bind(c.kind.as_str())
                     .bind(c.party.clone())
                     .bind(c.urgent)
@@ -1053,7 +1053,7 @@ async fn purge_rows(
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn accept_ticket(&self, cmd: NewTicket) -> Result<Accepted> {
+    async fn accept_ticket(&self, mut cmd: NewTicket) -> Result<Accepted> {
         let draft = self.seal.draft_out(&cmd.ticket.draft)?;
         let body = self.seal.event_out(&cmd.event)?;
         let t = &cmd.ticket;
@@ -1068,7 +1068,7 @@ impl Store for SqliteStore {
                 "INSERT INTO tickets (id, origin, external_id, status, kind, urgency, draft, \
                  created_at, updated_at, caller_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
-            .bind(t.id.to_string())
+            .bind(t.id)
             .bind(t.origin.clone())
             .bind(t.external_id.clone())
             .bind(t.status.as_str())
@@ -1095,7 +1095,13 @@ impl Store for SqliteStore {
                 .bind(ms(since));
         }
         let (ticket_id, event_id) = (t.id, cmd.event.id);
-        let claims = cmd.handed_off(&written);
+        // What a failed accept needs to tell a repeat from a replay; the claims take the rest.
+        let (origin, keys, nonce) = (
+            t.origin.clone(),
+            std::mem::take(&mut cmd.keys),
+            cmd.nonce.take(),
+        );
+        let claims = cmd.into_claims(&written);
         let deliveries = written.into_iter().map(|(id, _)| id).collect();
         // A key used before fails the script (inbound_keys' primary key) and undoes it; only
         // then is it looked up, so a new ticket is one script among its batch's.
@@ -1115,7 +1121,6 @@ impl Store for SqliteStore {
         match self.script(false, script, created).await {
             Err(StoreError::Closed) => Err(StoreError::Closed),
             Err(e) => {
-                let (origin, keys, nonce) = (t.origin.clone(), cmd.keys.clone(), cmd.nonce);
                 let (ticket_id, event_id) = self
                     .write(move |conn| {
                         Box::pin(async move {
@@ -1443,7 +1448,7 @@ impl Store for SqliteStore {
                  duration_ms, outcome, http_status, partner_code, error, partner_ref) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
-            .bind(attempt.delivery_id.to_string())
+            .bind(attempt.delivery_id)
             .bind(attempt.number)
             .bind(ms(attempt.started_at))
             .bind(attempt.duration_ms as i64)

@@ -155,25 +155,37 @@ impl Nonce {
 
 impl NewTicket {
     /// The claims of the deliveries the hand-off took, given the (id, message id) written for
-    /// each target in order.
-    pub fn handed_off(&self, written: &[(Uuid, Uuid)]) -> Vec<Claim> {
+    /// each target in order. They carry the ticket and its event, moved into the last claim
+    /// (copied only for the others, when more than one target took its delivery).
+    pub fn into_claims(self, written: &[(Uuid, Uuid)]) -> Vec<Claim> {
         let Some(h) = &self.handoff else {
             return Vec::new();
         };
         let now = Utc::now();
         // The ticket as reading it back would give it: its numbers, its times to the
         // millisecond the store keeps.
-        let mut ticket = self.ticket.clone();
-        ticket.partner_numbers.extend(self.numbers.iter().cloned());
+        let mut ticket = self.ticket;
+        ticket.partner_numbers.extend(self.numbers);
         let as_kept = |t: DateTime<Utc>| super::rows::from_ms(super::rows::ms(t)).unwrap_or(t);
         ticket.created_at = as_kept(ticket.created_at);
         ticket.updated_at = as_kept(ticket.updated_at);
-        self.targets
+        let event = self.event;
+        let mut taken = self
+            .targets
             .iter()
             .zip(written)
             .filter(|(partner, _)| h.takes(partner))
-            .map(|(partner, ids)| h.claim(&ticket, &self.event, partner, *ids, now))
-            .collect()
+            .peekable();
+        let mut claims = Vec::new();
+        while let Some((partner, ids)) = taken.next() {
+            if taken.peek().is_some() {
+                claims.push(h.claim(ticket.clone(), event.clone(), partner, *ids, now));
+            } else {
+                claims.push(h.claim(ticket, event, partner, *ids, now));
+                break;
+            }
+        }
+        claims
     }
 }
 
@@ -191,8 +203,8 @@ impl Handoff {
     /// query would have made it).
     pub fn claim(
         &self,
-        ticket: &Ticket,
-        event: &Event,
+        ticket: Ticket,
+        event: Event,
         partner: &str,
         (id, message_id): (Uuid, Uuid),
         now: DateTime<Utc>,
@@ -219,8 +231,8 @@ impl Handoff {
                 updated_at: now,
                 acked_at: None,
             },
-            ticket: ticket.clone(),
-            event: event.clone(),
+            ticket,
+            event,
         }
     }
 
@@ -638,4 +650,63 @@ pub struct CaseQuery {
     pub ticket_id: Option<Uuid>,
     /// Only cases still open (not closed, terminated or refused).
     pub open: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hotline_model::EventBody;
+
+    /// Every partner the hand-off takes gets a claim carrying the ticket as it reads back (its
+    /// numbers, its times to the millisecond) and its event; the others get none.
+    #[test]
+    fn each_partner_handed_off_gets_the_ticket_as_it_reads_back() {
+        let ticket = Ticket::new("12345", None, contract_tests::samples::random_draft());
+        let event = Event::new(
+            ticket.id,
+            "12345",
+            EventBody::Dispatch {
+                units: vec![],
+                note: None,
+            },
+        );
+        let now = Utc::now();
+        let cmd = NewTicket {
+            ticket: ticket.clone(),
+            event: event.clone(),
+            targets: vec!["12315".into(), "12333".into(), "12338".into()],
+            keys: vec![],
+            numbers: vec![("12345".into(), "SD-1".into())],
+            caller_hash: None,
+            repeat_since: None,
+            clocks: vec![],
+            handoff: Some(Handoff {
+                lease_token: Uuid::now_v7(),
+                lease_until: now,
+                partners: vec!["12315".into(), "12338".into()],
+            }),
+            nonce: None,
+        };
+        let written: Vec<(Uuid, Uuid)> = (0..3).map(|_| (Uuid::now_v7(), Uuid::now_v7())).collect();
+        let claims = cmd.into_claims(&written);
+        let partners: Vec<&str> = claims.iter().map(|c| c.delivery.partner.as_str()).collect();
+        assert_eq!(partners, ["12315", "12338"]);
+        assert_eq!(claims[1].delivery.id, written[2].0);
+        for c in &claims {
+            assert_eq!(c.ticket.id, ticket.id);
+            assert_eq!(
+                c.ticket.partner_numbers.get("12345").map(String::as_str),
+                Some("SD-1")
+            );
+            assert_eq!(
+                c.ticket.created_at.timestamp_millis() * 1_000_000,
+                c.ticket
+                    .created_at
+                    .timestamp_nanos_opt()
+                    .unwrap_or_default(),
+                "kept to the millisecond"
+            );
+            assert_eq!(c.event, event);
+        }
+    }
 }
