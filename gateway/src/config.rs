@@ -720,14 +720,8 @@ impl Config {
                     "needs server.tls.client_ca to verify the partner's certificate".into(),
                 );
             }
-            if let Some(t) = &p.outbound_tls
-                && t.cert.is_some() != t.key.is_some()
-            {
-                bad(
-                    format!("partners.{id}.outbound_tls"),
-                    "`cert` and `key` go together: set both for a client certificate, or neither"
-                        .into(),
-                );
+            if let Some(t) = &p.outbound_tls {
+                check_tls_pair(format!("partners.{id}.outbound_tls"), t, &mut bad);
             }
         }
         if let Err(crate::seal::SealError::Config(key, msg)) =
@@ -776,13 +770,7 @@ impl Config {
                         .into(),
                 );
             }
-            if t.cert.is_some() != t.key.is_some() {
-                bad(
-                    "delivery.amqp_tls".into(),
-                    "`cert` and `key` go together: set both for a client certificate, or neither"
-                        .into(),
-                );
-            }
+            check_tls_pair("delivery.amqp_tls".into(), t, &mut bad);
         }
         if self.delivery.claim_batch == 0 {
             bad("delivery.claim_batch".into(), "must be at least 1".into());
@@ -1078,6 +1066,21 @@ fn plain_beyond_loopback(url: &str) -> Option<String> {
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
     (!loopback).then(|| host.to_owned())
+}
+
+/// A set of TLS files (`[partners.<id>.outbound_tls]`, `[delivery.amqp_tls]`) names a client
+/// certificate with its key, or neither.
+fn check_tls_pair(
+    key: String,
+    t: &hotline_adapters::http::OutboundTls,
+    bad: &mut impl FnMut(String, String),
+) {
+    if t.cert.is_some() != t.key.is_some() {
+        bad(
+            key,
+            "`cert` and `key` go together: set both for a client certificate, or neither".into(),
+        );
+    }
 }
 
 fn check_url(key: &str, url: &str, bad: &mut impl FnMut(String, String)) {
